@@ -196,7 +196,8 @@ class SourceFile:
     @cached_property
     def yaml(self) -> tuple[Any, yaml.Node | None]:
         try:
-            return yaml.load(self.text, Loader=_TolerantLoader), yaml.compose(self.text, Loader=_TolerantLoader)
+            data = yaml.load(self.text, Loader=_TolerantLoader)
+            return data, yaml.compose(self.text, Loader=_TolerantLoader)
         except yaml.YAMLError as error:
             raise NotLocated(f"cannot parse as YAML: {_one_line(error)}") from None
 
@@ -330,7 +331,9 @@ def python_constant(source: SourceFile, spec: dict[str, Any]) -> Located:
     name = spec["name"]
     found = None
     for node in source.python.body:
-        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in node.targets):
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == name for t in node.targets
+        ):
             found = node
         elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.target.id == name:
             found = node if node.value is not None else found
@@ -387,7 +390,9 @@ def python_call_kwarg(source: SourceFile, spec: dict[str, Any]) -> Located:
 def python_string_contains(source: SourceFile, spec: dict[str, Any]) -> Located:
     """First string literal containing `prefix`; the value runs from `prefix` to the end of that line."""
     prefix = spec["prefix"]
-    strings = (n for n in ast.walk(_scope(source, spec)) if isinstance(n, ast.Constant) and isinstance(n.value, str))
+    strings = (
+        n for n in ast.walk(_scope(source, spec)) if isinstance(n, ast.Constant) and isinstance(n.value, str)
+    )
     for node in _in_order(strings):
         start = node.value.find(prefix)
         if start < 0:
@@ -414,7 +419,11 @@ def _resolve(source: SourceFile, word: str, used_at: int) -> tuple[str, int | No
     if not match:
         return word, None, ""
     name = match[1] or match[2]
-    earlier = [(value, line) for var, value, line in shell_assignments(source.shell) if var == name and line < used_at]
+    earlier = [
+        (value, line)
+        for var, value, line in shell_assignments(source.shell)
+        if var == name and line < used_at
+    ]
     if not earlier:
         return word, None, ""
     value, line = earlier[-1]
@@ -424,7 +433,9 @@ def _resolve(source: SourceFile, word: str, used_at: int) -> tuple[str, int | No
 @locator("shell_var", "name")
 def shell_var(source: SourceFile, spec: dict[str, Any]) -> Located:
     """Last `NAME=value` assignment in the script."""
-    assignments = [(value, line) for var, value, line in shell_assignments(source.shell) if var == spec["name"]]
+    assignments = [
+        (value, line) for var, value, line in shell_assignments(source.shell) if var == spec["name"]
+    ]
     if not assignments:
         raise NotLocated(f"no assignment {spec['name']}=...")
     value, line = assignments[-1]
@@ -475,7 +486,9 @@ def shell_command(source: SourceFile, spec: dict[str, Any]) -> Located:
 
 # --- config-file locators -----------------------------------------------------------------------------
 
-_KEY_SEGMENT = re.compile(r"\.?(?:\[(?:(?P<index>-?\d+)|(?P<field>[^=\]]+)=(?P<equals>[^\]]*))\]|(?P<key>[^.\[\]]+))")
+_KEY_SEGMENT = re.compile(
+    r"\.?(?:\[(?:(?P<index>-?\d+)|(?P<field>[^=\]]+)=(?P<equals>[^\]]*))\]|(?P<key>[^.\[\]]+))"
+)
 
 
 def parse_key_path(key: str | list[Any]) -> list[Any]:
@@ -505,7 +518,9 @@ def _walk(data: Any, path: list[Any]) -> tuple[Any, list[str | int]]:
         shown = ".".join(map(str, concrete + [segment]))
         if isinstance(segment, tuple) and isinstance(data, list):
             name, equals = segment
-            hits = [i for i, item in enumerate(data) if isinstance(item, dict) and str(item.get(name)) == equals]
+            hits = [
+                i for i, item in enumerate(data) if isinstance(item, dict) and str(item.get(name)) == equals
+            ]
             if not hits:
                 raise NotLocated(f"no item with {name}={equals} at {shown}")
             segment = hits[0]
@@ -621,7 +636,9 @@ def source_absent(source: SourceFile, spec: dict[str, Any]) -> Located:
         match = _find_snippet(source, snippet)
         if match is not None:
             line = source.line_of(match.start())
-            return Located(source.text.splitlines()[line - 1].strip(), line, f"unexpected snippet: {snippet!r}")
+            return Located(
+                source.text.splitlines()[line - 1].strip(), line, f"unexpected snippet: {snippet!r}"
+            )
     return Located(spec["means"], None)
 
 
@@ -649,10 +666,14 @@ def load_locators(ref: str) -> dict[str, dict[str, Any]]:
         if not isinstance(spec, dict) or "kind" not in spec:
             raise ParityError(f"malformed {path}: locator for '{name}' needs a 'kind'")
         if spec["kind"] not in LOCATORS:
-            raise unknown_key_error(f"locator kind (fact '{name}' in {path.name})", spec["kind"], set(LOCATORS))
+            raise unknown_key_error(
+                f"locator kind (fact '{name}' in {path.name})", spec["kind"], set(LOCATORS)
+            )
         lacking = [key for key in LOCATORS[spec["kind"]].requires if key not in spec]
         if lacking:
-            raise ParityError(f"malformed {path}: locator for '{name}' ({spec['kind']}) needs {', '.join(lacking)}")
+            raise ParityError(
+                f"malformed {path}: locator for '{name}' ({spec['kind']}) needs {', '.join(lacking)}"
+            )
     return specs
 
 
@@ -668,7 +689,11 @@ def _check(fact: Fact, spec: dict[str, Any], checkout: Path, files: dict[str, So
         return FactCheck(fact.name, fact.value, located.value, relative, located.line, "ok", located.detail)
     line = located.line
     if isinstance(fact.value, dict) and isinstance(located.value, dict):
-        changed = [k for k in located.value if k not in fact.value or not values_equal(fact.value[k], located.value[k])]
+        changed = [
+            k
+            for k in located.value
+            if k not in fact.value or not values_equal(fact.value[k], located.value[k])
+        ]
         line = min((located.key_lines[k] for k in changed if k in located.key_lines), default=line)
     return FactCheck(fact.name, fact.value, located.value, relative, line, "drift", located.detail)
 
@@ -733,8 +758,12 @@ def _drift_lines(check: FactCheck) -> list[str]:
         return lines + [f"{key}: not pinned, found {_show(found[key])}" for key in found if key not in pinned]
     if isinstance(pinned, str) and isinstance(found, str):
         at = _first_difference(pinned, found)
-        hint = f"first difference at char {at}: pinned {pinned[at : at + 1]!r}, found {found[at : at + 1]!r}"
-        return [f"pinned {_show(pinned, at)}", f"found  {_show(found, at)}", hint]
+        shown = [f"pinned {_show(pinned, at)}", f"found  {_show(found, at)}"]
+        if at == 0 and max(len(pinned), len(found)) <= SHOWN_CHARS:
+            return shown
+        return shown + [
+            f"first difference at char {at}: pinned {pinned[at : at + 1]!r}, found {found[at : at + 1]!r}"
+        ]
     return [f"pinned {_show(pinned)}", f"found  {_show(found)}"]
 
 
@@ -751,7 +780,9 @@ def format_refs_report(report: RefsReport, show_ok: bool = True) -> str:
         if check.status == "ok" and not show_ok:
             continue
         where = check.file + (f":{check.line}" if check.line else "")
-        lines.append(f"  {check.status.upper() if check.status != 'ok' else 'ok':8} {check.name:{width}}  {where}")
+        lines.append(
+            f"  {check.status.upper() if check.status != 'ok' else 'ok':8} {check.name:{width}}  {where}"
+        )
         details = _drift_lines(check) if check.status == "drift" else []
         details += [check.detail] if check.detail and check.status != "ok" else []
         lines += [f"  {'':8} {detail}" for detail in details]

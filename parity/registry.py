@@ -93,9 +93,10 @@ def _load_yaml_recipe(path: Path, seen: tuple[str, ...]) -> Recipe:
     try:
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
+        mark = getattr(err, "context_mark", None) or getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
-        raise ParityError(f"recipe {path}: malformed YAML{where}") from None
+        problem = getattr(err, "problem", None)
+        raise ParityError(f"recipe {path}: malformed YAML{where}" + (f" ({problem})" if problem else "")) from None
     except (OSError, UnicodeDecodeError) as err:
         raise ParityError(f"recipe {path}: cannot read ({err})") from None
     if not isinstance(doc, dict):

@@ -1,0 +1,159 @@
+"""Batch probe: effective global batch, optimizer steps, warmup and eval/save cadence per recipe and world size,
+from the launch rules and the HF Trainer's own step arithmetic (parity.steps), plus tokens per optimizer step."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from parity.findings import Finding
+from parity.materialize import Materialized
+from parity.plain import plain
+from parity.probes import ProbeContext, ProbeResult, register_probe
+from parity.steps import StepPlan, plan_steps
+
+
+def token_counts(m: Materialized) -> dict[str, Any]:
+    """Mean tokens and loss-carrying tokens (labels != -100) per example over the tokenized sample."""
+    lengths = [len(ids) for ids in m.tokenized["input_ids"]]
+    trained = [sum(1 for label in labels if label != -100) for labels in m.tokenized["labels"]]
+    n = len(lengths)
+    return {
+        "examples": n,
+        "mean_tokens": round(sum(lengths) / n, 6) if n else None,
+        "mean_trained_tokens": round(sum(trained) / n, 6) if n else None,
+    }
+
+
+def side_values(m: Materialized, plan: StepPlan) -> dict[str, Any]:
+    tokens = token_counts(m)
+    per_step = {
+        "tokens_per_step": round(tokens["mean_tokens"] * plan.global_batch, 6) if tokens["examples"] else None,
+        "trained_tokens_per_step": round(tokens["mean_trained_tokens"] * plan.global_batch, 6) if tokens["examples"] else None,
+    }
+    config = m.sft_config
+    return plain(
+        {
+            **dataclasses.asdict(plan),
+            "eval_strategy": config.eval_strategy,
+            "save_strategy": config.save_strategy,
+            "launch_rule": m.launch.rule,
+            "packing": config.packing,
+            "tokens": tokens,
+            **per_step,
+        }
+    )
+
+
+def _shape(plan: StepPlan) -> str:
+    return f"{plan.per_device} x {plan.accumulation} x {plan.processes}"
+
+
+def _cadence(m: Materialized, plan: StepPlan, kind: str) -> tuple[str, int | None]:
+    strategy = str(plain(getattr(m.sft_config, f"{kind}_strategy")))
+    return strategy, getattr(plan, f"{kind}_steps") if strategy == "steps" else None
+
+
+def findings_for(a: Materialized, b: Materialized, pa: StepPlan, pb: StepPlan) -> list[Finding]:
+    names = a.recipe.name, b.recipe.name
+    composition = {
+        "per_device_train_batch_size": [pa.per_device, pb.per_device],
+        "gradient_accumulation_steps": [pa.accumulation, pb.accumulation],
+        "num_processes": [pa.processes, pb.processes],
+        "a_rule": a.launch.rule,
+        "b_rule": b.launch.rule,
+        "world_size": pa.world_size,
+    }
+    findings = []
+    if pa.global_batch != pb.global_batch:
+        findings.append(
+            Finding(
+                "batch",
+                "batch.global_batch",
+                "high",
+                pa.global_batch,
+                pb.global_batch,
+                f"examples per optimizer step: {names[0]} {pa.global_batch} ({_shape(pa)}) vs {names[1]} "
+                f"{pb.global_batch} ({_shape(pb)}) at world size {pa.world_size} (per-device x accumulation x processes)",
+                composition,
+                "batch",
+            )
+        )
+    elif (pa.per_device, pa.accumulation, pa.processes) != (pb.per_device, pb.accumulation, pb.processes):
+        findings.append(
+            Finding(
+                "batch",
+                "batch.composition",
+                "low",
+                _shape(pa),
+                _shape(pb),
+                f"same global batch {pa.global_batch}, split differently: {_shape(pa)} vs {_shape(pb)}",
+                composition,
+                "batch",
+            )
+        )
+    if pa.total_steps != pb.total_steps:
+        findings.append(
+            Finding(
+                "batch",
+                "batch.optimizer_steps",
+                "medium",
+                pa.total_steps,
+                pb.total_steps,
+                f"optimizer steps: {names[0]} {pa.total_steps} ({pa.steps_per_epoch}/epoch x {pa.epochs}) vs {names[1]} "
+                f"{pb.total_steps} ({pb.steps_per_epoch}/epoch x {pb.epochs})",
+                {
+                    "rows": [pa.rows, pb.rows],
+                    "global_batch": [pa.global_batch, pb.global_batch],
+                    "batches_per_epoch": [pa.batches_per_epoch, pb.batches_per_epoch],
+                    "steps_per_epoch": [pa.steps_per_epoch, pb.steps_per_epoch],
+                    "epochs": [pa.epochs, pb.epochs],
+                },
+                "batch",
+            )
+        )
+    for kind in ("eval", "save"):
+        (sa, xa), (sb, xb) = _cadence(a, pa, kind), _cadence(b, pb, kind)
+        if (sa, xa) == (sb, xb):
+            continue
+        at_a, at_b = getattr(pa, f"{kind}_at"), getattr(pb, f"{kind}_at")
+        findings.append(
+            Finding(
+                "batch",
+                f"batch.{kind}_steps",
+                "medium",
+                xa,
+                xb,
+                f"{kind} every {xa} steps ({sa}) vs every {xb} ({sb}): {names[0]} {kind}s {len(at_a)} time(s) "
+                f"of {pa.total_steps} steps, {names[1]} {len(at_b)} time(s) of {pb.total_steps}",
+                {
+                    f"{kind}_strategy": [sa, sb],
+                    f"{kind}_steps_configured": [plain(getattr(a.sft_config, f"{kind}_steps")), plain(getattr(b.sft_config, f"{kind}_steps"))],
+                    "a_at": list(at_a),
+                    "b_at": list(at_b),
+                },
+                "eval",
+            )
+        )
+    return findings
+
+
+@register_probe("batch")
+def probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
+    """Global batch and step plan at the selected world size, and the global batch over ctx.world_sizes."""
+    pa, pb = plan_steps(a), plan_steps(b)
+    rows = []
+    for n in sorted(set(ctx.world_sizes) | {a.world_size}):
+        ra, rb = plan_steps(a, n), plan_steps(b, n)
+        rows.append(
+            {
+                "world_size": n,
+                **{
+                    f"{side}_{name}": getattr(plan, name)
+                    for side, plan in (("a", ra), ("b", rb))
+                    for name in ("global_batch", "per_device", "accumulation", "processes", "total_steps", "warmup_steps")
+                },
+            }
+        )
+    values = {"a": side_values(a, pa), "b": side_values(b, pb), "by_world_size": rows}
+    return ProbeResult(findings=findings_for(a, b, pa, pb), values=plain(values))

@@ -1,0 +1,172 @@
+"""Config probe: DeepDiff of the resolved trl.SFTConfig values of both recipes (fields no other probe owns),
+plus a lint of upstream config keys that nothing reads, with the closest real field they were meant to be."""
+
+from __future__ import annotations
+
+import inspect
+import re
+from functools import cache
+from typing import Any
+
+from deepdiff import DeepDiff
+
+from parity.axes import field_axis, field_probe, field_severity
+from parity.effective import CONTEXT_FIELDS
+from parity.errors import closest
+from parity.findings import Finding
+from parity.materialize import Materialized
+from parity.overrides import RENAMED_TRAINING_KEYS, lora_config_fields, sft_config_fields
+from parity.plain import config_values, plain
+from parity.probes import ProbeContext, ProbeResult, register_probe
+from parity.trl_bridge import resolve_completion_only_loss
+
+LIBRARY_DEFAULT = "default:trl.SFTConfig"
+
+
+@cache
+def model_loader_kwargs() -> frozenset[str]:
+    """Keyword arguments transformers' from_pretrained accepts: its signature plus the names it pops from kwargs."""
+    from transformers import PreTrainedModel
+
+    method = PreTrainedModel.from_pretrained
+    named = {p.name for p in inspect.signature(method).parameters.values() if p.kind is p.KEYWORD_ONLY or p.default is not p.empty}
+    popped = set(re.findall(r"kwargs\.pop\(\s*[\"'](\w+)[\"']", inspect.getsource(method)))
+    return frozenset(n for n in named | popped if not n.startswith("_"))
+
+
+def field_source(m: Materialized, name: str) -> str:
+    """Who set an SFTConfig field: the recipe's provenance, 'recipe', or the library default."""
+    if name in m.recipe.training:
+        return m.recipe.provenance.get(f"training.{name}", "recipe")
+    return LIBRARY_DEFAULT
+
+
+def unread_keys(m: Materialized) -> dict[str, Any]:
+    """Upstream config keys no consumer reads: not mapped by the adapter, not renamed, not a library field."""
+    upstream = m.recipe.upstream
+    known = sft_config_fields() | lora_config_fields() | model_loader_kwargs()
+    return {
+        key: value
+        for key, value in sorted(upstream.config.items())
+        if key not in upstream.consumed and key not in RENAMED_TRAINING_KEYS and key not in known
+    }
+
+
+def effective_field(m: Materialized, name: str) -> Any:
+    """The value training uses for an SFTConfig field (completion_only_loss resolved as SFTTrainer does)."""
+    if name == "completion_only_loss" and m.train_rows:
+        return resolve_completion_only_loss(m.sft_config, m.train_rows[0])
+    return plain(getattr(m.sft_config, name))
+
+
+def lint_entry(m: Materialized, key: str, value: Any) -> dict[str, Any]:
+    """What an unread key was probably meant to be, and whether the real field says otherwise."""
+    sft_fields = sft_config_fields()
+    nearest = closest(key, sft_fields | lora_config_fields())
+    entry: dict[str, Any] = {"key": key, "written": plain(value), "closest": nearest, "closest_in": None}
+    if nearest is None:
+        return {**entry, "severity": "medium"}
+    if nearest in sft_fields:
+        effective = effective_field(m, nearest)
+        entry.update(
+            closest_in="trl.SFTConfig",
+            closest_configured=plain(getattr(m.sft_config, nearest)),
+            closest_effective=effective,
+            closest_source=field_source(m, nearest),
+        )
+        return {**entry, "severity": "high" if effective != plain(value) else "medium"}
+    return {**entry, "closest_in": "peft.LoraConfig", "severity": "medium"}
+
+
+def _changes(diff: DeepDiff) -> dict[str, list[dict[str, Any]]]:
+    by_field: dict[str, list[dict[str, Any]]] = {}
+    for kind, levels in diff.tree.items():
+        for level in levels:
+            path = level.path(output_format="list")
+            entry = {"path": level.path(), "change": kind, "a": plain(level.t1), "b": plain(level.t2)}
+            by_field.setdefault(str(path[0]), []).append(entry)
+    return {name: sorted(items, key=lambda e: e["path"]) for name, items in sorted(by_field.items())}
+
+
+def _describe(m: Materialized, name: str) -> str:
+    source = field_source(m, name)
+    return "library default" if source == LIBRARY_DEFAULT else f"set by the recipe ({source})"
+
+
+def field_findings(a: Materialized, b: Materialized, va: dict, vb: dict) -> tuple[list[Finding], list[dict]]:
+    diff = DeepDiff(va, vb, exclude_paths=[f"root['{name}']" for name in sorted(CONTEXT_FIELDS)], verbose_level=2)
+    findings: list[Finding] = []
+    differing: list[dict] = []
+    for name, changes in _changes(diff).items():
+        owner = field_probe(name)
+        differing.append({"field": name, "probe": owner, "a": va.get(name), "b": vb.get(name)})
+        if owner != "config":
+            continue
+        findings.append(
+            Finding(
+                axis="config",
+                key=f"training.{name}",
+                severity=field_severity(name),
+                a=va.get(name),
+                b=vb.get(name),
+                summary=f"{name}: {va.get(name)!r} ({_describe(a, name)}) vs {vb.get(name)!r} ({_describe(b, name)})",
+                evidence={"a_source": field_source(a, name), "b_source": field_source(b, name), "changes": changes},
+                align=field_axis(name),
+            )
+        )
+    return findings, differing
+
+
+def lint_findings(a: Materialized, b: Materialized, lint_a: dict, lint_b: dict) -> list[Finding]:
+    missing = object()
+    findings = []
+    for key in sorted(set(lint_a) | set(lint_b)):
+        ea, eb = lint_a.get(key), lint_b.get(key)
+        if (ea or {}).get("written", missing) == (eb or {}).get("written", missing):
+            continue
+        entry = ea or eb
+        owners = [m.recipe.name for m, e in ((a, ea), (b, eb)) if e is not None]
+        severity = "high" if "high" in ((ea or {}).get("severity"), (eb or {}).get("severity")) else "medium"
+        nearest = entry["closest"]
+        if nearest is None:
+            tail = "no real field is close"
+        elif "closest_effective" in entry:
+            tail = (
+                f"closest real field '{nearest}' is {entry['closest_configured']!r} ({entry['closest_source']}), "
+                f"effective {entry['closest_effective']!r}"
+            )
+        else:
+            tail = f"closest real field '{nearest}' ({entry['closest_in']})"
+        findings.append(
+            Finding(
+                axis="config",
+                key=f"upstream.{key}",
+                severity=severity,
+                a=ea["written"] if ea else None,
+                b=eb["written"] if eb else None,
+                summary=f"{' and '.join(owners)} upstream config sets '{key}: {entry['written']!r}' but nothing reads it; {tail}",
+                evidence={"a": ea, "b": eb, "closest": nearest},
+                align=None,
+            )
+        )
+    return findings
+
+
+@register_probe("config")
+def probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
+    """Field differences owned by no other probe, and unread upstream keys."""
+    va, vb = config_values(a.sft_config), config_values(b.sft_config)
+    findings, differing = field_findings(a, b, va, vb)
+    lint_a = {k: lint_entry(a, k, v) for k, v in unread_keys(a).items()}
+    lint_b = {k: lint_entry(b, k, v) for k, v in unread_keys(b).items()}
+    findings += lint_findings(a, b, lint_a, lint_b)
+    values = {
+        side: {
+            "unread_keys": sorted(lint),
+            "lint": lint,
+            "set_by_recipe": {name: field_source(m, name) for name in sorted(m.recipe.training)},
+        }
+        for side, m, lint in (("a", a, lint_a), ("b", b, lint_b))
+    }
+    values["differing_fields"] = differing
+    return ProbeResult(findings=findings, values=plain(values))

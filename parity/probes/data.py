@@ -1,0 +1,189 @@
+"""Probe `data`: what rows each recipe trains and selects checkpoints on, and how it preprocesses them.
+Measures row counts, content hashes, preprocessing effects, eval/test overlap and calculator-annotation tokens."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from parity.data.pipeline import preprocess_rows
+from parity.data.sources import rows_digest
+from parity.findings import Finding
+from parity.materialize import Materialized
+from parity.plain import plain
+from parity.probes import ProbeContext, ProbeResult, register_probe
+from parity.textdiff import pair_names
+
+AXIS = "data"
+ANNOTATION = re.compile(r"<<.*?>>")
+"""A GSM8K calculator annotation, e.g. <<48/2=24>>."""
+
+
+def annotation_tokens(m: Materialized, answers: list[str]) -> dict[str, Any]:
+    """Tokens of the recipe's tokenizer that fall inside <<...>> spans of the answers, and all answer tokens."""
+    if not answers:
+        return {"rows": 0, "annotation_tokens": 0, "completion_tokens": 0, "annotation_token_share": 0.0}
+    encoded = m.tokenizer(answers, add_special_tokens=False, return_offsets_mapping=True)
+    inside = total = 0
+    for answer, offsets in zip(answers, encoded["offset_mapping"], strict=True):
+        spans = [match.span() for match in ANNOTATION.finditer(answer)]
+        total += len(offsets)
+        inside += sum(1 for start, end in offsets if any(start < s_end and end > s_start for s_start, s_end in spans))
+    return {
+        "rows": len(answers),
+        "annotation_tokens": inside,
+        "completion_tokens": total,
+        "annotation_token_share": round(inside / total, 6) if total else 0.0,
+    }
+
+
+def selection_uses_eval(m: Materialized) -> bool:
+    """Whether the eval split picks the checkpoint (best-model reload or early stopping)."""
+    return bool(m.sft_config.load_best_model_at_end) or m.recipe.launch.early_stopping_patience is not None
+
+
+def _recipe_values(m: Materialized) -> dict[str, Any]:
+    steps = m.recipe.data.preprocess
+    processed = preprocess_rows(m.raw.train, steps)
+    changed = sum(1 for raw, new in zip(m.raw.train, processed, strict=True) if raw != new)
+    test_questions = {row["question"] for row in m.raw.test}
+    overlap = sum(1 for row in m.data.eval if row["question"] in test_questions)
+    sample = m.data.train if m.samples is None else m.data.train[: m.samples]
+    selects = selection_uses_eval(m)
+    return {
+        "source": m.raw.source,
+        "rows": {"train": len(m.data.train), "eval": len(m.data.eval), "test": len(m.raw.test)},
+        "preprocess": plain(steps),
+        "preprocess_changed": changed,
+        "preprocess_changed_share": round(changed / len(m.raw.train), 6) if m.raw.train else 0.0,
+        "split_rule": m.data.split_rule,
+        "train_digest": rows_digest(m.data.train),
+        "eval_digest": rows_digest(m.data.eval),
+        "eval_is_benchmark_test": m.data.eval_is_benchmark_test,
+        "eval_questions_in_test": overlap,
+        "selection_uses_eval": selects,
+        "load_best_model_at_end": bool(m.sft_config.load_best_model_at_end),
+        "test_leak_into_selection": selects and (m.data.eval_is_benchmark_test or overlap > 0),
+        "upstream_split_seeded": m.recipe.data.upstream_split_seeded,
+        "annotations": annotation_tokens(m, [row["answer"] for row in sample]),
+    }
+
+
+def _example_pair(a: Materialized, b: Materialized) -> dict[str, Any]:
+    """A's first train row and B's row with the same question (else B's first row)."""
+    row_a = a.data.train[0]
+    row_b = next((row for row in b.data.train if row["question"] == row_a["question"]), b.data.train[0])
+    return {"a": row_a, "b": row_b, "same_question": row_a["question"] == row_b["question"]}
+
+
+def _preprocess_finding(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeContext) -> Finding | None:
+    raw = a.raw.train
+    out_a = preprocess_rows(raw, a.recipe.data.preprocess)
+    out_b = preprocess_rows(raw, b.recipe.data.preprocess)
+    differing = [i for i, (x, y) in enumerate(zip(out_a, out_b, strict=True)) if x != y]
+    if not differing:
+        return None
+    index = ctx.show_example if ctx.show_example in set(differing) else differing[0]
+    name_a, name_b = pair_names(a.recipe.name, b.recipe.name)
+    share_a = va["annotations"]["annotation_token_share"]
+    share_b = vb["annotations"]["annotation_token_share"]
+    return Finding(
+        axis=AXIS,
+        key="data.preprocess",
+        severity="high",
+        a=va["preprocess"],
+        b=vb["preprocess"],
+        summary=(
+            f"preprocessing differs: {len(differing)} of {len(raw)} answers come out different "
+            f"({name_a} changes {va['preprocess_changed_share']:.1%} of answers, {name_b} {vb['preprocess_changed_share']:.1%}); "
+            f"calculator annotations take {share_a:.1%} vs {share_b:.1%} of completion tokens"
+        ),
+        evidence={
+            "rows_differing": len(differing),
+            "rows": len(raw),
+            "example_index": index,
+            "raw_answer": raw[index]["answer"],
+            "a_answer": out_a[index]["answer"],
+            "b_answer": out_b[index]["answer"],
+            "annotation_token_share": {"a": share_a, "b": share_b},
+        },
+        align="data",
+    )
+
+
+def _eval_split_finding(a: Materialized, b: Materialized, va: dict, vb: dict) -> Finding | None:
+    leak_a, leak_b = va["test_leak_into_selection"], vb["test_leak_into_selection"]
+    if va["split_rule"] == vb["split_rule"] and leak_a == leak_b:
+        return None
+    name_a, name_b = pair_names(a.recipe.name, b.recipe.name)
+    parts = [f"{name_a}: {va['split_rule']}", f"{name_b}: {vb['split_rule']}"]
+    for name, v in ((name_a, va), (name_b, vb)):
+        if v["test_leak_into_selection"]:
+            parts.append(
+                f"{name} selects checkpoints on benchmark test questions ({v['eval_questions_in_test']} of "
+                f"{v['rows']['eval']} eval questions are in the test split, load_best_model_at_end="
+                f"{v['load_best_model_at_end']}): test-set leakage into checkpoint selection"
+            )
+    return Finding(
+        axis=AXIS,
+        key="data.eval_split",
+        severity="high" if leak_a != leak_b else "medium",
+        a=va["split_rule"],
+        b=vb["split_rule"],
+        summary="eval split differs; " + "; ".join(parts),
+        evidence={
+            side: {
+                "eval_is_benchmark_test": v["eval_is_benchmark_test"],
+                "eval_questions_in_test": v["eval_questions_in_test"],
+                "eval_rows": v["rows"]["eval"],
+                "selection_uses_eval": v["selection_uses_eval"],
+                "load_best_model_at_end": v["load_best_model_at_end"],
+                "test_leak_into_selection": v["test_leak_into_selection"],
+            }
+            for side, v in (("a", va), ("b", vb))
+        },
+        align="data",
+    )
+
+
+@register_probe("data")
+def data_probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
+    """Row counts, hashes, preprocessing, split rule, eval/test overlap and annotation share of each recipe."""
+    va, vb = _recipe_values(a), _recipe_values(b)
+    findings: list[Finding] = []
+    name_a, name_b = pair_names(a.recipe.name, b.recipe.name)
+    if va["train_digest"] != vb["train_digest"]:
+        findings.append(
+            Finding(
+                axis=AXIS,
+                key="data.train",
+                severity="high",
+                a=va["train_digest"],
+                b=vb["train_digest"],
+                summary=(
+                    f"train content differs: {name_a} trains on {va['rows']['train']} rows ({va['source']}), "
+                    f"{name_b} on {vb['rows']['train']} rows ({vb['source']})"
+                ),
+                evidence={"rows": {"a": va["rows"], "b": vb["rows"]}, "example": _example_pair(a, b)},
+                align="data",
+            )
+        )
+    for finding in (_preprocess_finding(a, b, va, vb, ctx), _eval_split_finding(a, b, va, vb)):
+        if finding is not None:
+            findings.append(finding)
+    if va["upstream_split_seeded"] != vb["upstream_split_seeded"]:
+        unseeded = name_a if not va["upstream_split_seeded"] else name_b
+        findings.append(
+            Finding(
+                axis=AXIS,
+                key="data.split_seed",
+                severity="medium",
+                a=va["upstream_split_seeded"],
+                b=vb["upstream_split_seeded"],
+                summary=f"{unseeded} splits train/eval upstream without a seed: its split cannot be reproduced",
+                evidence={"a_split_rule": va["split_rule"], "b_split_rule": vb["split_rule"]},
+                align="data",
+            )
+        )
+    values = {"a": va, "b": vb, "same_train_content": va["train_digest"] == vb["train_digest"]}
+    return ProbeResult(findings=findings, values=plain(values))

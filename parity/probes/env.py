@@ -1,0 +1,80 @@
+"""Env probe: the library pins each recipe's upstream declares, against each other and against the versions
+installed here (packaging's SpecifierSet decides whether a running version satisfies a pin)."""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.version import InvalidVersion, Version
+
+from parity.findings import Finding
+from parity.materialize import Materialized
+from parity.plain import plain
+from parity.probes import ProbeContext, ProbeResult, register_probe
+
+
+def running_version(package: str) -> str | None:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
+
+
+def satisfied(pin: str, running: str | None) -> bool | None:
+    """Whether the running version meets the pin (None when the package is absent or the pin unparsable)."""
+    if running is None:
+        return None
+    try:
+        return SpecifierSet(pin).contains(Version(running).public, prereleases=True)
+    except (InvalidSpecifier, InvalidVersion):
+        return None
+
+
+def side_values(m: Materialized) -> dict[str, Any]:
+    return {
+        package: {"pin": pin, "running": running_version(package), "satisfied": satisfied(pin, running_version(package))}
+        for package, pin in sorted(m.recipe.env.items())
+    }
+
+
+def _pin_text(name: str, entry: dict[str, Any] | None) -> str:
+    if entry is None:
+        return f"{name} does not pin it"
+    state = {True: "satisfied", False: "violated", None: "not checkable"}[entry["satisfied"]]
+    return f"{name} pins {entry['pin']} ({state})"
+
+
+@register_probe("env")
+def probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
+    """Pin differences between the recipes, and pins the running environment meets for one recipe but not the other."""
+    va, vb = side_values(a), side_values(b)
+    names = a.recipe.name, b.recipe.name
+    findings = []
+    for package in sorted(set(va) | set(vb)):
+        ea, eb = va.get(package), vb.get(package)
+        pin_a, pin_b = (ea or {}).get("pin"), (eb or {}).get("pin")
+        if pin_a != pin_b:
+            findings.append(
+                Finding("env", f"env.{package}", "low", pin_a, pin_b, f"{package}: {_pin_text(names[0], ea)}, {_pin_text(names[1], eb)}", {"running": running_version(package)}, None)
+            )
+        ok_a, ok_b = (ea or {}).get("satisfied"), (eb or {}).get("satisfied")
+        if ok_a == ok_b:
+            continue
+        for name, entry in ((names[0], ea), (names[1], eb)):
+            if entry is not None and entry["satisfied"] is False:
+                findings.append(
+                    Finding(
+                        "env",
+                        f"env.{package}.running",
+                        "info",
+                        ok_a,
+                        ok_b,
+                        f"{name} pins {package}{entry['pin']} but {package} {entry['running']} runs here; "
+                        "materialization uses the running version",
+                        {"recipe": name, "pin": entry["pin"], "running": entry["running"]},
+                        None,
+                    )
+                )
+    return ProbeResult(findings=findings, values=plain({"a": va, "b": vb}))

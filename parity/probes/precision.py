@@ -1,0 +1,149 @@
+"""Precision probe: mixed-precision flags, load dtype, attention kernel, gradient checkpointing and DeepSpeed as
+effective for the world size, with library defaults read from the installed transformers."""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import re
+from functools import cache
+from typing import Any
+
+from parity.architectures import checkpoint_dtype, default_attn_implementation
+from parity.axes import FIELD_AXIS, field_axis, field_probe, field_severity
+from parity.findings import Finding
+from parity.launch import plan_launch
+from parity.materialize import Materialized, sft_defaults
+from parity.plain import config_values, plain
+from parity.probes import ProbeContext, ProbeResult, register_probe
+
+PRECISION_FIELDS = tuple(name for name in FIELD_AXIS if field_probe(name) == "precision")
+
+
+@cache
+def default_load_dtype() -> str:
+    """The dtype from_pretrained uses when none is given, as its docstring in the installed transformers states."""
+    from transformers import PreTrainedModel
+
+    doc = inspect.getdoc(PreTrainedModel.from_pretrained) or ""
+    match = re.search(r"dtype \(.*?defaults to `\"?([\w.]+)\"?`\)", doc)
+    return match.group(1) if match else "library default"
+
+
+def flash_attn_importable() -> bool:
+    return importlib.util.find_spec("flash_attn") is not None
+
+
+def load_dtype(m: Materialized) -> dict[str, Any]:
+    """Requested dtype and the dtype the weights load in ('auto' resolves to the checkpoint's config dtype)."""
+    requested = m.recipe.model.torch_dtype
+    asked = requested if requested is not None else default_load_dtype()
+    if asked == "auto":
+        stored = checkpoint_dtype(m.recipe.model.name_or_path)
+        return {"requested": requested, "effective": stored, "label": f"auto (checkpoint dtype: {stored or 'unknown'})"}
+    name = str(asked).removeprefix("torch.")
+    return {"requested": requested, "effective": name, "label": name}
+
+
+def attention(m: Materialized) -> dict[str, Any]:
+    requested = m.recipe.model.attn_implementation
+    effective = requested if requested is not None else default_attn_implementation()
+    label = effective if requested is not None else f"{effective} (library default)"
+    return {"requested": requested, "effective": effective, "label": label}
+
+
+def side_values(m: Materialized, world_sizes: tuple[int, ...]) -> dict[str, Any]:
+    flags = config_values(m.sft_config)
+    by_world = []
+    for n in sorted(set(world_sizes) | {m.world_size}):
+        plan = m.launch if n == m.world_size else plan_launch(m.recipe, n, sft_defaults())
+        by_world.append({"world_size": n, "deepspeed_config": plan.deepspeed_config, "deepspeed_stage": plan.deepspeed_stage})
+    return {
+        "flags": {name: flags[name] for name in PRECISION_FIELDS},
+        "torch_dtype": load_dtype(m),
+        "attn_implementation": attention(m),
+        "deepspeed_config": m.launch.deepspeed_config,
+        "deepspeed_stage": m.launch.deepspeed_stage,
+        "deepspeed_declared": m.recipe.launch.deepspeed_config,
+        "deepspeed_by_world_size": by_world,
+    }
+
+
+def _is_flash(kernel: str | None) -> bool:
+    return bool(kernel) and "flash" in kernel
+
+
+def findings_for(a: Materialized, b: Materialized, va: dict, vb: dict) -> list[Finding]:
+    names = a.recipe.name, b.recipe.name
+    findings = []
+    for name in PRECISION_FIELDS:
+        xa, xb = va["flags"][name], vb["flags"][name]
+        if xa != xb:
+            findings.append(
+                Finding("precision", f"training.{name}", field_severity(name), xa, xb, f"{name}: {names[0]} {xa!r} vs {names[1]} {xb!r}", {}, field_axis(name))
+            )
+    da, db = va["torch_dtype"], vb["torch_dtype"]
+    if da["requested"] != db["requested"]:
+        same = da["effective"] is not None and da["effective"] == db["effective"]
+        findings.append(
+            Finding(
+                "precision",
+                "model.torch_dtype",
+                "info" if same else "medium",
+                da["requested"],
+                db["requested"],
+                f"load dtype: {names[0]} {da['label']} vs {names[1]} {db['label']}"
+                + (" (both load the same dtype)" if same else ""),
+                {"a": da, "b": db, "default_load_dtype": default_load_dtype()},
+                "precision",
+            )
+        )
+    ka, kb = va["attn_implementation"], vb["attn_implementation"]
+    if ka["effective"] != kb["effective"]:
+        flash_split = _is_flash(ka["effective"]) != _is_flash(kb["effective"])
+        findings.append(
+            Finding(
+                "precision",
+                "model.attn_implementation",
+                "medium" if flash_split else "low",
+                ka["requested"],
+                kb["requested"],
+                f"attention kernel: {names[0]} {ka['label']} vs {names[1]} {kb['label']}",
+                {"a": ka, "b": kb, "flash_attn_importable_here": flash_attn_importable()},
+                "precision",
+            )
+        )
+    if (va["deepspeed_config"], va["deepspeed_stage"]) != (vb["deepspeed_config"], vb["deepspeed_stage"]):
+        findings.append(
+            Finding(
+                "precision",
+                "launch.deepspeed_config",
+                "medium",
+                va["deepspeed_config"],
+                vb["deepspeed_config"],
+                f"DeepSpeed at world size {a.world_size}: {names[0]} {_ds(va)} vs {names[1]} {_ds(vb)}",
+                {"stage": [va["deepspeed_stage"], vb["deepspeed_stage"]], "min_gpus": [a.recipe.launch.deepspeed_min_gpus, b.recipe.launch.deepspeed_min_gpus]},
+                "precision",
+            )
+        )
+    return findings
+
+
+def _ds(v: dict[str, Any]) -> str:
+    return f"{v['deepspeed_config']} (ZeRO stage {v['deepspeed_stage']})" if v["deepspeed_config"] else "off"
+
+
+@register_probe("precision")
+def probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
+    """Precision and memory settings of both recipes and where they differ."""
+    va, vb = side_values(a, ctx.world_sizes), side_values(b, ctx.world_sizes)
+    values = {
+        "a": va,
+        "b": vb,
+        "library": {
+            "default_load_dtype": default_load_dtype(),
+            "default_attn_implementation": default_attn_implementation(),
+            "flash_attn_importable": flash_attn_importable(),
+        },
+    }
+    return ProbeResult(findings=findings_for(a, b, va, vb), values=plain(values))

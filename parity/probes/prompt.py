@@ -1,0 +1,88 @@
+"""Probe `prompt`: the user message each recipe builds for the same raw row, diffed character by character.
+Whitespace is made visible in the evidence; instruction strings and user templates are compared too."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from parity.findings import Finding
+from parity.materialize import Materialized
+from parity.plain import plain
+from parity.probes import ProbeContext, ProbeResult, register_probe
+from parity.textdiff import char_diff, edge_notes, pair_names, visible, whitespace_edges
+
+AXIS = "prompt"
+
+
+def user_messages(m: Materialized, rows: list[dict[str, str]]) -> list[str]:
+    """The user message content the recipe builds for each raw row."""
+    return [conv["prompt"][-1]["content"] for conv in m.conversational_raw(rows)]
+
+
+def _recipe_values(m: Materialized, message: str) -> dict[str, Any]:
+    return {
+        "user_message": message,
+        "user_message_visible": visible(message),
+        "user_template": m.recipe.prompt.user_template,
+        "instruction": m.recipe.prompt.instruction,
+        "whitespace": whitespace_edges(message),
+        "length_chars": len(message),
+    }
+
+
+@register_probe("prompt")
+def prompt_probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
+    """Compare the user messages built from raw train row `ctx.show_example` (and count rows that differ)."""
+    row = a.raw.train[ctx.show_example]
+    msg_a, msg_b = user_messages(a, [row])[0], user_messages(b, [row])[0]
+    name_a, name_b = pair_names(a.recipe.name, b.recipe.name)
+    sample = a.raw.train if a.samples is None else a.raw.train[: a.samples]
+    rows_differing = sum(1 for x, y in zip(user_messages(a, sample), user_messages(b, sample), strict=True) if x != y)
+    ops = char_diff(msg_a, msg_b)
+    notes = edge_notes(msg_a, msg_b, name_a, name_b)
+    va, vb = _recipe_values(a, msg_a), _recipe_values(b, msg_b)
+    same_instruction = va["instruction"] == vb["instruction"]
+    short = list(notes)
+    if not same_instruction:
+        short.append("instructions differ")
+        notes.append(f"instructions differ: {name_a} {va['instruction']!r}, {name_b} {vb['instruction']!r}")
+    if va["user_template"] != vb["user_template"]:
+        short.append("user templates differ")
+        notes.append(f"user templates differ: {name_a} {va['user_template']!r}, {name_b} {vb['user_template']!r}")
+    values = {
+        "example_index": ctx.show_example,
+        "a": va,
+        "b": vb,
+        "same_user_message": msg_a == msg_b,
+        "same_instruction": same_instruction,
+        "diff": ops,
+        "notes": notes,
+        "rows_compared": len(sample),
+        "rows_differing": rows_differing,
+    }
+    findings = []
+    if msg_a != msg_b:
+        findings.append(
+            Finding(
+                axis=AXIS,
+                key="prompt.user_message",
+                severity="high",
+                a=msg_a,
+                b=msg_b,
+                summary=(
+                    f"user message differs for the same row ({rows_differing} of {len(sample)} rows): "
+                    + "; ".join(short or [f"{len(ops)} character edits"])
+                ),
+                evidence={
+                    "example_index": ctx.show_example,
+                    "a_message": visible(msg_a),
+                    "b_message": visible(msg_b),
+                    "diff": ops,
+                    "notes": notes,
+                    "a_instruction": va["instruction"],
+                    "b_instruction": vb["instruction"],
+                },
+                align="prompt",
+            )
+        )
+    return ProbeResult(findings=findings, values=plain(values))

@@ -1,0 +1,178 @@
+"""Schedule probe: the learning rate at every optimizer step from the real HF scheduler, warmup, run length and
+early stopping per recipe, and where the two curves differ at the same relative position."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from parity.axes import FIELD_AXIS, field_axis, field_probe, field_severity
+from parity.findings import Finding
+from parity.materialize import Materialized
+from parity.plain import config_values, plain
+from parity.probes import ProbeContext, ProbeResult, register_probe
+from parity.steps import StepPlan, plan_steps
+
+SCHEDULE_FIELDS = tuple(name for name in FIELD_AXIS if field_probe(name) == "schedule")
+FRACTIONS = tuple(i / 200 for i in range(201))
+"""Relative positions (0 = first step, 1 = end of training) at which the two curves are compared."""
+
+
+def sig(x: float) -> float:
+    """A learning rate rounded to 6 significant digits (decimal places would erase values near 1e-5)."""
+    return float(f"{x:.6g}")
+
+
+def lr_curve(config: Any, total: int, warmup: int) -> tuple[list[float], float, str | None]:
+    """LR in effect at each optimizer step (before the scheduler steps), the LR after the last step, and a note
+    when the scheduler's LR depends on eval metrics rather than the step."""
+    import torch
+    from transformers import get_scheduler
+
+    parameter = torch.zeros(1, requires_grad=True)
+    optimizer = torch.optim.SGD([parameter], lr=config.learning_rate)
+    scheduler = get_scheduler(
+        config.lr_scheduler_type,
+        optimizer=optimizer,
+        num_warmup_steps=warmup,
+        num_training_steps=total,
+        scheduler_specific_kwargs=config.lr_scheduler_kwargs or {},
+    )
+    metric_driven = isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+    lrs = []
+    for _ in range(total):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        if not metric_driven:
+            scheduler.step()
+    note = "LR changes with eval metrics (ReduceLROnPlateau); shown constant" if metric_driven else None
+    return lrs, optimizer.param_groups[0]["lr"], note
+
+
+def side_values(m: Materialized, plan: StepPlan) -> dict[str, Any]:
+    config = m.sft_config
+    lrs, final, note = lr_curve(config, plan.total_steps, plan.warmup_steps)
+    launch = m.recipe.launch
+    return {
+        "scheduler_type": plain(config.lr_scheduler_type),
+        "lr_scheduler_kwargs": plain(config.lr_scheduler_kwargs),
+        "learning_rate": config.learning_rate,
+        "peak": sig(max(lrs)) if lrs else None,
+        "warmup_steps_configured": config.warmup_steps,
+        "warmup_steps": plan.warmup_steps,
+        "total_steps": plan.total_steps,
+        "num_train_epochs": config.num_train_epochs,
+        "max_steps": config.max_steps,
+        "final_lr": sig(final),
+        "lr": [sig(x) for x in lrs],
+        "note": note,
+        "early_stopping": {"patience": launch.early_stopping_patience, "threshold": launch.early_stopping_threshold},
+        "eval_at": list(plan.eval_at),
+    }
+
+
+def aligned_difference(va: dict[str, Any], vb: dict[str, Any]) -> dict[str, Any]:
+    """Max |LR_a - LR_b| and the same on peak-normalised curves at FRACTIONS of each run (the end included), with
+    the tolerance below which a difference is step discretisation: the largest single-step normalised change."""
+    curves = []
+    for v in (va, vb):
+        points = v["lr"] + [v["final_lr"]]
+        peak = v["peak"] or 1.0
+        curves.append((points, [p / peak for p in points]))
+    best = {"max_abs_lr_diff": 0.0, "max_normalised_diff": 0.0, "at_fraction": None}
+    for f in FRACTIONS:
+        (pa, na), (pb, nb) = curves
+        ia, ib = round(f * (len(pa) - 1)), round(f * (len(pb) - 1))
+        best["max_abs_lr_diff"] = max(best["max_abs_lr_diff"], abs(pa[ia] - pb[ib]))
+        if abs(na[ia] - nb[ib]) > best["max_normalised_diff"]:
+            best.update(max_normalised_diff=abs(na[ia] - nb[ib]), at_fraction=f)
+    steps = [max((abs(n[i + 1] - n[i]) for i in range(len(n) - 1)), default=0.0) for _, n in curves]
+    best["tolerance"] = max(steps)
+    return {k: round(v, 9) if isinstance(v, float) else v for k, v in best.items()}
+
+
+def field_findings(a: Materialized, b: Materialized, va: dict, vb: dict) -> list[Finding]:
+    ca, cb = config_values(a.sft_config), config_values(b.sft_config)
+    findings = []
+    for name in SCHEDULE_FIELDS:
+        if ca[name] == cb[name]:
+            continue
+        evidence: dict[str, Any] = {"peak": [va["peak"], vb["peak"]], "total_steps": [va["total_steps"], vb["total_steps"]]}
+        if name == "warmup_steps":
+            evidence["warmup_steps_resolved"] = [va["warmup_steps"], vb["warmup_steps"]]
+        findings.append(
+            Finding(
+                "schedule",
+                f"training.{name}",
+                field_severity(name),
+                ca[name],
+                cb[name],
+                f"{name}: {a.recipe.name} {ca[name]!r} vs {b.recipe.name} {cb[name]!r}",
+                evidence,
+                field_axis(name),
+            )
+        )
+    return findings
+
+
+def derived_findings(a: Materialized, b: Materialized, va: dict, vb: dict) -> list[Finding]:
+    findings = []
+    names = a.recipe.name, b.recipe.name
+    if va["warmup_steps_configured"] == vb["warmup_steps_configured"] and va["warmup_steps"] != vb["warmup_steps"]:
+        findings.append(
+            Finding(
+                "schedule",
+                "schedule.warmup_steps",
+                "medium",
+                va["warmup_steps"],
+                vb["warmup_steps"],
+                f"same warmup setting {va['warmup_steps_configured']!r} gives {va['warmup_steps']} warmup steps of "
+                f"{va['total_steps']} ({names[0]}) vs {vb['warmup_steps']} of {vb['total_steps']} ({names[1]})",
+                {"total_steps": [va["total_steps"], vb["total_steps"]], "follows_from": "batch.optimizer_steps"},
+                "batch",
+            )
+        )
+    stop_a, stop_b = va["early_stopping"], vb["early_stopping"]
+    if stop_a != stop_b:
+        findings.append(
+            Finding(
+                "schedule",
+                "launch.early_stopping_patience",
+                "medium",
+                stop_a["patience"],
+                stop_b["patience"],
+                f"early stopping: {names[0]} {_stopping(stop_a)}, {names[1]} {_stopping(stop_b)}; it can act only "
+                f"after an evaluation ({names[0]} evaluates {len(va['eval_at'])} time(s), {names[1]} {len(vb['eval_at'])})",
+                {"threshold": [stop_a["threshold"], stop_b["threshold"]], "a_eval_at": va["eval_at"], "b_eval_at": vb["eval_at"]},
+                "schedule",
+            )
+        )
+    shape = aligned_difference(va, vb)
+    if shape["max_normalised_diff"] > shape["tolerance"]:
+        findings.append(
+            Finding(
+                "schedule",
+                "schedule.shape",
+                "medium",
+                f"{va['scheduler_type']}, warmup {va['warmup_steps']}/{va['total_steps']}",
+                f"{vb['scheduler_type']}, warmup {vb['warmup_steps']}/{vb['total_steps']}",
+                f"LR curves differ at the same relative position by up to {shape['max_normalised_diff']:.1%} of peak "
+                f"(at {shape['at_fraction']:.0%} of training; {shape['max_abs_lr_diff']:.3g} absolute)",
+                shape,
+                "schedule",
+            )
+        )
+    return findings
+
+
+def _stopping(stop: dict[str, Any]) -> str:
+    if stop["patience"] is None:
+        return "none"
+    return f"patience {stop['patience']} evaluations, threshold {stop['threshold']}"
+
+
+@register_probe("schedule")
+def probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
+    """LR curves at the selected world size and the differences between them."""
+    va, vb = side_values(a, plan_steps(a)), side_values(b, plan_steps(b))
+    findings = field_findings(a, b, va, vb) + derived_findings(a, b, va, vb)
+    return ProbeResult(findings=findings, values=plain({"a": va, "b": vb, "aligned": aligned_difference(va, vb)}))

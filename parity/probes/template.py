@@ -1,0 +1,219 @@
+"""Probe `template`: the effective chat template of each recipe and what it renders for the same messages.
+Checks BOS/EOS in text and ids, generation-prompt support and whether rendering depends on the date."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+from collections.abc import Iterator
+from typing import Any
+
+from parity.findings import Finding
+from parity.materialize import Materialized
+from parity.plain import plain
+from parity.probes import ProbeContext, ProbeResult, register_probe
+from parity.textdiff import char_diff, edge_notes, pair_names, token_alignment, visible
+
+AXIS = "template"
+CLOCKS = (datetime.datetime(2001, 2, 3, 4, 5, 6), datetime.datetime(2031, 12, 30, 22, 58, 59))
+"""Two moments the determinism check renders at (they differ in every date field)."""
+
+
+@contextlib.contextmanager
+def frozen_clock(moment: datetime.datetime) -> Iterator[None]:
+    """Make transformers' template global `strftime_now` see `moment` (it reads its module's `datetime.now`)."""
+    from transformers.utils import chat_template_utils
+
+    original = getattr(chat_template_utils, "datetime", None)
+    if original is None:
+        yield
+        return
+
+    class FrozenClock(datetime.datetime):
+        @classmethod
+        def now(cls, tz: datetime.tzinfo | None = None) -> datetime.datetime:
+            return moment if tz is None else moment.replace(tzinfo=tz)
+
+    chat_template_utils.datetime = FrozenClock
+    try:
+        yield
+    finally:
+        chat_template_utils.datetime = original
+
+
+def render(m: Materialized, messages: list[dict], **kwargs: Any) -> str:
+    """Messages rendered by the recipe's tokenizer with its effective chat template (transformers' sandbox)."""
+    return m.tokenizer.apply_chat_template(messages, tokenize=False, **kwargs)
+
+
+def render_is_deterministic(m: Materialized, messages: list[dict]) -> tuple[bool, bool]:
+    """(same text when rendered twice at one moment and once at another, whether the text depends on the date)."""
+    texts = []
+    for moment in (CLOCKS[0], CLOCKS[0], CLOCKS[1]):
+        with frozen_clock(moment):
+            texts.append(render(m, messages, date_string=moment.strftime("%d %b %Y")))
+    return len(set(texts)) == 1, texts[0] == texts[1] and texts[0] != texts[2]
+
+
+def example_messages(m: Materialized, row: dict[str, str]) -> tuple[list[dict], list[dict]]:
+    """(prompt messages, prompt + completion messages) the recipe builds for one raw row."""
+    conv = m.conversational_raw([row])[0]
+    return conv["prompt"], conv["prompt"] + conv["completion"]
+
+
+def _recipe_values(m: Materialized, row: dict[str, str]) -> dict[str, Any]:
+    prompt, messages = example_messages(m, row)
+    text = render(m, messages)
+    with_gen, without_gen = render(m, prompt, add_generation_prompt=True), render(m, prompt, add_generation_prompt=False)
+    deterministic, date_dependent = render_is_deterministic(m, messages)
+    ids = list(m.prepare_raw([row])[0]["input_ids"])
+    tok = m.tokenizer
+    return {
+        "effective": m.tokenizer_info.template_source,
+        "own_chat_template": m.tokenizer_info.own_chat_template,
+        "template_source": m.recipe.template.source,
+        "chat_template": tok.chat_template,
+        "rendered": text,
+        "rendered_visible": visible(text),
+        "generation_prompt": visible(with_gen[len(without_gen) :]) if with_gen.startswith(without_gen) else visible(with_gen),
+        "supports_generation_prompt": with_gen != without_gen,
+        "deterministic": deterministic,
+        "date_dependent": date_dependent,
+        "bos_in_text": tok.bos_token is not None and tok.bos_token in text,
+        "eos_in_text": tok.eos_token is not None and tok.eos_token in text,
+        "bos_in_ids": tok.bos_token_id is not None and tok.bos_token_id in ids,
+        "eos_in_ids": tok.eos_token_id is not None and tok.eos_token_id in ids,
+        "input_ids": ids,
+        "tokens": tok.convert_ids_to_tokens(ids),
+    }
+
+
+def _ids_text(ids: list[int], tokens: list[str]) -> str:
+    return ", ".join(f"{i} ({t!r})" for i, t in zip(ids, tokens, strict=True))
+
+
+def _token_note(va: dict, vb: dict, name_a: str, name_b: str) -> str:
+    ops = token_alignment(va["input_ids"], vb["input_ids"], va["tokens"], vb["tokens"], limit=1)
+    if not ops:
+        return "token ids are identical"
+    op = ops[0]
+    where = "start with" if op["a_pos"][0] == 0 else f"have at position {op['a_pos'][0]}"
+    if op["op"] == "delete":
+        return f"{name_a}'s token ids {where} {_ids_text(op['a_ids'], op['a_tokens'])}, which {name_b} lacks"
+    if op["op"] == "insert":
+        return f"{name_b}'s token ids {where} {_ids_text(op['b_ids'], op['b_tokens'])}, which {name_a} lacks"
+    return (
+        f"token ids first differ at position {op['a_pos'][0]}: {name_a} {_ids_text(op['a_ids'], op['a_tokens'])}, "
+        f"{name_b} {_ids_text(op['b_ids'], op['b_tokens'])}"
+    )
+
+
+def head(text: str) -> str:
+    """The start of a rendered text up to the end of its first non-blank line."""
+    start = len(text) - len(text.lstrip())
+    end = text.find("\n", start)
+    return text[: end + 1] if end >= 0 else text[:40]
+
+
+def _template_finding(va: dict, vb: dict, same: dict, name_a: str, name_b: str) -> Finding:
+    template_notes = edge_notes(va["chat_template"] or "", vb["chat_template"] or "", name_a, name_b)
+    token_note = _token_note(va, vb, name_a, name_b)
+    if same["a"] == same["b"]:
+        starts = "both render the same messages identically"
+    elif head(same["a"]) != head(same["b"]):
+        starts = f"rendered {name_a} text starts with {head(same['a'])!r}, {name_b} with {head(same['b'])!r}"
+    else:
+        starts = "; ".join(edge_notes(same["a"], same["b"], name_a, name_b)) or "the same messages render differently"
+    summary = "chat template text differs"
+    if template_notes:
+        summary += " (template: " + "; ".join(template_notes) + ")"
+    return Finding(
+        axis=AXIS,
+        key="template.chat_template",
+        severity="low" if same["a"] == same["b"] else "high",
+        a=va["chat_template"],
+        b=vb["chat_template"],
+        summary=f"{summary}: {starts}; {token_note}",
+        evidence={
+            "template_diff": char_diff(va["chat_template"] or "", vb["chat_template"] or ""),
+            "template_notes": template_notes,
+            "same_messages_diff": char_diff(same["a"], same["b"]),
+            "same_messages_notes": edge_notes(same["a"], same["b"], name_a, name_b),
+            "a_rendered": visible(same["a"]),
+            "b_rendered": visible(same["b"]),
+            "token_ops": token_alignment(va["input_ids"], vb["input_ids"], va["tokens"], vb["tokens"], limit=5),
+            "token_note": token_note,
+            "a_first_ids": va["input_ids"][:8],
+            "b_first_ids": vb["input_ids"][:8],
+        },
+        align="template",
+    )
+
+
+@register_probe("template")
+def template_probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
+    """Effective template, rendered-text diff, BOS/EOS, generation prompt and determinism for both recipes."""
+    row = a.raw.train[ctx.show_example]
+    va, vb = _recipe_values(a, row), _recipe_values(b, row)
+    name_a, name_b = pair_names(a.recipe.name, b.recipe.name)
+    messages = example_messages(a, row)[1]
+    same = {"a": render(a, messages), "b": render(b, messages)}
+    findings = []
+    if va["chat_template"] != vb["chat_template"]:
+        findings.append(_template_finding(va, vb, same, name_a, name_b))
+    if (va["template_source"], va["effective"]) != (vb["template_source"], vb["effective"]):
+        findings.append(
+            Finding(
+                axis=AXIS,
+                key="template.source",
+                severity="low",
+                a=va["template_source"],
+                b=vb["template_source"],
+                summary=f"template provenance differs: {name_a} {va['effective']} from {va['template_source'] or 'n/a'}, "
+                f"{name_b} {vb['effective']} from {vb['template_source'] or 'n/a'}",
+                evidence={"a_effective": va["effective"], "b_effective": vb["effective"]},
+                align="template",
+            )
+        )
+    if va["deterministic"] != vb["deterministic"]:
+        volatile = name_a if not va["deterministic"] else name_b
+        findings.append(
+            Finding(
+                axis=AXIS,
+                key="template.deterministic",
+                severity="medium",
+                a=va["deterministic"],
+                b=vb["deterministic"],
+                summary=f"{volatile}'s chat template renders differently from run to run"
+                + (" (it depends on the date)" if va["date_dependent"] or vb["date_dependent"] else ""),
+                evidence={"a_date_dependent": va["date_dependent"], "b_date_dependent": vb["date_dependent"]},
+                align="template",
+            )
+        )
+    if va["supports_generation_prompt"] != vb["supports_generation_prompt"]:
+        lacking = name_a if not va["supports_generation_prompt"] else name_b
+        findings.append(
+            Finding(
+                axis=AXIS,
+                key="template.generation_prompt",
+                severity="medium",
+                a=va["supports_generation_prompt"],
+                b=vb["supports_generation_prompt"],
+                summary=f"{lacking}'s chat template ignores add_generation_prompt (prompt/completion split and eval prompts change)",
+                evidence={"a_generation_prompt": va["generation_prompt"], "b_generation_prompt": vb["generation_prompt"]},
+                align="template",
+            )
+        )
+    keep = ("input_ids", "tokens")
+    values = {
+        "example_index": ctx.show_example,
+        "a": {k: v for k, v in va.items() if k not in keep},
+        "b": {k: v for k, v in vb.items() if k not in keep},
+        "same_template": va["chat_template"] == vb["chat_template"],
+        "same_messages": {"a": visible(same["a"]), "b": visible(same["b"]), "identical": same["a"] == same["b"]},
+        "same_messages_diff": char_diff(same["a"], same["b"]),
+        "same_messages_notes": edge_notes(same["a"], same["b"], name_a, name_b),
+        "rendered_diff": char_diff(va["rendered"], vb["rendered"]),
+        "template_diff": char_diff(va["chat_template"] or "", vb["chat_template"] or ""),
+    }
+    return ProbeResult(findings=findings, values=plain(values))

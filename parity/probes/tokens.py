@@ -1,0 +1,168 @@
+"""Probe `tokens`: the same raw example tokenized by both pipelines, aligned token by token, and length statistics.
+Counts the examples each recipe's max_length truncates, measured on the untruncated TRL tokenization."""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from typing import Any
+
+import numpy as np
+
+from parity.axes import field_axis, field_severity
+from parity.findings import Finding
+from parity.materialize import Materialized
+from parity.plain import plain
+from parity.probes import ProbeContext, ProbeResult, register_probe
+from parity.textdiff import first_difference, pair_names, token_alignment
+
+AXIS = "tokens"
+
+
+def length_stats(lengths: list[int]) -> dict[str, Any]:
+    """Count, mean, p50, p95 and max of sequence lengths (numpy 'linear' percentiles, rounded to 3)."""
+    if not lengths:
+        return {"count": 0, "mean": 0.0, "p50": 0.0, "p95": 0.0, "max": 0}
+    arr = np.asarray(lengths, dtype=float)
+    p50, p95 = np.percentile(arr, [50, 95], method="linear")
+    return {
+        "count": len(lengths),
+        "mean": round(float(arr.mean()), 3),
+        "p50": round(float(p50), 3),
+        "p95": round(float(p95), 3),
+        "max": int(arr.max()),
+    }
+
+
+def untruncated_lengths(m: Materialized) -> list[int]:
+    """Lengths TRL produces for the sampled train rows with max_length=None (no truncation, no packing)."""
+    from parity.trl_bridge import prepare_dataset
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        config = dataclasses.replace(m.sft_config, max_length=None, packing=False)
+    rows = m.train_rows if m.samples is None else m.train_rows[: m.samples]
+    return [len(ids) for ids in prepare_dataset(rows, m.tokenizer, config, "untruncated")["input_ids"]]
+
+
+def _recipe_values(m: Materialized, row: dict[str, str]) -> dict[str, Any]:
+    ids = list(m.prepare_raw([row])[0]["input_ids"])
+    lengths = [len(x) for x in m.tokenized["input_ids"]]
+    full = untruncated_lengths(m)
+    max_length = m.sft_config.max_length
+    return {
+        "max_length": max_length,
+        "truncation_mode": m.sft_config.truncation_mode,
+        "samples_requested": m.samples if m.samples is not None else "all",
+        "samples_measured": len(full),
+        "lengths": length_stats(lengths),
+        "untruncated_lengths": length_stats(full),
+        "truncated": sum(1 for n in full if max_length is not None and n > max_length),
+        "example_ids": ids,
+        "example_tokens": m.tokenizer.convert_ids_to_tokens(ids),
+        "example_length": len(ids),
+    }
+
+
+def _example_align(a: Materialized, b: Materialized, row: dict[str, str]) -> str:
+    """The align axis that explains a token difference: template, else prompt, else data."""
+    if a.tokenizer.chat_template != b.tokenizer.chat_template:
+        return "template"
+    prompt_a, prompt_b = a.conversational_raw([row])[0]["prompt"], b.conversational_raw([row])[0]["prompt"]
+    return "prompt" if prompt_a != prompt_b else "data"
+
+
+def _describe_op(op: dict[str, Any], name_a: str, name_b: str) -> str:
+    a_part = ", ".join(f"{i} ({t!r})" for i, t in zip(op["a_ids"], op["a_tokens"], strict=True)) or "nothing"
+    b_part = ", ".join(f"{i} ({t!r})" for i, t in zip(op["b_ids"], op["b_tokens"], strict=True)) or "nothing"
+    return f"{name_a} has {a_part} where {name_b} has {b_part}"
+
+
+@register_probe("tokens")
+def tokens_probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
+    """Token-level diff of raw row `ctx.show_example`, length distributions and truncation counts."""
+    row = a.raw.train[ctx.show_example]
+    va, vb = _recipe_values(a, row), _recipe_values(b, row)
+    name_a, name_b = pair_names(a.recipe.name, b.recipe.name)
+    ops = token_alignment(va["example_ids"], vb["example_ids"], va["example_tokens"], vb["example_tokens"])
+    first = first_difference(va["example_ids"], vb["example_ids"])
+    findings = []
+    if first is not None:
+        findings.append(
+            Finding(
+                axis=AXIS,
+                key="tokens.example",
+                severity="high",
+                a=va["example_length"],
+                b=vb["example_length"],
+                summary=(
+                    f"token ids differ for the same raw example from position {first} "
+                    f"({va['example_length']} vs {vb['example_length']} tokens, {len(ops)} edits): "
+                    + _describe_op(ops[0], name_a, name_b)
+                ),
+                evidence={"example_index": ctx.show_example, "first_difference": first, "ops": ops},
+                align=_example_align(a, b, row),
+            )
+        )
+    if va["lengths"] != vb["lengths"]:
+        findings.append(
+            Finding(
+                axis=AXIS,
+                key="tokens.length_distribution",
+                severity="info",
+                a=va["lengths"],
+                b=vb["lengths"],
+                summary=(
+                    f"sequence lengths differ: mean {va['lengths']['mean']} vs {vb['lengths']['mean']}, "
+                    f"p95 {va['lengths']['p95']} vs {vb['lengths']['p95']} tokens "
+                    f"({va['samples_measured']} and {vb['samples_measured']} train examples)"
+                ),
+                evidence={"a": va["lengths"], "b": vb["lengths"]},
+                align=None,
+            )
+        )
+    if va["truncated"] != vb["truncated"]:
+        findings.append(
+            Finding(
+                axis=AXIS,
+                key="tokens.truncation",
+                severity="medium",
+                a=va["truncated"],
+                b=vb["truncated"],
+                summary=(
+                    f"max_length truncates {va['truncated']} of {va['samples_measured']} examples in {name_a} "
+                    f"(max_length {va['max_length']}) and {vb['truncated']} of {vb['samples_measured']} in {name_b} "
+                    f"(max_length {vb['max_length']})"
+                ),
+                evidence={"a_untruncated": va["untruncated_lengths"], "b_untruncated": vb["untruncated_lengths"]},
+                align="tokens",
+            )
+        )
+    if va["max_length"] != vb["max_length"]:
+        findings.append(
+            Finding(
+                axis=AXIS,
+                key="training.max_length",
+                severity=field_severity("max_length"),
+                a=va["max_length"],
+                b=vb["max_length"],
+                summary=(
+                    f"max_length differs: {name_a} {va['max_length']}, {name_b} {vb['max_length']} "
+                    f"(longest untruncated example in the sample: {va['untruncated_lengths']['max']} / "
+                    f"{vb['untruncated_lengths']['max']} tokens; truncated: {va['truncated']} / {vb['truncated']})"
+                ),
+                evidence={
+                    "a_provenance": a.recipe.provenance.get("training.max_length", "trl.SFTConfig default"),
+                    "b_provenance": b.recipe.provenance.get("training.max_length", "trl.SFTConfig default"),
+                },
+                align=field_axis("max_length"),
+            )
+        )
+    values = {
+        "example_index": ctx.show_example,
+        "a": va,
+        "b": vb,
+        "example_first_difference": first,
+        "example_ops": ops,
+    }
+    return ProbeResult(findings=findings, values=plain(values))

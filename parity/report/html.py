@@ -1,0 +1,78 @@
+"""Self-contained HTML report: findings, evidence, LR schedules and length histograms as inline SVG plots."""
+
+from __future__ import annotations
+
+import html
+import json
+from typing import Any
+
+from parity.report.tables import scalar_rows, severity_counts, short
+from parity.report.svg import histogram_svg, line_chart_svg
+
+STYLE = """
+body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1100px;color:#222}
+table{border-collapse:collapse;margin:1rem 0;font-size:.9rem}td,th{border:1px solid #ccc;padding:.3rem .5rem;vertical-align:top}
+th{background:#f3f3f3}.high{color:#b00020;font-weight:bold}.medium{color:#b36b00}.low{color:#555}.info{color:#777}
+pre{background:#f7f7f7;padding:.5rem;overflow-x:auto;font-size:.8rem}code{background:#f3f3f3}
+.plots{display:flex;flex-wrap:wrap;gap:1rem}figure{margin:0}figcaption{font-size:.85rem;color:#555}
+"""
+
+
+def _series(values: dict[str, Any], side: str, *names: str) -> list[float] | None:
+    data = values.get(side) if isinstance(values, dict) else None
+    if not isinstance(data, dict):
+        return None
+    for name in names:
+        if isinstance(data.get(name), list) and data[name] and all(isinstance(v, int | float) for v in data[name]):
+            return [float(v) for v in data[name]]
+    return None
+
+
+def render_html(report: dict[str, Any]) -> str:
+    a, b, findings, probes = report["a"], report["b"], report["findings"], report["probes"]
+    esc = html.escape
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        f"<title>parity diff: {esc(a)} vs {esc(b)}</title><style>{STYLE}</style></head><body>",
+        f"<h1>parity diff: <code>{esc(a)}</code> (A) vs <code>{esc(b)}</code> (B)</h1>",
+        f"<p>Context: <code>{esc(json.dumps(report['context'], ensure_ascii=False))}</code></p>",
+        "<h2>Summary</h2><p>"
+        + ", ".join(f"<span class='{s}'>{n} {s}</span>" for s, n in severity_counts(findings).items())
+        + "</p>",
+    ]
+    plots = []
+    schedule = probes.get("schedule", {})
+    lr_a, lr_b = _series(schedule, "a", "lr", "lrs"), _series(schedule, "b", "lr", "lrs")
+    if lr_a and lr_b:
+        plots.append(("Learning rate at every optimizer step", line_chart_svg({a: lr_a, b: lr_b}, "optimizer step", "LR")))
+    tokens = probes.get("tokens", {})
+    len_a, len_b = _series(tokens, "a", "lengths"), _series(tokens, "b", "lengths")
+    if len_a and len_b:
+        plots.append(("Sequence length (tokens) of the tokenized samples", histogram_svg({a: len_a, b: len_b}, "tokens")))
+    if plots:
+        parts.append("<h2>Plots</h2><div class='plots'>")
+        parts += [f"<figure>{svg}<figcaption>{esc(caption)}</figcaption></figure>" for caption, svg in plots]
+        parts.append("</div>")
+    parts.append("<h2>Findings</h2><table><tr><th>#</th><th>severity</th><th>axis</th><th>key</th><th>A</th><th>B</th><th>summary</th><th>align</th></tr>")
+    for i, f in enumerate(findings, 1):
+        parts.append(
+            f"<tr><td>{i}</td><td class='{f['severity']}'>{f['severity']}</td><td>{esc(f['axis'])}</td>"
+            f"<td><code>{esc(f['key'])}</code></td><td>{esc(short(f['a'], 60))}</td><td>{esc(short(f['b'], 60))}</td>"
+            f"<td>{esc(f['summary'])}</td><td>{esc(f['align'] or '—')}</td></tr>"
+        )
+    parts.append("</table><h2>Evidence</h2>")
+    for i, f in enumerate(findings, 1):
+        parts.append(
+            f"<details><summary>{i}. <span class='{f['severity']}'>[{f['severity']}]</span> {esc(f['axis'])} · "
+            f"<code>{esc(f['key'])}</code>: {esc(f['summary'])}</summary>"
+            f"<pre>{esc(json.dumps(f['evidence'], indent=2, ensure_ascii=False))}</pre></details>"
+        )
+    parts.append("<h2>Measured values</h2>")
+    for probe, values in probes.items():
+        rows = scalar_rows(values)
+        if rows:
+            parts.append(f"<h3>{esc(probe)}</h3><table><tr><th>value</th><th>A</th><th>B</th></tr>")
+            parts += [f"<tr><td>{esc(k)}</td><td>{esc(short(va))}</td><td>{esc(short(vb))}</td></tr>" for k, va, vb in rows]
+            parts.append("</table>")
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
