@@ -176,6 +176,44 @@ def _slug(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
+@app.command("lock")
+def lock_command(
+    a: Annotated[str, typer.Option("--a", help="Recipe A: name or YAML path.")],
+    b: Annotated[str, typer.Option("--b", help="Recipe B: name or YAML path.")],
+    output: Annotated[str, typer.Option("-o", "--output", help="Lock file to write.")] = "parity.lock",
+    data: Annotated[str, typer.Option("--data", help="Fixed data source for the golden tokenization.")] = "synthetic:800:160",
+    world_size: WorldSize = 1,
+    examples: Annotated[int, typer.Option("--examples", help="Golden examples per recipe.")] = 16,
+    set_a: SetA = None,
+    set_b: SetB = None,
+) -> None:
+    """Write a lockfile of the accepted findings, effective configs, batch tables and golden tokenization."""
+    from parity.lock import build_lock, write_lock
+
+    lock = build_lock(a, b, data, world_size, examples, set_a or [], set_b or [])
+    write_lock(lock, Path(output))
+    print(f"parity lock: wrote {output} ({len(lock['findings'])} findings, {examples} golden examples per recipe)")
+
+
+@app.command("check")
+def check_command(
+    lock: Annotated[str, typer.Option("--lock", help="Lock file written by `parity lock`.")] = "parity.lock",
+    update: Annotated[bool, typer.Option("--update", help="Rewrite the lock with the current state.")] = False,
+) -> None:
+    """Recompute what the locked pair trains on; exit 1 with an explanation when anything changed."""
+    from parity.lock import build_lock, check_lock, format_check, read_lock, write_lock
+
+    if update:
+        pair = read_lock(Path(lock))["pair"]
+        write_lock(build_lock(pair["a"], pair["b"], pair["data"], pair["world_size"], pair["examples"], pair.get("set_a"), pair.get("set_b")), Path(lock))
+        print(f"parity check: updated {lock}")
+        return
+    result = check_lock(Path(lock))
+    print(format_check(result, Path(lock)))
+    if not result.ok:
+        raise typer.Exit(1)
+
+
 @refs_app.command("verify")
 def refs_verify_command(
     ref: Annotated[str, typer.Option("--ref", help="Recipe whose pinned facts to check.")],

@@ -11,7 +11,7 @@ from parity.materialize import build_lora_config, build_sft_config, sft_defaults
 from parity.plain import config_values, plain
 from parity.spec import Recipe
 
-CONTEXT_FIELDS = {"output_dir", "use_cpu", "logging_dir"}
+CONTEXT_FIELDS = {"output_dir", "use_cpu", "logging_dir", "disable_tqdm"}
 """SFTConfig fields set by where materialization runs, not by the recipe."""
 
 

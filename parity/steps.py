@@ -46,11 +46,15 @@ def train_dataloader(rows: int, per_device: int, processes: int, drop_last: bool
 
     sampler = BatchSampler(SequentialSampler(range(rows)), per_device, drop_last=drop_last)
     if processes > 1:
-        sampler = BatchSamplerShard(sampler, num_processes=processes, process_index=0, split_batches=False, even_batches=True)
+        sampler = BatchSamplerShard(
+            sampler, num_processes=processes, process_index=0, split_batches=False, even_batches=True
+        )
     return DataLoader(range(rows), batch_sampler=sampler)
 
 
-def trainer_step_counts(sft_config: Any, rows: int, per_device: int, processes: int, accumulation: int) -> tuple[int, int, int, int]:
+def trainer_step_counts(
+    sft_config: Any, rows: int, per_device: int, processes: int, accumulation: int
+) -> tuple[int, int, int, int]:
     """(batches per epoch, update steps per epoch, total steps, epochs) from `Trainer.set_initial_training_values`.
 
     transformers 5.x: num_update_steps_per_epoch = max(len_dataloader // accumulation +
@@ -77,7 +81,9 @@ def trainer_step_counts(sft_config: Any, rows: int, per_device: int, processes: 
     return len(loader), per_epoch, total, epochs
 
 
-def event_steps(sft_config: Any, total: int, per_epoch: int) -> tuple[dict[str, int | None], tuple[int, ...], tuple[int, ...]]:
+def event_steps(
+    sft_config: Any, total: int, per_epoch: int
+) -> tuple[dict[str, int | None], tuple[int, ...], tuple[int, ...]]:
     """Absolute logging/eval/save steps (TrainerState.compute_steps) and the steps the Trainer evaluates and saves
     at, from DefaultFlowCallback's on_step_end/on_epoch_end run over every optimizer step."""
     from transformers.trainer_callback import DefaultFlowCallback, TrainerControl, TrainerState
@@ -105,11 +111,17 @@ def event_steps(sft_config: Any, total: int, per_epoch: int) -> tuple[dict[str, 
 
 def plan_steps(m: Materialized, world_size: int | None = None) -> StepPlan:
     """The step plan of a materialized recipe at its own world size, or re-planned for another one."""
-    launch: LaunchPlan = m.launch if world_size in (None, m.world_size) else plan_launch(m.recipe, world_size, sft_defaults())
+    launch: LaunchPlan = (
+        m.launch if world_size in (None, m.world_size) else plan_launch(m.recipe, world_size, sft_defaults())
+    )
     config = m.sft_config
     rows = len(m.data.train)
     length, per_epoch, total, epochs = trainer_step_counts(
-        config, rows, launch.per_device_train_batch_size, launch.num_processes, launch.gradient_accumulation_steps
+        config,
+        rows,
+        launch.per_device_train_batch_size,
+        launch.num_processes,
+        launch.gradient_accumulation_steps,
     )
     steps, eval_at, save_at = event_steps(config, total, per_epoch)
     return StepPlan(

@@ -25,7 +25,9 @@ def char_diff(a: str, b: str, limit: int = MAX_OPS) -> list[dict[str, Any]]:
     for tag, i1, i2, j1, j2 in SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
         if tag == "equal":
             continue
-        ops.append({"op": tag, "a_pos": [i1, i2], "b_pos": [j1, j2], "a": visible(a[i1:i2]), "b": visible(b[j1:j2])})
+        ops.append(
+            {"op": tag, "a_pos": [i1, i2], "b_pos": [j1, j2], "a": visible(a[i1:i2]), "b": visible(b[j1:j2])}
+        )
     return ops[:limit]
 
 
@@ -69,7 +71,11 @@ def first_difference(a: Sequence, b: Sequence) -> int | None:
 
 
 def token_alignment(
-    ids_a: Sequence[int], ids_b: Sequence[int], tokens_a: Sequence[str], tokens_b: Sequence[str], limit: int = MAX_OPS
+    ids_a: Sequence[int],
+    ids_b: Sequence[int],
+    tokens_a: Sequence[str],
+    tokens_b: Sequence[str],
+    limit: int = MAX_OPS,
 ) -> list[dict[str, Any]]:
     """The non-equal operations aligning two token id sequences, each with ids and token strings."""
     ops = []

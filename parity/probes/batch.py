@@ -12,6 +12,8 @@ from parity.plain import plain
 from parity.probes import ProbeContext, ProbeResult, register_probe
 from parity.steps import StepPlan, plan_steps
 
+VERB = {"eval": "evaluates", "save": "saves"}
+
 
 def token_counts(m: Materialized) -> dict[str, Any]:
     """Mean tokens and loss-carrying tokens (labels != -100) per example over the tokenized sample."""
@@ -28,8 +30,12 @@ def token_counts(m: Materialized) -> dict[str, Any]:
 def side_values(m: Materialized, plan: StepPlan) -> dict[str, Any]:
     tokens = token_counts(m)
     per_step = {
-        "tokens_per_step": round(tokens["mean_tokens"] * plan.global_batch, 6) if tokens["examples"] else None,
-        "trained_tokens_per_step": round(tokens["mean_trained_tokens"] * plan.global_batch, 6) if tokens["examples"] else None,
+        "tokens_per_step": round(tokens["mean_tokens"] * plan.global_batch, 6)
+        if tokens["examples"]
+        else None,
+        "trained_tokens_per_step": round(tokens["mean_trained_tokens"] * plan.global_batch, 6)
+        if tokens["examples"]
+        else None,
     }
     config = m.sft_config
     return plain(
@@ -52,6 +58,10 @@ def _shape(plan: StepPlan) -> str:
 def _cadence(m: Materialized, plan: StepPlan, kind: str) -> tuple[str, int | None]:
     strategy = str(plain(getattr(m.sft_config, f"{kind}_strategy")))
     return strategy, getattr(plan, f"{kind}_steps") if strategy == "steps" else None
+
+
+def _interval(strategy: str, steps: int | None) -> str:
+    return f"{steps} steps" if steps is not None else f"'{strategy}'"
 
 
 def findings_for(a: Materialized, b: Materialized, pa: StepPlan, pb: StepPlan) -> list[Finding]:
@@ -124,11 +134,14 @@ def findings_for(a: Materialized, b: Materialized, pa: StepPlan, pb: StepPlan) -
                 "medium",
                 xa,
                 xb,
-                f"{kind} every {xa} steps ({sa}) vs every {xb} ({sb}): {names[0]} {kind}s {len(at_a)} time(s) "
-                f"of {pa.total_steps} steps, {names[1]} {len(at_b)} time(s) of {pb.total_steps}",
+                f"{kind} interval {_interval(sa, xa)} vs {_interval(sb, xb)}: {names[0]} {VERB[kind]} {len(at_a)} time(s) in "
+                f"{pa.total_steps} steps, {names[1]} {len(at_b)} time(s) in {pb.total_steps}",
                 {
                     f"{kind}_strategy": [sa, sb],
-                    f"{kind}_steps_configured": [plain(getattr(a.sft_config, f"{kind}_steps")), plain(getattr(b.sft_config, f"{kind}_steps"))],
+                    f"{kind}_steps_configured": [
+                        plain(getattr(a.sft_config, f"{kind}_steps")),
+                        plain(getattr(b.sft_config, f"{kind}_steps")),
+                    ],
                     "a_at": list(at_a),
                     "b_at": list(at_b),
                 },
@@ -151,7 +164,14 @@ def probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
                 **{
                     f"{side}_{name}": getattr(plan, name)
                     for side, plan in (("a", ra), ("b", rb))
-                    for name in ("global_batch", "per_device", "accumulation", "processes", "total_steps", "warmup_steps")
+                    for name in (
+                        "global_batch",
+                        "per_device",
+                        "accumulation",
+                        "processes",
+                        "total_steps",
+                        "warmup_steps",
+                    )
                 },
             }
         )

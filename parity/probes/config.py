@@ -29,7 +29,11 @@ def model_loader_kwargs() -> frozenset[str]:
     from transformers import PreTrainedModel
 
     method = PreTrainedModel.from_pretrained
-    named = {p.name for p in inspect.signature(method).parameters.values() if p.kind is p.KEYWORD_ONLY or p.default is not p.empty}
+    named = {
+        p.name
+        for p in inspect.signature(method).parameters.values()
+        if p.kind is p.KEYWORD_ONLY or p.default is not p.empty
+    }
     popped = set(re.findall(r"kwargs\.pop\(\s*[\"'](\w+)[\"']", inspect.getsource(method)))
     return frozenset(n for n in named | popped if not n.startswith("_"))
 
@@ -94,7 +98,9 @@ def _describe(m: Materialized, name: str) -> str:
 
 
 def field_findings(a: Materialized, b: Materialized, va: dict, vb: dict) -> tuple[list[Finding], list[dict]]:
-    diff = DeepDiff(va, vb, exclude_paths=[f"root['{name}']" for name in sorted(CONTEXT_FIELDS)], verbose_level=2)
+    diff = DeepDiff(
+        va, vb, exclude_paths=[f"root['{name}']" for name in sorted(CONTEXT_FIELDS)], verbose_level=2
+    )
     findings: list[Finding] = []
     differing: list[dict] = []
     for name, changes in _changes(diff).items():
@@ -110,7 +116,11 @@ def field_findings(a: Materialized, b: Materialized, va: dict, vb: dict) -> tupl
                 a=va.get(name),
                 b=vb.get(name),
                 summary=f"{name}: {va.get(name)!r} ({_describe(a, name)}) vs {vb.get(name)!r} ({_describe(b, name)})",
-                evidence={"a_source": field_source(a, name), "b_source": field_source(b, name), "changes": changes},
+                evidence={
+                    "a_source": field_source(a, name),
+                    "b_source": field_source(b, name),
+                    "changes": changes,
+                },
                 align=field_axis(name),
             )
         )

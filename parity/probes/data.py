@@ -28,7 +28,9 @@ def annotation_tokens(m: Materialized, answers: list[str]) -> dict[str, Any]:
     for answer, offsets in zip(answers, encoded["offset_mapping"], strict=True):
         spans = [match.span() for match in ANNOTATION.finditer(answer)]
         total += len(offsets)
-        inside += sum(1 for start, end in offsets if any(start < s_end and end > s_start for s_start, s_end in spans))
+        inside += sum(
+            1 for start, end in offsets if any(start < s_end and end > s_start for s_start, s_end in spans)
+        )
     return {
         "rows": len(answers),
         "annotation_tokens": inside,
@@ -76,7 +78,9 @@ def _example_pair(a: Materialized, b: Materialized) -> dict[str, Any]:
     return {"a": row_a, "b": row_b, "same_question": row_a["question"] == row_b["question"]}
 
 
-def _preprocess_finding(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeContext) -> Finding | None:
+def _preprocess_finding(
+    a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeContext
+) -> Finding | None:
     raw = a.raw.train
     out_a = preprocess_rows(raw, a.recipe.data.preprocess)
     out_b = preprocess_rows(raw, b.recipe.data.preprocess)

@@ -34,7 +34,11 @@ def satisfied(pin: str, running: str | None) -> bool | None:
 
 def side_values(m: Materialized) -> dict[str, Any]:
     return {
-        package: {"pin": pin, "running": running_version(package), "satisfied": satisfied(pin, running_version(package))}
+        package: {
+            "pin": pin,
+            "running": running_version(package),
+            "satisfied": satisfied(pin, running_version(package)),
+        }
         for package, pin in sorted(m.recipe.env.items())
     }
 
@@ -42,6 +46,8 @@ def side_values(m: Materialized) -> dict[str, Any]:
 def _pin_text(name: str, entry: dict[str, Any] | None) -> str:
     if entry is None:
         return f"{name} does not pin it"
+    if entry["running"] is None:
+        return f"{name} pins {entry['pin']} (not installed here)"
     state = {True: "satisfied", False: "violated", None: "not checkable"}[entry["satisfied"]]
     return f"{name} pins {entry['pin']} ({state})"
 
@@ -57,7 +63,16 @@ def probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
         pin_a, pin_b = (ea or {}).get("pin"), (eb or {}).get("pin")
         if pin_a != pin_b:
             findings.append(
-                Finding("env", f"env.{package}", "low", pin_a, pin_b, f"{package}: {_pin_text(names[0], ea)}, {_pin_text(names[1], eb)}", {"running": running_version(package)}, None)
+                Finding(
+                    "env",
+                    f"env.{package}",
+                    "low",
+                    pin_a,
+                    pin_b,
+                    f"{package}: {_pin_text(names[0], ea)}, {_pin_text(names[1], eb)}",
+                    {"running": running_version(package)},
+                    None,
+                )
             )
         ok_a, ok_b = (ea or {}).get("satisfied"), (eb or {}).get("satisfied")
         if ok_a == ok_b:

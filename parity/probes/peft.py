@@ -4,6 +4,7 @@ own wrapping of the Llama-3.2-1B architecture on the meta device (real target re
 from __future__ import annotations
 
 import json
+import warnings
 from functools import cache
 from typing import Any
 
@@ -13,7 +14,18 @@ from parity.materialize import Materialized
 from parity.plain import config_values, plain
 from parity.probes import ProbeContext, ProbeResult, register_probe
 
-TRAINED_SET_FIELDS = {"r", "target_modules", "exclude_modules", "modules_to_save", "layers_to_transform", "bias", "use_dora", "target_parameters", "rank_pattern", "trainable_token_indices"}
+TRAINED_SET_FIELDS = {
+    "r",
+    "target_modules",
+    "exclude_modules",
+    "modules_to_save",
+    "layers_to_transform",
+    "bias",
+    "use_dora",
+    "target_parameters",
+    "rank_pattern",
+    "trainable_token_indices",
+}
 """LoraConfig fields that change which parameters train or how many: a difference is high."""
 SCALING_FIELDS = {"lora_alpha", "lora_dropout", "alpha_pattern", "use_rslora", "init_lora_weights"}
 """Fields that change the update's scale or regularisation: medium. Every other field: low."""
@@ -30,7 +42,9 @@ def count_parameters(lora_json: str | None) -> dict[str, Any]:
     if lora_json is not None:
         from peft import LoraConfig, get_peft_model
 
-        model = get_peft_model(model, LoraConfig(**json.loads(lora_json)))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = get_peft_model(model, LoraConfig(**json.loads(lora_json)))
         targets = sorted(model.targeted_module_names)
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -56,7 +70,11 @@ def _lora_json(lora: Any) -> str | None:
 
 def side_values(m: Materialized) -> dict[str, Any]:
     lora = m.lora_config
-    fields = {k: v for k, v in config_values(lora).items() if k not in IGNORED_FIELDS} if lora is not None else None
+    fields = (
+        {k: v for k, v in config_values(lora).items() if k not in IGNORED_FIELDS}
+        if lora is not None
+        else None
+    )
     return {
         "method": "lora" if lora is not None else "full",
         "architecture": LLAMA_3_2_1B,
@@ -66,7 +84,9 @@ def side_values(m: Materialized) -> dict[str, Any]:
 
 
 def _describe(name: str, v: dict[str, Any]) -> str:
-    count = f"{v['trainable_params']:,} trainable params ({v['trainable_fraction']:.2%} of {v['total_params']:,})"
+    count = (
+        f"{v['trainable_params']:,} trainable params ({v['trainable_fraction']:.2%} of {v['total_params']:,})"
+    )
     if v["method"] == "full":
         return f"{name} fine-tunes all weights, {count}"
     lora = v["lora"]
@@ -75,17 +95,26 @@ def _describe(name: str, v: dict[str, Any]) -> str:
 
 def lora_findings(a: Materialized, b: Materialized, va: dict, vb: dict) -> list[Finding]:
     findings = []
-    counts = {"trainable_params": [va["trainable_params"], vb["trainable_params"]], "target_names": [va["target_names"], vb["target_names"]]}
+    counts = {
+        "trainable_params": [va["trainable_params"], vb["trainable_params"]],
+        "target_names": [va["target_names"], vb["target_names"]],
+    }
     for name in sorted(set(va["lora"]) | set(vb["lora"])):
         xa, xb = va["lora"].get(name), vb["lora"].get(name)
         if xa == xb:
             continue
-        if name == "target_modules" and va["target_names"] == vb["target_names"] and va["targeted_modules"] == vb["targeted_modules"]:
+        if (
+            name == "target_modules"
+            and va["target_names"] == vb["target_names"]
+            and va["targeted_modules"] == vb["targeted_modules"]
+        ):
             severity, note = "info", "both resolve to the same modules"
         elif name in TRAINED_SET_FIELDS:
             severity, note = "high", "changes the trained parameters"
         else:
-            severity, note = ("medium", "changes the update's scale") if name in SCALING_FIELDS else ("low", "")
+            severity, note = (
+                ("medium", "changes the update's scale") if name in SCALING_FIELDS else ("low", "")
+            )
         findings.append(
             Finding(
                 "peft",
@@ -93,7 +122,8 @@ def lora_findings(a: Materialized, b: Materialized, va: dict, vb: dict) -> list[
                 severity,
                 xa,
                 xb,
-                f"LoRA {name}: {a.recipe.name} {xa!r} vs {b.recipe.name} {xb!r}" + (f" ({note})" if note else ""),
+                f"LoRA {name}: {a.recipe.name} {xa!r} vs {b.recipe.name} {xb!r}"
+                + (f" ({note})" if note else ""),
                 counts,
                 "peft",
             )

@@ -40,7 +40,11 @@ def load_dtype(m: Materialized) -> dict[str, Any]:
     asked = requested if requested is not None else default_load_dtype()
     if asked == "auto":
         stored = checkpoint_dtype(m.recipe.model.name_or_path)
-        return {"requested": requested, "effective": stored, "label": f"auto (checkpoint dtype: {stored or 'unknown'})"}
+        return {
+            "requested": requested,
+            "effective": stored,
+            "label": f"auto (checkpoint dtype: {stored or 'unknown'})",
+        }
     name = str(asked).removeprefix("torch.")
     return {"requested": requested, "effective": name, "label": name}
 
@@ -57,7 +61,13 @@ def side_values(m: Materialized, world_sizes: tuple[int, ...]) -> dict[str, Any]
     by_world = []
     for n in sorted(set(world_sizes) | {m.world_size}):
         plan = m.launch if n == m.world_size else plan_launch(m.recipe, n, sft_defaults())
-        by_world.append({"world_size": n, "deepspeed_config": plan.deepspeed_config, "deepspeed_stage": plan.deepspeed_stage})
+        by_world.append(
+            {
+                "world_size": n,
+                "deepspeed_config": plan.deepspeed_config,
+                "deepspeed_stage": plan.deepspeed_stage,
+            }
+        )
     return {
         "flags": {name: flags[name] for name in PRECISION_FIELDS},
         "torch_dtype": load_dtype(m),
@@ -80,7 +90,16 @@ def findings_for(a: Materialized, b: Materialized, va: dict, vb: dict) -> list[F
         xa, xb = va["flags"][name], vb["flags"][name]
         if xa != xb:
             findings.append(
-                Finding("precision", f"training.{name}", field_severity(name), xa, xb, f"{name}: {names[0]} {xa!r} vs {names[1]} {xb!r}", {}, field_axis(name))
+                Finding(
+                    "precision",
+                    f"training.{name}",
+                    field_severity(name),
+                    xa,
+                    xb,
+                    f"{name}: {names[0]} {xa!r} vs {names[1]} {xb!r}",
+                    {},
+                    field_axis(name),
+                )
             )
     da, db = va["torch_dtype"], vb["torch_dtype"]
     if da["requested"] != db["requested"]:
@@ -99,16 +118,18 @@ def findings_for(a: Materialized, b: Materialized, va: dict, vb: dict) -> list[F
             )
         )
     ka, kb = va["attn_implementation"], vb["attn_implementation"]
-    if ka["effective"] != kb["effective"]:
+    if ka["requested"] != kb["requested"]:
         flash_split = _is_flash(ka["effective"]) != _is_flash(kb["effective"])
+        same = ka["effective"] == kb["effective"]
         findings.append(
             Finding(
                 "precision",
                 "model.attn_implementation",
-                "medium" if flash_split else "low",
+                "info" if same else "medium" if flash_split else "low",
                 ka["requested"],
                 kb["requested"],
-                f"attention kernel: {names[0]} {ka['label']} vs {names[1]} {kb['label']}",
+                f"attention kernel: {names[0]} {ka['label']} vs {names[1]} {kb['label']}"
+                + (" (the same kernel)" if same else ""),
                 {"a": ka, "b": kb, "flash_attn_importable_here": flash_attn_importable()},
                 "precision",
             )
@@ -122,7 +143,10 @@ def findings_for(a: Materialized, b: Materialized, va: dict, vb: dict) -> list[F
                 va["deepspeed_config"],
                 vb["deepspeed_config"],
                 f"DeepSpeed at world size {a.world_size}: {names[0]} {_ds(va)} vs {names[1]} {_ds(vb)}",
-                {"stage": [va["deepspeed_stage"], vb["deepspeed_stage"]], "min_gpus": [a.recipe.launch.deepspeed_min_gpus, b.recipe.launch.deepspeed_min_gpus]},
+                {
+                    "stage": [va["deepspeed_stage"], vb["deepspeed_stage"]],
+                    "min_gpus": [a.recipe.launch.deepspeed_min_gpus, b.recipe.launch.deepspeed_min_gpus],
+                },
                 "precision",
             )
         )

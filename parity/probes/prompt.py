@@ -37,7 +37,9 @@ def prompt_probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeRe
     msg_a, msg_b = user_messages(a, [row])[0], user_messages(b, [row])[0]
     name_a, name_b = pair_names(a.recipe.name, b.recipe.name)
     sample = a.raw.train if a.samples is None else a.raw.train[: a.samples]
-    rows_differing = sum(1 for x, y in zip(user_messages(a, sample), user_messages(b, sample), strict=True) if x != y)
+    rows_differing = sum(
+        1 for x, y in zip(user_messages(a, sample), user_messages(b, sample), strict=True) if x != y
+    )
     ops = char_diff(msg_a, msg_b)
     notes = edge_notes(msg_a, msg_b, name_a, name_b)
     va, vb = _recipe_values(a, msg_a), _recipe_values(b, msg_b)
@@ -48,7 +50,9 @@ def prompt_probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeRe
         notes.append(f"instructions differ: {name_a} {va['instruction']!r}, {name_b} {vb['instruction']!r}")
     if va["user_template"] != vb["user_template"]:
         short.append("user templates differ")
-        notes.append(f"user templates differ: {name_a} {va['user_template']!r}, {name_b} {vb['user_template']!r}")
+        notes.append(
+            f"user templates differ: {name_a} {va['user_template']!r}, {name_b} {vb['user_template']!r}"
+        )
     values = {
         "example_index": ctx.show_example,
         "a": va,

@@ -14,7 +14,7 @@ from parity.steps import StepPlan, plan_steps
 
 SCHEDULE_FIELDS = tuple(name for name in FIELD_AXIS if field_probe(name) == "schedule")
 FRACTIONS = tuple(i / 200 for i in range(201))
-"""Relative positions (0 = first step, 1 = end of training) at which the two curves are compared."""
+"""Relative positions (0 = first step, 1 = end of training) at which the two decays are compared."""
 
 
 def sig(x: float) -> float:
@@ -65,28 +65,44 @@ def side_values(m: Materialized, plan: StepPlan) -> dict[str, Any]:
         "final_lr": sig(final),
         "lr": [sig(x) for x in lrs],
         "note": note,
-        "early_stopping": {"patience": launch.early_stopping_patience, "threshold": launch.early_stopping_threshold},
+        "early_stopping": {
+            "patience": launch.early_stopping_patience,
+            "threshold": launch.early_stopping_threshold,
+        },
         "eval_at": list(plan.eval_at),
     }
 
 
+def _at(points: list[float], fraction: float) -> float:
+    """Linear interpolation of a per-step curve at a relative position (0 = first step, 1 = after the last)."""
+    x = fraction * (len(points) - 1)
+    i = min(int(x), len(points) - 2)
+    return points[i] + (points[i + 1] - points[i]) * (x - i) if len(points) > 1 else points[0]
+
+
 def aligned_difference(va: dict[str, Any], vb: dict[str, Any]) -> dict[str, Any]:
-    """Max |LR_a - LR_b| and the same on peak-normalised curves at FRACTIONS of each run (the end included), with
-    the tolerance below which a difference is step discretisation: the largest single-step normalised change."""
-    curves = []
+    """Where the two decays differ at the same relative position after both warmups: max |LR_a - LR_b| and the
+    same on peak-normalised curves, with the tolerance below which a difference is step discretisation (the
+    largest single-step normalised change after warmup)."""
+    curves, tolerance = [], 0.0
     for v in (va, vb):
         points = v["lr"] + [v["final_lr"]]
         peak = v["peak"] or 1.0
-        curves.append((points, [p / peak for p in points]))
-    best = {"max_abs_lr_diff": 0.0, "max_normalised_diff": 0.0, "at_fraction": None}
-    for f in FRACTIONS:
+        normalised = [p / peak for p in points]
+        after = normalised[v["warmup_steps"] :]
+        tolerance = max(
+            tolerance, max((abs(after[i + 1] - after[i]) for i in range(len(after) - 1)), default=0.0)
+        )
+        curves.append((points, normalised))
+    start = max(v["warmup_steps"] / v["total_steps"] for v in (va, vb))
+    best = {"from_fraction": start, "max_abs_lr_diff": 0.0, "max_normalised_diff": 0.0, "at_fraction": None}
+    for f in [start] + [f for f in FRACTIONS if f > start]:
         (pa, na), (pb, nb) = curves
-        ia, ib = round(f * (len(pa) - 1)), round(f * (len(pb) - 1))
-        best["max_abs_lr_diff"] = max(best["max_abs_lr_diff"], abs(pa[ia] - pb[ib]))
-        if abs(na[ia] - nb[ib]) > best["max_normalised_diff"]:
-            best.update(max_normalised_diff=abs(na[ia] - nb[ib]), at_fraction=f)
-    steps = [max((abs(n[i + 1] - n[i]) for i in range(len(n) - 1)), default=0.0) for _, n in curves]
-    best["tolerance"] = max(steps)
+        best["max_abs_lr_diff"] = max(best["max_abs_lr_diff"], abs(_at(pa, f) - _at(pb, f)))
+        gap = abs(_at(na, f) - _at(nb, f))
+        if gap > best["max_normalised_diff"]:
+            best.update(max_normalised_diff=gap, at_fraction=f)
+    best["tolerance"] = tolerance
     return {k: round(v, 9) if isinstance(v, float) else v for k, v in best.items()}
 
 
@@ -96,7 +112,10 @@ def field_findings(a: Materialized, b: Materialized, va: dict, vb: dict) -> list
     for name in SCHEDULE_FIELDS:
         if ca[name] == cb[name]:
             continue
-        evidence: dict[str, Any] = {"peak": [va["peak"], vb["peak"]], "total_steps": [va["total_steps"], vb["total_steps"]]}
+        evidence: dict[str, Any] = {
+            "peak": [va["peak"], vb["peak"]],
+            "total_steps": [va["total_steps"], vb["total_steps"]],
+        }
         if name == "warmup_steps":
             evidence["warmup_steps_resolved"] = [va["warmup_steps"], vb["warmup_steps"]]
         findings.append(
@@ -117,7 +136,10 @@ def field_findings(a: Materialized, b: Materialized, va: dict, vb: dict) -> list
 def derived_findings(a: Materialized, b: Materialized, va: dict, vb: dict) -> list[Finding]:
     findings = []
     names = a.recipe.name, b.recipe.name
-    if va["warmup_steps_configured"] == vb["warmup_steps_configured"] and va["warmup_steps"] != vb["warmup_steps"]:
+    if (
+        va["warmup_steps_configured"] == vb["warmup_steps_configured"]
+        and va["warmup_steps"] != vb["warmup_steps"]
+    ):
         findings.append(
             Finding(
                 "schedule",
@@ -127,7 +149,10 @@ def derived_findings(a: Materialized, b: Materialized, va: dict, vb: dict) -> li
                 vb["warmup_steps"],
                 f"same warmup setting {va['warmup_steps_configured']!r} gives {va['warmup_steps']} warmup steps of "
                 f"{va['total_steps']} ({names[0]}) vs {vb['warmup_steps']} of {vb['total_steps']} ({names[1]})",
-                {"total_steps": [va["total_steps"], vb["total_steps"]], "follows_from": "batch.optimizer_steps"},
+                {
+                    "total_steps": [va["total_steps"], vb["total_steps"]],
+                    "follows_from": "batch.optimizer_steps",
+                },
                 "batch",
             )
         )
@@ -142,7 +167,11 @@ def derived_findings(a: Materialized, b: Materialized, va: dict, vb: dict) -> li
                 stop_b["patience"],
                 f"early stopping: {names[0]} {_stopping(stop_a)}, {names[1]} {_stopping(stop_b)}; it can act only "
                 f"after an evaluation ({names[0]} evaluates {len(va['eval_at'])} time(s), {names[1]} {len(vb['eval_at'])})",
-                {"threshold": [stop_a["threshold"], stop_b["threshold"]], "a_eval_at": va["eval_at"], "b_eval_at": vb["eval_at"]},
+                {
+                    "threshold": [stop_a["threshold"], stop_b["threshold"]],
+                    "a_eval_at": va["eval_at"],
+                    "b_eval_at": vb["eval_at"],
+                },
                 "schedule",
             )
         )
@@ -155,8 +184,8 @@ def derived_findings(a: Materialized, b: Materialized, va: dict, vb: dict) -> li
                 "medium",
                 f"{va['scheduler_type']}, warmup {va['warmup_steps']}/{va['total_steps']}",
                 f"{vb['scheduler_type']}, warmup {vb['warmup_steps']}/{vb['total_steps']}",
-                f"LR curves differ at the same relative position by up to {shape['max_normalised_diff']:.1%} of peak "
-                f"(at {shape['at_fraction']:.0%} of training; {shape['max_abs_lr_diff']:.3g} absolute)",
+                f"after warmup the LR curves differ at the same relative position by up to {shape['max_normalised_diff']:.1%} "
+                f"of peak (at {shape['at_fraction']:.0%} of training; {shape['max_abs_lr_diff']:.3g} absolute)",
                 shape,
                 "schedule",
             )
@@ -175,4 +204,6 @@ def probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
     """LR curves at the selected world size and the differences between them."""
     va, vb = side_values(a, plan_steps(a)), side_values(b, plan_steps(b))
     findings = field_findings(a, b, va, vb) + derived_findings(a, b, va, vb)
-    return ProbeResult(findings=findings, values=plain({"a": va, "b": vb, "aligned": aligned_difference(va, vb)}))
+    return ProbeResult(
+        findings=findings, values=plain({"a": va, "b": vb, "aligned": aligned_difference(va, vb)})
+    )

@@ -16,7 +16,7 @@ from parity.textdiff import char_diff, edge_notes, pair_names, token_alignment, 
 
 AXIS = "template"
 CLOCKS = (datetime.datetime(2001, 2, 3, 4, 5, 6), datetime.datetime(2031, 12, 30, 22, 58, 59))
-"""Two moments the determinism check renders at (they differ in every date field)."""
+"""Two moments the determinism check renders at (they differ in every date field); reports render at the first."""
 
 
 @contextlib.contextmanager
@@ -64,7 +64,10 @@ def example_messages(m: Materialized, row: dict[str, str]) -> tuple[list[dict], 
 def _recipe_values(m: Materialized, row: dict[str, str]) -> dict[str, Any]:
     prompt, messages = example_messages(m, row)
     text = render(m, messages)
-    with_gen, without_gen = render(m, prompt, add_generation_prompt=True), render(m, prompt, add_generation_prompt=False)
+    with_gen, without_gen = (
+        render(m, prompt, add_generation_prompt=True),
+        render(m, prompt, add_generation_prompt=False),
+    )
     deterministic, date_dependent = render_is_deterministic(m, messages)
     ids = list(m.prepare_raw([row])[0]["input_ids"])
     tok = m.tokenizer
@@ -75,7 +78,9 @@ def _recipe_values(m: Materialized, row: dict[str, str]) -> dict[str, Any]:
         "chat_template": tok.chat_template,
         "rendered": text,
         "rendered_visible": visible(text),
-        "generation_prompt": visible(with_gen[len(without_gen) :]) if with_gen.startswith(without_gen) else visible(with_gen),
+        "generation_prompt": visible(with_gen[len(without_gen) :])
+        if with_gen.startswith(without_gen)
+        else visible(with_gen),
         "supports_generation_prompt": with_gen != without_gen,
         "deterministic": deterministic,
         "date_dependent": date_dependent,
@@ -123,7 +128,10 @@ def _template_finding(va: dict, vb: dict, same: dict, name_a: str, name_b: str) 
     elif head(same["a"]) != head(same["b"]):
         starts = f"rendered {name_a} text starts with {head(same['a'])!r}, {name_b} with {head(same['b'])!r}"
     else:
-        starts = "; ".join(edge_notes(same["a"], same["b"], name_a, name_b)) or "the same messages render differently"
+        starts = (
+            "; ".join(edge_notes(same["a"], same["b"], name_a, name_b))
+            or "the same messages render differently"
+        )
     summary = "chat template text differs"
     if template_notes:
         summary += " (template: " + "; ".join(template_notes) + ")"
@@ -141,7 +149,9 @@ def _template_finding(va: dict, vb: dict, same: dict, name_a: str, name_b: str) 
             "same_messages_notes": edge_notes(same["a"], same["b"], name_a, name_b),
             "a_rendered": visible(same["a"]),
             "b_rendered": visible(same["b"]),
-            "token_ops": token_alignment(va["input_ids"], vb["input_ids"], va["tokens"], vb["tokens"], limit=5),
+            "token_ops": token_alignment(
+                va["input_ids"], vb["input_ids"], va["tokens"], vb["tokens"], limit=5
+            ),
             "token_note": token_note,
             "a_first_ids": va["input_ids"][:8],
             "b_first_ids": vb["input_ids"][:8],
@@ -154,10 +164,11 @@ def _template_finding(va: dict, vb: dict, same: dict, name_a: str, name_b: str) 
 def template_probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
     """Effective template, rendered-text diff, BOS/EOS, generation prompt and determinism for both recipes."""
     row = a.raw.train[ctx.show_example]
-    va, vb = _recipe_values(a, row), _recipe_values(b, row)
+    with frozen_clock(CLOCKS[0]):
+        va, vb = _recipe_values(a, row), _recipe_values(b, row)
+        messages = example_messages(a, row)[1]
+        same = {"a": render(a, messages), "b": render(b, messages)}
     name_a, name_b = pair_names(a.recipe.name, b.recipe.name)
-    messages = example_messages(a, row)[1]
-    same = {"a": render(a, messages), "b": render(b, messages)}
     findings = []
     if va["chat_template"] != vb["chat_template"]:
         findings.append(_template_finding(va, vb, same, name_a, name_b))
@@ -200,7 +211,10 @@ def template_probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> Probe
                 a=va["supports_generation_prompt"],
                 b=vb["supports_generation_prompt"],
                 summary=f"{lacking}'s chat template ignores add_generation_prompt (prompt/completion split and eval prompts change)",
-                evidence={"a_generation_prompt": va["generation_prompt"], "b_generation_prompt": vb["generation_prompt"]},
+                evidence={
+                    "a_generation_prompt": va["generation_prompt"],
+                    "b_generation_prompt": vb["generation_prompt"],
+                },
                 align="template",
             )
         )
@@ -210,7 +224,11 @@ def template_probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> Probe
         "a": {k: v for k, v in va.items() if k not in keep},
         "b": {k: v for k, v in vb.items() if k not in keep},
         "same_template": va["chat_template"] == vb["chat_template"],
-        "same_messages": {"a": visible(same["a"]), "b": visible(same["b"]), "identical": same["a"] == same["b"]},
+        "same_messages": {
+            "a": visible(same["a"]),
+            "b": visible(same["b"]),
+            "identical": same["a"] == same["b"],
+        },
         "same_messages_diff": char_diff(same["a"], same["b"]),
         "same_messages_notes": edge_notes(same["a"], same["b"], name_a, name_b),
         "rendered_diff": char_diff(va["rendered"], vb["rendered"]),

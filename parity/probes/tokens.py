@@ -14,6 +14,7 @@ from parity.findings import Finding
 from parity.materialize import Materialized
 from parity.plain import plain
 from parity.probes import ProbeContext, ProbeResult, register_probe
+from parity.probes.template import CLOCKS, frozen_clock
 from parity.textdiff import first_difference, pair_names, token_alignment
 
 AXIS = "tokens"
@@ -65,11 +66,13 @@ def _recipe_values(m: Materialized, row: dict[str, str]) -> dict[str, Any]:
 
 
 def _example_align(a: Materialized, b: Materialized, row: dict[str, str]) -> str:
-    """The align axis that explains a token difference: template, else prompt, else data."""
+    """The align axis that explains a token difference: template, prompt, data, else tokenization settings."""
     if a.tokenizer.chat_template != b.tokenizer.chat_template:
         return "template"
-    prompt_a, prompt_b = a.conversational_raw([row])[0]["prompt"], b.conversational_raw([row])[0]["prompt"]
-    return "prompt" if prompt_a != prompt_b else "data"
+    conv_a, conv_b = a.conversational_raw([row])[0], b.conversational_raw([row])[0]
+    if conv_a["prompt"] != conv_b["prompt"]:
+        return "prompt"
+    return "data" if conv_a["completion"] != conv_b["completion"] else "tokens"
 
 
 def _describe_op(op: dict[str, Any], name_a: str, name_b: str) -> str:
@@ -82,7 +85,8 @@ def _describe_op(op: dict[str, Any], name_a: str, name_b: str) -> str:
 def tokens_probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
     """Token-level diff of raw row `ctx.show_example`, length distributions and truncation counts."""
     row = a.raw.train[ctx.show_example]
-    va, vb = _recipe_values(a, row), _recipe_values(b, row)
+    with frozen_clock(CLOCKS[0]):
+        va, vb = _recipe_values(a, row), _recipe_values(b, row)
     name_a, name_b = pair_names(a.recipe.name, b.recipe.name)
     ops = token_alignment(va["example_ids"], vb["example_ids"], va["example_tokens"], vb["example_tokens"])
     first = first_difference(va["example_ids"], vb["example_ids"])
@@ -134,7 +138,10 @@ def tokens_probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeRe
                     f"(max_length {va['max_length']}) and {vb['truncated']} of {vb['samples_measured']} in {name_b} "
                     f"(max_length {vb['max_length']})"
                 ),
-                evidence={"a_untruncated": va["untruncated_lengths"], "b_untruncated": vb["untruncated_lengths"]},
+                evidence={
+                    "a_untruncated": va["untruncated_lengths"],
+                    "b_untruncated": vb["untruncated_lengths"],
+                },
                 align="tokens",
             )
         )

@@ -1,0 +1,276 @@
+"""Probe `answer`: each recipe's eval protocol and whether its extractor reads the other recipe's answer format.
+`extract_answer` and `answers_match` follow lm-eval's regex filter and exact-match semantics (reused by `parity run`)."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from parity.data.pipeline import preprocess_rows, user_message
+from parity.findings import Finding
+from parity.materialize import Materialized
+from parity.plain import plain
+from parity.probes import ProbeContext, ProbeResult, register_probe
+from parity.spec import EvalSpec
+from parity.textdiff import char_diff, pair_names
+
+AXIS = "answer"
+GOLD_ROWS = 200
+"""Benchmark test rows whose preprocessed answers are the gold completions of the compatibility matrix."""
+MODES = ("strict", "flexible")
+NUMBER = re.compile(r"-?[$0-9][0-9.,]*")
+PROTOCOL_FIELDS = {
+    "harness": "medium",
+    "task": "low",
+    "split": "medium",
+    "num_fewshot": "medium",
+    "apply_chat_template": "medium",
+    "strict_regex": "medium",
+    "flexible_regex": "medium",
+    "ignore_patterns": "medium",
+    "ignore_case": "medium",
+    "gold_regex": "medium",
+}
+"""EvalSpec fields compared across recipes, with the severity of a difference."""
+
+
+def extract_answer(text: str, eval_spec: EvalSpec, mode: str) -> str | None:
+    """lm-eval's regex filter: strict takes the first match, flexible the last; a tuple gives its first non-empty group."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    pattern = eval_spec.strict_regex if mode == "strict" else eval_spec.flexible_regex
+    if not pattern:
+        return None
+    matches = re.findall(pattern, text)
+    if not matches:
+        return None
+    match = matches[0 if mode == "strict" else -1]
+    if isinstance(match, tuple):
+        match = next((group for group in match if group), None)
+        if match is None:
+            return None
+    return match.strip()
+
+
+def normalize(text: str, eval_spec: EvalSpec) -> str:
+    """An answer after the recipe's ignore patterns (regex removal, in order) and case folding."""
+    flags = re.IGNORECASE if eval_spec.ignore_case else 0
+    for pattern in eval_spec.ignore_patterns:
+        text = re.sub(pattern, "", text, flags=flags)
+    return (text.lower() if eval_spec.ignore_case else text).strip()
+
+
+def _number(text: str) -> Decimal | None:
+    try:
+        return Decimal(text)
+    except InvalidOperation:
+        return None
+
+
+def answers_match(pred: str | None, gold: str | None, eval_spec: EvalSpec) -> bool:
+    """Exact match after normalization; compared as numbers where both sides parse as one."""
+    if pred is None or gold is None:
+        return False
+    p, g = normalize(pred, eval_spec), normalize(gold, eval_spec)
+    np_, ng = _number(p), _number(g)
+    if np_ is not None and ng is not None:
+        return np_ == ng
+    return p == g
+
+
+def gold_answer(raw_answer: str, eval_spec: EvalSpec) -> str | None:
+    """The gold number read from a raw GSM8K answer with the recipe's gold_regex."""
+    match = re.search(eval_spec.gold_regex, raw_answer)
+    return match.group(1) if match else None
+
+
+def extraction_share(
+    completions: list[str], raw_rows: list[dict[str, str]], eval_spec: EvalSpec, mode: str
+) -> float:
+    """Share of completions whose extracted answer matches the gold answer of the same raw row."""
+    hits = sum(
+        answers_match(extract_answer(text, eval_spec, mode), gold_answer(row["answer"], eval_spec), eval_spec)
+        for text, row in zip(completions, raw_rows, strict=True)
+    )
+    return round(hits / len(completions), 6) if completions else 0.0
+
+
+def answer_format(completion: str) -> str:
+    """The last line of a completion with its numbers replaced by <N>, e.g. '#### <N>'."""
+    last = completion.rstrip().rsplit("\n", 1)[-1]
+    return NUMBER.sub("<N>", last)
+
+
+def _protocol(m: Materialized, row: dict[str, str]) -> dict[str, Any]:
+    spec = m.recipe.eval
+    eval_prompt = spec.prompt.replace("{instruction}", m.recipe.prompt.instruction).replace(
+        "{question}", row["question"]
+    )
+    training = user_message(m.recipe.prompt, row["question"])
+    return {
+        "harness": spec.harness,
+        "task": spec.task,
+        "split": spec.split,
+        "num_fewshot": spec.num_fewshot,
+        "apply_chat_template": spec.apply_chat_template,
+        "strict_regex": spec.strict_regex,
+        "flexible_regex": spec.flexible_regex,
+        "ignore_patterns": list(spec.ignore_patterns),
+        "ignore_case": spec.ignore_case,
+        "gold_regex": spec.gold_regex,
+        "eval_prompt_template": spec.prompt,
+        "eval_prompt": eval_prompt,
+        "training_user_message": training,
+        "prompt_matches_training": eval_prompt == training,
+        "modes": [mode for mode in MODES if (spec.strict_regex if mode == "strict" else spec.flexible_regex)],
+    }
+
+
+def _protocol_findings(va: dict, vb: dict, name_a: str, name_b: str) -> list[Finding]:
+    findings = []
+    for name, severity in PROTOCOL_FIELDS.items():
+        if va[name] != vb[name]:
+            findings.append(
+                Finding(
+                    axis=AXIS,
+                    key=f"eval.{name}",
+                    severity=severity,
+                    a=va[name],
+                    b=vb[name],
+                    summary=f"eval {name} differs: {name_a} {va[name]!r}, {name_b} {vb[name]!r}",
+                    align="eval",
+                )
+            )
+    if va["eval_prompt"] != vb["eval_prompt"]:
+        findings.append(
+            Finding(
+                axis=AXIS,
+                key="eval.prompt",
+                severity="medium",
+                a=va["eval_prompt"],
+                b=vb["eval_prompt"],
+                summary=f"eval prompts differ for the same question ({name_a} {va['eval_prompt_template']!r}, {name_b} {vb['eval_prompt_template']!r})",
+                evidence={"diff": char_diff(va["eval_prompt"], vb["eval_prompt"])},
+                align="eval",
+            )
+        )
+    if va["prompt_matches_training"] != vb["prompt_matches_training"]:
+        off, v = (name_a, va) if not va["prompt_matches_training"] else (name_b, vb)
+        findings.append(
+            Finding(
+                axis=AXIS,
+                key="eval.prompt_matches_training",
+                severity="medium",
+                a=va["prompt_matches_training"],
+                b=vb["prompt_matches_training"],
+                summary=f"{off} evaluates with a prompt that differs from its training user message",
+                evidence={
+                    "eval_prompt": v["eval_prompt"],
+                    "training_user_message": v["training_user_message"],
+                    "diff": char_diff(v["training_user_message"], v["eval_prompt"]),
+                },
+                align="eval",
+            )
+        )
+    return findings
+
+
+@register_probe("answer")
+def answer_probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
+    """Eval protocols, answer formats and the extractor x gold compatibility matrix of both recipes."""
+    row = a.raw.train[ctx.show_example]
+    raw_gold = a.raw.test[:GOLD_ROWS]
+    golds = {
+        side: [r["answer"] for r in preprocess_rows(raw_gold, m.recipe.data.preprocess)]
+        for side, m in (("a", a), ("b", b))
+    }
+    recipes = {"a": a, "b": b}
+    matrix: dict[str, dict[str, float]] = {}
+    for mode in MODES:
+        entries = {
+            f"{x}_extractor_on_{y}_gold": extraction_share(golds[y], raw_gold, recipes[x].recipe.eval, mode)
+            for x in ("a", "b")
+            if (
+                recipes[x].recipe.eval.strict_regex
+                if mode == "strict"
+                else recipes[x].recipe.eval.flexible_regex
+            )
+            for y in ("a", "b")
+        }
+        if entries:
+            matrix[mode] = entries
+    va, vb = _protocol(a, row), _protocol(b, row)
+    name_a, name_b = pair_names(a.recipe.name, b.recipe.name)
+    for side, v in (("a", va), ("b", vb)):
+        formats = Counter(answer_format(text) for text in golds[side])
+        example = preprocess_rows([row], recipes[side].recipe.data.preprocess)[0]["answer"]
+        v["answer_format"] = formats.most_common(1)[0][0] if formats else ""
+        v["answer_formats"] = dict(sorted(formats.items()))
+        v["example_ending"] = example.rstrip().rsplit("\n", 1)[-1]
+    findings = []
+    differing = sum(
+        1 for x, y in zip(golds["a"], golds["b"], strict=True) if answer_format(x) != answer_format(y)
+    )
+    if differing:
+        findings.append(
+            Finding(
+                axis=AXIS,
+                key="answer.format",
+                severity="high",
+                a=va["answer_format"],
+                b=vb["answer_format"],
+                summary=(
+                    f"answer format of completions differs on {differing} of {len(raw_gold)} test rows: "
+                    f"{name_a} completions end {va['example_ending']!r}, {name_b} {vb['example_ending']!r}"
+                ),
+                evidence={
+                    "a_formats": va["answer_formats"],
+                    "b_formats": vb["answer_formats"],
+                    "rows_differing": differing,
+                },
+                align="data",
+            )
+        )
+    for mode, entries in matrix.items():
+        for x, y, name_x, name_y in (("a", "b", name_a, name_b), ("b", "a", name_b, name_a)):
+            own, cross = entries.get(f"{x}_extractor_on_{x}_gold"), entries.get(f"{x}_extractor_on_{y}_gold")
+            if own is None or cross is None or cross >= own:
+                continue
+            findings.append(
+                Finding(
+                    axis=AXIS,
+                    key=f"answer.{mode}_extractor.{x}",
+                    severity="high",
+                    a=entries[f"{x}_extractor_on_a_gold"],
+                    b=entries[f"{x}_extractor_on_b_gold"],
+                    summary=(
+                        f"{name_x}'s {mode} extractor reads {own:.1%} of its own gold completions but "
+                        f"{cross:.1%} of {name_y}'s"
+                    ),
+                    evidence={
+                        "regex": va[f"{mode}_regex"] if x == "a" else vb[f"{mode}_regex"],
+                        "rows": len(raw_gold),
+                        "example_completion_ending": golds[y][0].rstrip().rsplit("\n", 1)[-1]
+                        if golds[y]
+                        else "",
+                        "extracted": extract_answer(golds[y][0], recipes[x].recipe.eval, mode)
+                        if golds[y]
+                        else None,
+                        "gold": gold_answer(raw_gold[0]["answer"], recipes[x].recipe.eval)
+                        if raw_gold
+                        else None,
+                    },
+                    align="data",
+                )
+            )
+    findings.extend(_protocol_findings(va, vb, name_a, name_b))
+    values = {
+        "example_index": ctx.show_example,
+        "gold_rows": len(raw_gold),
+        "a": va,
+        "b": vb,
+        "matrix": matrix,
+    }
+    return ProbeResult(findings=findings, values=plain(values))

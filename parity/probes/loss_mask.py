@@ -1,0 +1,211 @@
+"""Probe `loss_mask`: which tokens carry loss in each recipe, read from the labels TRL produced.
+Prompt/completion split, EOS and BOS handling, and the effective completion_only_loss with its provenance."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from parity.axes import FIELD_AXIS, field_axis, field_probe, field_severity
+from parity.findings import Finding
+from parity.materialize import Materialized
+from parity.plain import plain
+from parity.probes import ProbeContext, ProbeResult, register_probe
+from parity.probes.template import CLOCKS, frozen_clock
+from parity.textdiff import pair_names
+from parity.trl_bridge import resolve_completion_only_loss
+
+AXIS = "loss_mask"
+IGNORE_INDEX = -100
+"""The label value the loss ignores (transformers' and TRL's convention)."""
+
+
+def prompt_length(m: Materialized, prompt: list[dict], input_ids: list[int]) -> int:
+    """Prompt tokens at the start of input_ids: the prompt alone with the generation prompt, as TRL splits it."""
+    from trl.trainer.sft_trainer import _tokenize, common_prefix_length
+
+    prompt_ids = _tokenize(m.tokenizer, prompt, add_generation_prompt=True)["input_ids"]
+    return common_prefix_length(prompt_ids, input_ids)
+
+
+def mask_stats(m: Materialized, dataset) -> dict[str, Any]:
+    """Trained-token counts over a TRL-prepared dataset (input_ids, labels, prompt)."""
+    total = trained = prompt_tokens = prompt_trained = completion_tokens = completion_trained = 0
+    ends_eos = eos_trained = bos_first = 0
+    eos, bos = m.tokenizer.eos_token_id, m.tokenizer.bos_token_id
+    for ids, labels, prompt in zip(dataset["input_ids"], dataset["labels"], dataset["prompt"], strict=True):
+        split = prompt_length(m, prompt, ids)
+        flags = [label != IGNORE_INDEX for label in labels]
+        total += len(ids)
+        trained += sum(flags)
+        prompt_tokens += split
+        prompt_trained += sum(flags[:split])
+        completion_tokens += len(ids) - split
+        completion_trained += sum(flags[split:])
+        if ids and ids[-1] == eos:
+            ends_eos += 1
+            eos_trained += flags[-1]
+        bos_first += bool(ids) and ids[0] == bos
+    examples = len(dataset)
+    return {
+        "examples": examples,
+        "tokens": total,
+        "trained_tokens": trained,
+        "trained_fraction": round(trained / total, 6) if total else 0.0,
+        "prompt_tokens": prompt_tokens,
+        "prompt_tokens_trained_count": prompt_trained,
+        "prompt_tokens_trained": prompt_trained > 0,
+        "completion_tokens": completion_tokens,
+        "completion_tokens_trained_count": completion_trained,
+        "examples_ending_with_eos": ends_eos,
+        "eos_trained_count": eos_trained,
+        "eos_trained": ends_eos > 0 and eos_trained == ends_eos,
+        "bos_at_start_count": bos_first,
+        "bos_at_start": examples > 0 and bos_first == examples,
+    }
+
+
+def completion_only_loss(m: Materialized) -> dict[str, Any]:
+    """The effective completion_only_loss as TRL resolves it, with where it comes from."""
+    raw = m.sft_config.completion_only_loss
+    effective = resolve_completion_only_loss(m.sft_config, m.train_rows[0])
+    if "completion_only_loss" in m.recipe.training:
+        provenance = f"set by recipe ({m.recipe.provenance.get('training.completion_only_loss', 'recipe')})"
+    else:
+        provenance = f"TRL default (SFTConfig.completion_only_loss={raw!r}, resolved {raw!r}->{effective} for prompt/completion data)"
+    return {"configured": raw, "effective": effective, "provenance": provenance}
+
+
+def example_view(m: Materialized, row: dict[str, str]) -> list[list[Any]]:
+    """[[token string, trained], ...] for one raw row through the recipe's pipeline."""
+    prepared = m.prepare_raw([row])[0]
+    tokens = m.tokenizer.convert_ids_to_tokens(prepared["input_ids"])
+    return [[token, label != IGNORE_INDEX] for token, label in zip(tokens, prepared["labels"], strict=True)]
+
+
+def _recipe_values(m: Materialized) -> dict[str, Any]:
+    stats = mask_stats(m, m.tokenized)
+    col = completion_only_loss(m)
+    return {
+        **stats,
+        "completion_only_loss": col["effective"],
+        "completion_only_loss_configured": col["configured"],
+        "completion_only_loss_provenance": col["provenance"],
+        "fields": {name: getattr(m.sft_config, name) for name in _owned_fields()},
+    }
+
+
+def _owned_fields() -> list[str]:
+    """SFTConfig fields this probe reports (besides completion_only_loss)."""
+    return sorted(n for n in FIELD_AXIS if field_probe(n) == AXIS and n != "completion_only_loss")
+
+
+def _evidence(va: dict, vb: dict) -> dict[str, Any]:
+    keys = (
+        "trained_fraction",
+        "trained_tokens",
+        "tokens",
+        "prompt_tokens",
+        "prompt_tokens_trained_count",
+        "examples",
+    )
+    return {side: {k: v[k] for k in keys} for side, v in (("a", va), ("b", vb))}
+
+
+@register_probe("loss_mask")
+def loss_mask_probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
+    """Trained-token fractions, prompt/EOS/BOS handling and the effective completion_only_loss of both recipes."""
+    row = a.raw.train[ctx.show_example]
+    with frozen_clock(CLOCKS[0]):
+        va, vb = _recipe_values(a), _recipe_values(b)
+        example = {"a": example_view(a, row), "b": example_view(b, row)}
+    name_a, name_b = pair_names(a.recipe.name, b.recipe.name)
+    findings = []
+    if va["completion_only_loss"] != vb["completion_only_loss"]:
+        findings.append(
+            Finding(
+                axis=AXIS,
+                key="training.completion_only_loss",
+                severity=field_severity("completion_only_loss"),
+                a=va["completion_only_loss"],
+                b=vb["completion_only_loss"],
+                summary=(
+                    f"effective completion_only_loss differs: {name_a} {va['completion_only_loss']} "
+                    f"({va['completion_only_loss_provenance']}), {name_b} {vb['completion_only_loss']} "
+                    f"({vb['completion_only_loss_provenance']})"
+                ),
+                evidence={
+                    "a_configured": va["completion_only_loss_configured"],
+                    "b_configured": vb["completion_only_loss_configured"],
+                    **_evidence(va, vb),
+                },
+                align=field_axis("completion_only_loss"),
+            )
+        )
+    if va["prompt_tokens_trained"] != vb["prompt_tokens_trained"]:
+        trains = name_a if va["prompt_tokens_trained"] else name_b
+        other = name_b if va["prompt_tokens_trained"] else name_a
+        findings.append(
+            Finding(
+                axis=AXIS,
+                key="loss_mask.prompt_tokens_trained",
+                severity="high",
+                a=va["prompt_tokens_trained"],
+                b=vb["prompt_tokens_trained"],
+                summary=(
+                    f"{trains} trains on prompt tokens, {other} does not: trained fraction "
+                    f"{va['trained_fraction']:.4f} vs {vb['trained_fraction']:.4f} "
+                    f"({va['trained_tokens']}/{va['tokens']} vs {vb['trained_tokens']}/{vb['tokens']} tokens)"
+                ),
+                evidence=_evidence(va, vb),
+                align="loss_mask",
+            )
+        )
+    if va["eos_trained"] != vb["eos_trained"]:
+        findings.append(
+            Finding(
+                axis=AXIS,
+                key="loss_mask.eos_trained",
+                severity="high",
+                a=va["eos_trained"],
+                b=vb["eos_trained"],
+                summary=f"EOS carries loss in {name_a if va['eos_trained'] else name_b} only",
+                evidence={
+                    side: {k: v[k] for k in ("examples_ending_with_eos", "eos_trained_count", "examples")}
+                    for side, v in (("a", va), ("b", vb))
+                },
+                align="loss_mask",
+            )
+        )
+    if va["bos_at_start"] != vb["bos_at_start"]:
+        findings.append(
+            Finding(
+                axis=AXIS,
+                key="loss_mask.bos",
+                severity="medium",
+                a=va["bos_at_start"],
+                b=vb["bos_at_start"],
+                summary=f"sequences start with BOS in {name_a if va['bos_at_start'] else name_b} only",
+                evidence={"a_count": va["bos_at_start_count"], "b_count": vb["bos_at_start_count"]},
+                align="template",
+            )
+        )
+    for name in _owned_fields():
+        if va["fields"][name] != vb["fields"][name]:
+            findings.append(
+                Finding(
+                    axis=AXIS,
+                    key=f"training.{name}",
+                    severity=field_severity(name),
+                    a=va["fields"][name],
+                    b=vb["fields"][name],
+                    summary=f"{name} differs: {name_a} {va['fields'][name]!r}, {name_b} {vb['fields'][name]!r}",
+                    align=field_axis(name),
+                )
+            )
+    values = {
+        "a": va,
+        "b": vb,
+        "example_index": ctx.show_example,
+        "example": example,
+    }
+    return ProbeResult(findings=findings, values=plain(values))

@@ -1,0 +1,85 @@
+"""End-of-run evaluation: greedy generation on held-out questions and the extractor cross matrix.
+
+Each leg answers with its own eval prompt; every answer is scored by both recipes' extractors.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from parity.spec import EvalSpec, Recipe
+
+
+def eval_prompt(recipe: Recipe, question: str, tokenizer: Any) -> str:
+    """The recipe's eval prompt for one question, chat-templated when its harness applies the template."""
+    text = recipe.eval.prompt.replace("{instruction}", recipe.prompt.instruction).replace("{question}", question)
+    if recipe.eval.apply_chat_template and tokenizer.chat_template:
+        return tokenizer.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True, tokenize=False)
+    return text
+
+
+def generate(model: Any, tokenizer: Any, prompts: list[str], max_new_tokens: int, batch_size: int, chat: bool) -> list[str]:
+    """Greedy completions (new tokens only, special tokens dropped), left-padded batches."""
+    import copy
+
+    import torch
+
+    if not prompts:
+        return []
+    tok = copy.copy(tokenizer)
+    tok.padding_side = "left"
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    outputs: list[str] = []
+    try:
+        for start in range(0, len(prompts), batch_size):
+            batch = tok(prompts[start : start + batch_size], return_tensors="pt", padding=True, add_special_tokens=not chat)
+            batch = {k: v.to(device) for k, v in batch.items()}
+            with torch.no_grad():
+                generated = model.generate(
+                    **batch,
+                    max_new_tokens=max_new_tokens,
+                    do_sample=False,
+                    pad_token_id=tok.pad_token_id,
+                    eos_token_id=tok.eos_token_id,
+                )
+            new_tokens = generated[:, batch["input_ids"].shape[1] :]
+            outputs.extend(tok.batch_decode(new_tokens, skip_special_tokens=True))
+    finally:
+        model.train(was_training)
+    return outputs
+
+
+def gold_of(raw_answer: str, spec: EvalSpec) -> str | None:
+    match = re.search(spec.gold_regex, raw_answer)
+    return match.group(1) if match else None
+
+
+def score(outputs: list[str], raw_answers: list[str], spec: EvalSpec) -> dict[str, Any]:
+    """Accuracy of one leg's outputs under one recipe's extractor, per mode the recipe defines."""
+    from parity.probes.answer import answers_match, extract_answer
+
+    result: dict[str, Any] = {}
+    for mode, pattern in (("strict", spec.strict_regex), ("flexible", spec.flexible_regex)):
+        if not pattern:
+            continue
+        preds = [extract_answer(text, spec, mode) for text in outputs]
+        correct = [answers_match(p, gold_of(raw, spec), spec) for p, raw in zip(preds, raw_answers, strict=True)]
+        result[mode] = {
+            "accuracy": round(sum(correct) / len(correct), 6) if correct else None,
+            "extracted": sum(p is not None for p in preds),
+            "n": len(correct),
+        }
+    return result
+
+
+def cross_matrix(generations: dict[str, list[dict]], recipes: dict[str, Recipe]) -> dict[str, dict[str, Any]]:
+    """matrix[model leg][extractor leg] = scores of that leg's outputs under that recipe's extractor."""
+    matrix: dict[str, dict[str, Any]] = {}
+    for leg, rows in generations.items():
+        outputs = [r["output"] for r in rows]
+        raws = [r["gold_raw"] for r in rows]
+        matrix[leg] = {ext: score(outputs, raws, recipes[ext].eval) for ext in recipes}
+    return matrix

@@ -1,0 +1,170 @@
+"""CI parity checks: the lockfile is deterministic, and any change to what a recipe trains on fails `check`."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from parity.cli import main
+from parity.lock import build_lock, check_lock, dump_lock, format_check, write_lock
+
+DATA = "synthetic:120:24"
+REVISE_TEMPLATE = "{% for message in messages %}{% if message['role'] == 'user' %}{{ '<|user|>\\n' + message['content'] + '\\n' }}{% else %}{{ '<|assistant|>\\n' + message['content'] + eos_token }}{% endif %}{% endfor %}"
+
+
+def write_recipe(tmp_path, template: str = REVISE_TEMPLATE, instruction: str = "Think step by step.", replacement: str = "The answer is:"):
+    path = tmp_path / "mine.yaml"
+    doc = {
+        "extends": "revise",
+        "set": {
+            "template.chat_template": template,
+            "prompt.instruction": instruction,
+            "data.preprocess": [
+                {"op": "regex_sub", "pattern": "<<.*?>>", "replacement": ""},
+                {"op": "replace", "pattern": "####", "replacement": replacement},
+            ],
+        },
+    }
+    path.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def locked(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("lock")
+    recipe = write_recipe(tmp_path)
+    lock_path = tmp_path / "parity.lock"
+    write_lock(build_lock(str(recipe), "revise", data=DATA, examples=4), lock_path)
+    return tmp_path, recipe, lock_path
+
+
+def test_lock_is_byte_identical_across_runs(locked):
+    tmp_path, recipe, lock_path = locked
+    again = dump_lock(build_lock(str(recipe), "revise", data=DATA, examples=4))
+    assert again == lock_path.read_text(encoding="utf-8")
+
+
+def test_lock_records_findings_batch_and_golden_tokens(locked):
+    _, _, lock_path = locked
+    lock = yaml.safe_load(lock_path.read_text())
+    keys = {(f["axis"], f["key"]) for f in lock["findings"]}
+    assert ("template", "template.chat_template") in keys
+    assert ("prompt", "prompt.user_message") in keys
+    assert lock["recipes"]["b"]["batch"][1] == {"processes": 1, "per_device": 8, "accumulation": 4, "global_batch": 32}
+    assert lock["recipes"]["b"]["batch"][8]["global_batch"] == 64
+    tokens = lock["recipes"]["a"]["tokenization"]
+    assert tokens["examples"] == 4 and len(tokens["input_ids"]) == 4
+    assert tokens["example_0"]["input_ids"][:5] == [27, 91, 882, 91, 397]  # "<|user|>\n"
+    assert set(tokens["example_0"]["loss_mask"]) == {"1"}  # revise trains every token
+
+
+def test_unchanged_pair_passes(locked, capsys):
+    _, _, lock_path = locked
+    assert main(["check", "--lock", str(lock_path)]) == 0
+    assert "matches" in capsys.readouterr().out
+
+
+def test_one_character_of_the_template_fails_and_is_named(locked):
+    tmp_path, recipe, lock_path = locked
+    write_recipe(tmp_path, template=REVISE_TEMPLATE.replace("<|user|>", "<|User|>"))
+    try:
+        result = check_lock(lock_path)
+    finally:
+        write_recipe(tmp_path)
+    text = format_check(result, lock_path)
+    assert not result.ok
+    assert "changed finding template template.chat_template" in text
+    assert "template.chat_template: was 'sha256:" in text
+    assert "tokenization of recipe" in text and "changed at example 0: input_ids" in text
+    assert "'User'" in text  # the token-level diff names the new token
+
+
+def test_one_character_of_the_prompt_fails_and_is_named(locked):
+    tmp_path, recipe, lock_path = locked
+    write_recipe(tmp_path, instruction="Think step by step!")
+    try:
+        result = check_lock(lock_path)
+    finally:
+        write_recipe(tmp_path)
+    text = format_check(result, lock_path)
+    assert "prompt.instruction: was 'Think step by step.', now 'Think step by step!'" in text
+    assert "changed finding prompt prompt.user_message" in text
+
+
+def test_preprocessing_change_fails_and_is_named(locked):
+    tmp_path, recipe, lock_path = locked
+    write_recipe(tmp_path, replacement="The answer is")
+    try:
+        result = check_lock(lock_path)
+    finally:
+        write_recipe(tmp_path)
+    text = format_check(result, lock_path)
+    assert "data.preprocess: was" in text
+    assert "changed at example 0" in text
+
+
+def test_library_default_change_is_caught(locked, monkeypatch):
+    _, _, lock_path = locked
+    import parity.materialize as materialize
+
+    real = materialize.build_sft_config
+    monkeypatch.setattr(materialize, "build_sft_config", lambda recipe, launch, extra=None: real(recipe, launch, {"max_length": 512, **(extra or {})}))
+    result = check_lock(lock_path)
+    text = format_check(result, lock_path)
+    assert "training.max_length: was 1024, now 512" in text
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("{not: [valid", "not a valid lock (malformed YAML)"),
+        ("schema_version: 99\n", "schema_version must be 1"),
+        ("- a list\n", "expected a mapping"),
+    ],
+)
+def test_corrupted_lock_is_one_line_exit_2(tmp_path, capsys, text, message):
+    path = tmp_path / "parity.lock"
+    path.write_text(text)
+    assert main(["check", "--lock", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err
+
+
+def test_hand_edited_lock_missing_an_entry_is_exit_2(locked, tmp_path, capsys):
+    _, _, lock_path = locked
+    lock = yaml.safe_load(lock_path.read_text())
+    del lock["recipes"]["a"]["tokenization"]
+    broken = tmp_path / "broken.lock"
+    broken.write_text(yaml.safe_dump(lock))
+    assert main(["check", "--lock", str(broken)]) == 2
+    assert "recipes.a needs config_digest, config, batch and tokenization" in capsys.readouterr().err
+
+
+def test_update_rewrites_the_lock(locked, tmp_path):
+    _, recipe, lock_path = locked
+    copy = tmp_path / "copy.lock"
+    lock = yaml.safe_load(lock_path.read_text())
+    lock["findings"] = lock["findings"][1:]
+    copy.write_text(yaml.safe_dump(lock))
+    assert main(["check", "--lock", str(copy)]) == 1
+    assert main(["check", "--lock", str(copy), "--update"]) == 0
+    assert copy.read_text() == lock_path.read_text()
+
+
+def test_pytest_plugin_adds_one_test_per_entry(locked, tmp_path):
+    _, _, lock_path = locked
+    (tmp_path / "test_uses_fixture.py").write_text(
+        f"def test_pair(parity_check):\n    parity_check({str(lock_path)!r})\n", encoding="utf-8"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--parity-lock", str(lock_path), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    assert "8 passed" in proc.stdout  # 7 lock entries + the fixture test

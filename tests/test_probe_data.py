@@ -1,0 +1,98 @@
+"""Tests for the `data` probe: row counts, hashes, preprocessing, eval/test overlap and annotation tokens."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import make
+
+from parity.probes import ProbeContext
+from parity.probes.data import data_probe
+
+CTX = ProbeContext()
+
+
+def by_key(result):
+    return {f.key: f for f in result.findings}
+
+
+@pytest.fixture(scope="module")
+def real_result(real_pair):
+    return data_probe(*real_pair, CTX)
+
+
+@pytest.fixture(scope="module")
+def revise():
+    return make("revise")
+
+
+def test_eval_on_test_is_flagged_as_leakage_on_real_data(real_result):
+    finding = by_key(real_result)["data.eval_split"]
+    assert (finding.severity, finding.align) == ("high", "data")
+    assert finding.a == "eval = benchmark test split"
+    assert finding.evidence["a"]["eval_questions_in_test"] == 1319
+    assert finding.evidence["a"]["load_best_model_at_end"] is True
+    assert finding.evidence["b"]["eval_questions_in_test"] == 0
+    assert "test-set leakage into checkpoint selection" in finding.summary
+    assert real_result.values["a"]["test_leak_into_selection"] is True
+    assert real_result.values["b"]["test_leak_into_selection"] is False
+
+
+def test_row_counts_per_split_on_real_data(real_result):
+    assert real_result.values["a"]["rows"] == {"train": 7473, "eval": 1319, "test": 1319}
+    assert real_result.values["b"]["rows"] == {"train": 6725, "eval": 748, "test": 1319}
+    assert real_result.values["a"]["source"] == "local:gsm8k"
+
+
+def test_annotation_token_share_on_real_data(real_result):
+    assert real_result.values["a"]["annotations"] == {
+        "rows": 64,
+        "annotation_tokens": 1654,
+        "completion_tokens": 6647,
+        "annotation_token_share": 0.248834,
+    }
+    assert real_result.values["b"]["annotations"]["annotation_tokens"] == 0
+    assert real_result.values["b"]["annotations"]["annotation_token_share"] == 0.0
+
+
+def test_preprocessing_finding_shows_one_answer_before_and_after(real_result):
+    finding = by_key(real_result)["data.preprocess"]
+    assert (finding.severity, finding.align) == ("high", "data")
+    assert finding.evidence["rows_differing"] == 7473
+    assert finding.evidence["a_answer"].endswith("<<48+24=72>>72 clips altogether in April and May.\n#### 72")
+    assert finding.evidence["b_answer"] == (
+        "Natalia sold 48/2 = 24 clips in May.\nNatalia sold 48+24 = 72 clips altogether in April and May.\nThe answer is: 72"
+    )
+    assert real_result.values["a"]["preprocess_changed_share"] == 0.0
+    assert real_result.values["b"]["preprocess_changed_share"] == 1.0
+
+
+def test_train_content_and_unseeded_split_findings(real_result):
+    findings = by_key(real_result)
+    assert sorted(findings) == ["data.eval_split", "data.preprocess", "data.split_seed", "data.train"]
+    train = findings["data.train"]
+    assert train.evidence["rows"]["a"]["train"] == 7473 and train.evidence["rows"]["b"]["train"] == 6725
+    assert train.evidence["example"]["same_question"] is True
+    seed = findings["data.split_seed"]
+    assert (seed.severity, seed.a, seed.b, seed.align) == ("medium", True, False, "data")
+
+
+@pytest.mark.parametrize("name", ["revise", "llmhalluc"])
+def test_identical_pair_has_no_findings(name):
+    assert data_probe(make(name), make(name), CTX).findings == []
+
+
+def test_dropping_preprocessing_changes_train_content_and_preprocessing_only(revise):
+    result = data_probe(revise, make("revise", ["data.preprocess=[]"]), CTX)
+    assert sorted(by_key(result)) == ["data.preprocess", "data.train"]
+    assert result.values["b"]["annotations"]["annotation_token_share"] > 0
+
+
+def test_leakage_differs_when_only_selection_differs():
+    a = make("llmhalluc")
+    b = make("llmhalluc", ["training.load_best_model_at_end=false", "launch.early_stopping_patience=null"])
+    result = data_probe(a, b, CTX)
+    finding = by_key(result)["data.eval_split"]
+    assert [f.key for f in result.findings] == ["data.eval_split"]
+    assert finding.severity == "high"
+    assert finding.a == finding.b == "eval = benchmark test split"
+    assert result.values["b"]["selection_uses_eval"] is False
