@@ -20,7 +20,20 @@ def resolve_completion_only_loss(sft_config: Any, first_example: dict) -> bool:
     return bool(sft_config.completion_only_loss)
 
 
-def prepare_dataset(rows: list[dict], tokenizer: Any, sft_config: Any, name: str = "train") -> datasets.Dataset:
+def prepare_dataset(
+    rows: list[dict], tokenizer: Any, sft_config: Any, name: str = "train", engine: str = "auto"
+) -> datasets.Dataset:
+    """Tokenize rows into input_ids/labels: TRL's own preparation ('trl'), or its proven-identical batched
+    fast path where it applies ('auto')."""
+    from parity.fast_tokenize import prepare_fast, supports_fast_path
+
+    if engine == "auto" and supports_fast_path(rows, sft_config):
+        completion_only = resolve_completion_only_loss(sft_config, rows[0])
+        return datasets.Dataset.from_dict(prepare_fast(rows, tokenizer, sft_config, completion_only))
+    return prepare_with_trl(rows, tokenizer, sft_config, name)
+
+
+def prepare_with_trl(rows: list[dict], tokenizer: Any, sft_config: Any, name: str = "train") -> datasets.Dataset:
     """Tokenize rows into input_ids/labels with SFTTrainer's own preparation code."""
     from trl import SFTTrainer
     from trl.chat_template_utils import get_training_chat_template, has_generation_markers

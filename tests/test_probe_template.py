@@ -21,10 +21,6 @@ def real_result(real_pair):
     return template_probe(*real_pair, CTX)
 
 
-def with_template(base, text: str):
-    return make("revise", [f"template.chat_template={text}"]), base
-
-
 def test_rendered_texts_start_differently_on_real_data(real_result):
     assert real_result.values["a"]["rendered"].startswith("\n<|user|>\nNatalia sold clips")
     assert real_result.values["b"]["rendered"].startswith("<|user|>\nNatalia sold clips")
@@ -70,7 +66,7 @@ def test_one_character_change_gives_exactly_one_finding(revise):
     result = template_probe(revise, make("revise", [f"template.chat_template={changed}"]), CTX)
     [finding] = result.findings
     assert (finding.key, finding.severity) == ("template.chat_template", "high")
-    assert finding.evidence["template_diff"] == [{"op": "replace", "a_pos": [119, 120], "b_pos": [119, 120], "a": "u", "b": "U"}]
+    assert finding.evidence["template_diff"] == [{"op": "replace", "a_pos": [153, 154], "b_pos": [153, 154], "a": "u", "b": "U"}]
     assert "882 ('user')" in finding.summary and "1502 ('User')" in finding.summary
 
 

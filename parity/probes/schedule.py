@@ -134,12 +134,11 @@ def field_findings(a: Materialized, b: Materialized, va: dict, vb: dict) -> list
 
 
 def derived_findings(a: Materialized, b: Materialized, va: dict, vb: dict) -> list[Finding]:
+    """Warmup length when only the step count (batch, data) moves it, early stopping, and the decay shape."""
     findings = []
     names = a.recipe.name, b.recipe.name
-    if (
-        va["warmup_steps_configured"] == vb["warmup_steps_configured"]
-        and va["warmup_steps"] != vb["warmup_steps"]
-    ):
+    same_length = all(va[k] == vb[k] for k in ("warmup_steps_configured", "num_train_epochs", "max_steps"))
+    if same_length and va["warmup_steps"] != vb["warmup_steps"]:
         findings.append(
             Finding(
                 "schedule",

@@ -1,0 +1,52 @@
+"""The batched fast path is bit-identical to TRL's own dataset preparation."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import REAL_GSM8K, make, needs_real_gsm8k
+
+from parity.fast_tokenize import supports_fast_path
+from parity.trl_bridge import prepare_dataset, prepare_with_trl
+
+
+def assert_identical(m, rows):
+    fast = prepare_dataset(rows, m.tokenizer, m.sft_config, engine="auto")
+    trl = prepare_with_trl(rows, m.tokenizer, m.sft_config)
+    assert supports_fast_path(rows, m.sft_config)
+    assert fast["input_ids"] == trl["input_ids"]
+    assert fast["labels"] == trl["labels"]
+    return fast
+
+
+@needs_real_gsm8k
+@pytest.mark.parametrize("name", ["llmhalluc", "revise"])
+def test_identical_on_real_gsm8k(name):
+    m = make(name, data=str(REAL_GSM8K), samples=1)
+    fast = assert_identical(m, m.train_rows[:300])
+    assert len(fast) == 300
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["training.completion_only_loss=true"],
+        ["training.max_length=40"],
+        ["training.max_length=40", "training.truncation_mode=keep_end"],
+        ["training.max_length=60", "training.completion_only_loss=true"],
+        ["template.chat_template={{ messages[0]['content'] }}{% if add_generation_prompt %}A:{% endif %}{{ messages[-1]['content'] }}"],
+    ],
+)
+def test_identical_under_config_variants(overrides):
+    m = make("revise", overrides, samples=1)
+    assert_identical(m, m.train_rows[:80])
+
+
+def test_truncation_that_leaves_no_loss_drops_the_row_like_trl():
+    m = make("llmhalluc", ["training.max_length=20"], samples=1)
+    fast = assert_identical(m, m.train_rows[:20])
+    assert len(fast) == 0  # the prompt alone fills 20 tokens: every row is fully masked and dropped
+
+
+def test_packing_falls_back_to_trl():
+    m = make("revise", ["training.packing=true"], samples=1)
+    assert not supports_fast_path(m.train_rows[:4], m.sft_config)

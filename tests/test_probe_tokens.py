@@ -1,0 +1,75 @@
+"""Tests for the `tokens` probe: token alignment of one example, length statistics and truncation."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import make
+
+from parity.probes import ProbeContext
+from parity.probes.tokens import length_stats, tokens_probe
+
+CTX = ProbeContext()
+
+
+def by_key(result):
+    return {f.key: f for f in result.findings}
+
+
+@pytest.fixture(scope="module")
+def real_result(real_pair):
+    return tokens_probe(*real_pair, CTX)
+
+
+@pytest.fixture(scope="module")
+def revise():
+    return make("revise")
+
+
+def test_same_example_differs_from_position_zero_on_real_data(real_result):
+    finding = by_key(real_result)["tokens.example"]
+    assert (finding.severity, finding.align, finding.a, finding.b) == ("high", "template", 117, 110)
+    assert finding.evidence["first_difference"] == 0
+    first = finding.evidence["ops"][0]
+    assert (first["op"], first["a_ids"], first["a_tokens"], first["b_tokens"]) == ("delete", [198], ["Ċ"], [])
+    assert "llmhalluc has 198 ('Ċ') where revise has nothing" in finding.summary
+
+
+def test_length_distributions_on_real_data(real_result):
+    assert real_result.values["a"]["lengths"] == {"count": 64, "mean": 196.703, "p50": 198.5, "p95": 266.95, "max": 392}
+    assert real_result.values["b"]["lengths"] == {"count": 64, "mean": 174.188, "p50": 167.5, "p95": 265.2, "max": 274}
+    assert by_key(real_result)["tokens.length_distribution"].severity == "info"
+    assert by_key(real_result)["tokens.length_distribution"].align is None
+
+
+def test_max_length_differs_but_truncates_nothing_on_real_data(real_result):
+    finding = by_key(real_result)["training.max_length"]
+    assert (finding.severity, finding.align, finding.a, finding.b) == ("medium", "tokens", 2048, 1024)
+    assert real_result.values["a"]["truncated"] == real_result.values["b"]["truncated"] == 0
+    assert real_result.values["a"]["samples_measured"] == 64
+    assert "tokens.truncation" not in by_key(real_result)
+
+
+def test_identical_pair_has_no_findings(revise):
+    assert tokens_probe(revise, make("revise"), CTX).findings == []
+
+
+def test_short_max_length_truncates(revise):
+    result = tokens_probe(revise, make("revise", ["training.max_length=64"]), CTX)
+    findings = by_key(result)
+    assert (findings["tokens.truncation"].a, findings["tokens.truncation"].b) == (0, 32)
+    assert (findings["training.max_length"].a, findings["training.max_length"].b) == (1024, 64)
+    assert findings["tokens.example"].align == "tokens"
+    assert result.values["b"]["lengths"]["max"] == 64
+    assert result.values["b"]["untruncated_lengths"] == result.values["a"]["untruncated_lengths"]
+
+
+@pytest.mark.parametrize(
+    ("override", "align"), [("prompt.instruction=Solve it.", "prompt"), ("data.preprocess=[]", "data")]
+)
+def test_example_finding_is_aligned_with_its_cause(revise, override, align):
+    result = tokens_probe(revise, make("revise", [override]), CTX)
+    assert by_key(result)["tokens.example"].align == align
+
+
+def test_length_stats_uses_linear_percentiles():
+    assert length_stats([1, 2, 3, 4]) == {"count": 4, "mean": 2.5, "p50": 2.5, "p95": 3.85, "max": 4}
