@@ -95,7 +95,10 @@ def axis_values(recipe: Recipe, axis: str) -> dict[str, Any]:
 
 
 def axis_overrides(target: Recipe, reference: Recipe, axis: str) -> dict[str, Any]:
-    """Overrides that make `target` match `reference` on one axis (only keys whose values differ)."""
+    """Overrides that make `target` match `reference` on one axis (only keys whose values differ).
+
+    The eval prompt's {instruction} is the training instruction (prompt axis); when those differ, aligning eval
+    writes the reference's instruction into the prompt so both recipes are evaluated with the same text."""
     wanted = axis_values(reference, axis)
     current = axis_values(target, axis)
     out: dict[str, Any] = {}
@@ -105,6 +108,8 @@ def axis_overrides(target: Recipe, reference: Recipe, axis: str) -> dict[str, An
     for key in current:
         if key not in wanted and key.startswith("training."):
             out[key] = RESET
+    if axis == "eval" and "{instruction}" in reference.eval.prompt and reference.prompt.instruction != target.prompt.instruction:
+        out["eval.prompt"] = reference.eval.prompt.replace("{instruction}", reference.prompt.instruction)
     return out
 
 
@@ -133,6 +138,18 @@ def _get(recipe: Recipe, key: str) -> Any:
     return getattr(getattr(recipe, section), name)
 
 
+class _BlockDumper(yaml.SafeDumper):
+    """SafeDumper writing multi-line strings (chat templates) as literal blocks."""
+
+
+def _str_representer(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_BlockDumper.add_representer(str, _str_representer)
+
+
 def aligned_yaml(ref: str, recipe_name: str, user_overrides: Iterable[str], applied: dict[str, Any], note: str) -> str:
     """YAML text of an aligned recipe: `extends` the original ref, `set` the user's then the alignment's overrides."""
     settings: dict[str, Any] = {}
@@ -142,7 +159,7 @@ def aligned_yaml(ref: str, recipe_name: str, user_overrides: Iterable[str], appl
     settings.update(applied)
     extends = str(Path(ref).resolve()) if looks_like_path(ref) else ref
     doc = {"extends": extends, "name": recipe_name, "set": settings}
-    body = yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=120)
+    body = yaml.dump(doc, Dumper=_BlockDumper, sort_keys=False, allow_unicode=True, width=120)
     return f"# {note}\n{body}"
 
 

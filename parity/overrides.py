@@ -7,6 +7,7 @@ Keys are validated against the spec sections, `trl.SFTConfig` (training.*) and `
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from functools import cache
@@ -60,6 +61,20 @@ def all_valid_keys() -> list[str]:
     return keys + ["name", "description"]
 
 
+_EXPONENT_FLOAT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
+
+
+def _numbers(value: Any) -> Any:
+    """YAML 1.1 reads '2e-4' as a string; treat exponent notation as the float it means."""
+    if isinstance(value, str) and _EXPONENT_FLOAT.match(value.strip()):
+        return float(value)
+    if isinstance(value, list):
+        return [_numbers(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _numbers(v) for k, v in value.items()}
+    return value
+
+
 def apply_override(recipe: Recipe, key: str, value: Any, where: str = "override") -> None:
     """Set one dotted key on the recipe in place, validating the key and the value's type."""
     section, _, rest = key.partition(".")
@@ -73,11 +88,11 @@ def apply_override(recipe: Recipe, key: str, value: Any, where: str = "override"
     if section == "upstream":
         raise ParityError(f"'{key}': the upstream section is read-only (it records what upstream wrote)")
     if section == "training":
-        _set_mapping(recipe.training, rest, value, sft_config_fields(), "training key", "training.")
+        _set_mapping(recipe.training, rest, _numbers(value), sft_config_fields(), "training key", "training.")
     elif section == "env":
         recipe.env[rest] = str(value)
     elif section == "peft" and rest.startswith("lora."):
-        _set_mapping(recipe.peft.lora, rest[5:], value, lora_config_fields(), "LoRA key", "peft.lora.")
+        _set_mapping(recipe.peft.lora, rest[5:], _numbers(value), lora_config_fields(), "LoRA key", "peft.lora.")
     else:
         target = getattr(recipe, section)
         names = section_fields(section)
@@ -108,6 +123,8 @@ def _coerce(target: Any, name: str, value: Any, key: str) -> Any:
     if name == "preprocess":
         return _preprocess_steps(value, key)
     allowed = _allowed_types(annotation)
+    if float in allowed:
+        value = _numbers(value)
     if value is None and type(None) in allowed:
         return None
     if float in allowed and isinstance(value, int) and not isinstance(value, bool):

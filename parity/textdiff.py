@@ -1,7 +1,5 @@
 """Diff helpers shared by the probes: character diffs with whitespace made visible, token alignments.
-
-Both are built on difflib.SequenceMatcher (autojunk off, so long sequences align exactly).
-"""
+Both use difflib.SequenceMatcher with autojunk off, so long sequences align exactly."""
 
 from __future__ import annotations
 

@@ -24,8 +24,8 @@ def real_result(real_pair):
 
 
 @pytest.fixture(scope="module")
-def revise():
-    return make("revise")
+def revise(synthetic_pair):
+    return synthetic_pair[1]
 
 
 def test_global_batch_by_world_size(real_result):
@@ -47,8 +47,9 @@ def test_global_batch_finding(real_result):
 
 def test_real_step_plans(real_result):
     a, b = real_result.values["a"], real_result.values["b"]
-    assert (a["rows"], a["batches_per_epoch"], a["steps_per_epoch"], a["total_steps"], a["warmup_steps"]) == (7473, 468, 59, 177, 18)
-    assert (b["rows"], b["batches_per_epoch"], b["steps_per_epoch"], b["total_steps"], b["warmup_steps"]) == (6725, 841, 211, 633, 64)
+    keys = ("rows", "batches_per_epoch", "steps_per_epoch", "total_steps", "warmup_steps")
+    assert [a[k] for k in keys] == [7473, 468, 59, 177, 18]
+    assert [b[k] for k in keys] == [6725, 841, 211, 633, 64]
     assert (a["eval_steps"], a["eval_at"]) == (500, [177])
     assert b["eval_steps"] == math.ceil(0.1 * 633) == 64
     assert b["eval_at"] == [64, 128, 192, 256, 320, 384, 448, 512, 576, 633]
@@ -56,11 +57,17 @@ def test_real_step_plans(real_result):
 
 def test_real_step_and_cadence_findings(real_result):
     found = by_key(real_result)
-    assert set(found) == {"batch.global_batch", "batch.optimizer_steps", "batch.eval_steps", "batch.save_steps"}
+    assert set(found) == {
+        "batch.global_batch",
+        "batch.optimizer_steps",
+        "batch.eval_steps",
+        "batch.save_steps",
+    }
     steps = found["batch.optimizer_steps"]
     assert (steps.a, steps.b, steps.severity, steps.align) == (177, 633, "medium", "batch")
     for key in ("batch.eval_steps", "batch.save_steps"):
-        assert (found[key].a, found[key].b, found[key].severity, found[key].align) == (500, 64, "medium", "eval")
+        finding = found[key]
+        assert [finding.a, finding.b, finding.severity, finding.align] == [500, 64, "medium", "eval"]
 
 
 def test_tokens_per_step(real_result):
@@ -81,7 +88,7 @@ def test_revise_alone_across_world_sizes(revise):
 def test_selected_world_size_values():
     m = make("revise", world_size=8)
     values = probe(m, m, CTX).values["a"]
-    assert (values["world_size"], values["processes"], values["accumulation"], values["global_batch"]) == (8, 8, 1, 64)
+    assert [values[k] for k in ("world_size", "processes", "accumulation", "global_batch")] == [8, 8, 1, 64]
 
 
 def test_identical_pair_has_no_findings(revise):
@@ -90,7 +97,12 @@ def test_identical_pair_has_no_findings(revise):
 
 def test_same_global_batch_split_differently_is_low(revise):
     [finding] = probe(revise, make("revise", ["training.per_device_train_batch_size=16"]), CTX).findings
-    assert (finding.key, finding.severity, finding.a, finding.b) == ("batch.composition", "low", "8 x 4 x 1", "16 x 2 x 1")
+    assert (finding.key, finding.severity, finding.a, finding.b) == (
+        "batch.composition",
+        "low",
+        "8 x 4 x 1",
+        "16 x 2 x 1",
+    )
 
 
 def test_accumulation_change_gives_batch_and_steps_findings():

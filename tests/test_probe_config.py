@@ -18,13 +18,13 @@ def by_key(result):
 
 
 @pytest.fixture(scope="module")
-def revise():
-    return make("revise")
+def revise(synthetic_pair):
+    return synthetic_pair[1]
 
 
 @pytest.fixture(scope="module")
-def llmhalluc():
-    return make("llmhalluc")
+def llmhalluc(synthetic_pair):
+    return synthetic_pair[0]
 
 
 def test_real_pair_lints_compute_only_loss_as_high(real_pair):
@@ -84,20 +84,34 @@ def test_identical_pair_has_no_findings(name, revise, llmhalluc):
 def test_one_field_pair_gives_one_finding(revise):
     result = probe(revise, make("revise", ["training.max_length=2048"]), CTX)
     [finding] = result.findings
-    assert (finding.key, finding.severity, finding.align, finding.a, finding.b) == ("training.max_length", "medium", "tokens", 1024, 2048)
+    assert (finding.key, finding.severity, finding.align, finding.a, finding.b) == (
+        "training.max_length",
+        "medium",
+        "tokens",
+        1024,
+        2048,
+    )
     assert finding.evidence["b_source"] == "cli"
 
 
 def test_field_owned_by_another_probe_is_not_reported(revise):
     result = probe(revise, make("revise", ["training.lr_scheduler_type=cosine"]), CTX)
     assert result.findings == []
-    assert result.values["differing_fields"] == [{"field": "lr_scheduler_type", "probe": "schedule", "a": "linear", "b": "cosine"}]
+    assert result.values["differing_fields"] == [
+        {"field": "lr_scheduler_type", "probe": "schedule", "a": "linear", "b": "cosine"}
+    ]
 
 
 def test_lint_skips_renamed_loader_and_consumed_keys(revise):
     recipe = revise.recipe.copy()
-    recipe.upstream.config.update({"torch_dtype": "bfloat16", "warmup_ratio": 0.1, "learning_rat": 1e-4, "lora_alpah": 16, "zzz_qqq": 1})
-    assert set(unread_keys(dataclasses.replace(revise, recipe=recipe))) == {"learning_rat", "lora_alpah", "zzz_qqq"}
+    recipe.upstream.config.update(
+        {"torch_dtype": "bfloat16", "warmup_ratio": 0.1, "learning_rat": 1e-4, "lora_alpah": 16, "zzz_qqq": 1}
+    )
+    assert set(unread_keys(dataclasses.replace(revise, recipe=recipe))) == {
+        "learning_rat",
+        "lora_alpah",
+        "zzz_qqq",
+    }
     assert {"torch_dtype", "attn_implementation", "trust_remote_code", "revision"} <= model_loader_kwargs()
 
 

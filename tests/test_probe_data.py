@@ -21,8 +21,8 @@ def real_result(real_pair):
 
 
 @pytest.fixture(scope="module")
-def revise():
-    return make("revise")
+def revise(synthetic_pair):
+    return synthetic_pair[1]
 
 
 def test_eval_on_test_is_flagged_as_leakage_on_real_data(real_result):
@@ -76,9 +76,9 @@ def test_train_content_and_unseeded_split_findings(real_result):
     assert (seed.severity, seed.a, seed.b, seed.align) == ("medium", True, False, "data")
 
 
-@pytest.mark.parametrize("name", ["revise", "llmhalluc"])
-def test_identical_pair_has_no_findings(name):
-    assert data_probe(make(name), make(name), CTX).findings == []
+@pytest.mark.parametrize(("index", "name"), [(0, "llmhalluc"), (1, "revise")])
+def test_identical_pair_has_no_findings(synthetic_pair, index, name):
+    assert data_probe(synthetic_pair[index], make(name), CTX).findings == []
 
 
 def test_dropping_preprocessing_changes_train_content_and_preprocessing_only(revise):
@@ -87,8 +87,8 @@ def test_dropping_preprocessing_changes_train_content_and_preprocessing_only(rev
     assert result.values["b"]["annotations"]["annotation_token_share"] > 0
 
 
-def test_leakage_differs_when_only_selection_differs():
-    a = make("llmhalluc")
+def test_leakage_differs_when_only_selection_differs(synthetic_pair):
+    a = synthetic_pair[0]
     b = make("llmhalluc", ["training.load_best_model_at_end=false", "launch.early_stopping_patience=null"])
     result = data_probe(a, b, CTX)
     finding = by_key(result)["data.eval_split"]

@@ -14,8 +14,8 @@ CTX = ProbeContext()
 
 
 @pytest.fixture(scope="module")
-def revise():
-    return make("revise", samples=16)
+def revise(synthetic_pair):
+    return synthetic_pair[1]
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,13 @@ def test_pins_that_differ(result):
 
 def test_running_versions_violating_one_side(result):
     info = {f.key: f for f in result.findings if f.severity == "info"}
-    assert set(info) == {"env.accelerate.running", "env.datasets.running", "env.torch.running", "env.transformers.running", "env.trl.running"}
+    assert set(info) == {
+        "env.accelerate.running",
+        "env.datasets.running",
+        "env.torch.running",
+        "env.transformers.running",
+        "env.trl.running",
+    }
     trl = info["env.trl.running"]
     assert (trl.a, trl.b) == (True, False)
     assert trl.evidence == {"recipe": "revise", "pin": "==0.17.0", "running": version("trl")}
@@ -62,7 +68,10 @@ def test_pin_change_keeping_the_verdict_is_one_finding(revise):
 
 def test_pin_change_flipping_the_verdict_adds_the_violation(revise):
     findings = probe(revise, make("revise", ["env.trl=>=1.0"], samples=16), CTX).findings
-    assert {(f.key, f.severity, f.a, f.b) for f in findings} == {("env.trl", "low", "==0.17.0", ">=1.0"), ("env.trl.running", "info", False, True)}
+    assert {(f.key, f.severity, f.a, f.b) for f in findings} == {
+        ("env.trl", "low", "==0.17.0", ">=1.0"),
+        ("env.trl.running", "info", False, True),
+    }
 
 
 def test_satisfied_uses_the_public_version():

@@ -21,8 +21,8 @@ def real_result(real_pair):
 
 
 @pytest.fixture(scope="module")
-def revise():
-    return make("revise")
+def revise(synthetic_pair):
+    return synthetic_pair[1]
 
 
 def test_exact_trained_fractions_on_first_64_real_examples(real_result):
@@ -49,13 +49,20 @@ def test_provenance_of_completion_only_loss(real_result):
     assert real_result.values["a"]["completion_only_loss_provenance"].startswith(
         "TRL default (SFTConfig.completion_only_loss=None"
     )
-    assert real_result.values["b"]["completion_only_loss_provenance"] == "set by recipe (upstream:scripts/step-0-sft.sh)"
+    assert (
+        real_result.values["b"]["completion_only_loss_provenance"]
+        == "set by recipe (upstream:scripts/step-0-sft.sh)"
+    )
 
 
 def test_eos_trained_and_no_bos_on_real_data(real_result):
     for side in ("a", "b"):
         values = real_result.values[side]
-        assert (values["eos_trained"], values["eos_trained_count"], values["examples_ending_with_eos"]) == (True, 64, 64)
+        assert (values["eos_trained"], values["eos_trained_count"], values["examples_ending_with_eos"]) == (
+            True,
+            64,
+            64,
+        )
         assert (values["bos_at_start"], values["bos_at_start_count"]) == (False, 0)
 
 

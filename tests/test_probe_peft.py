@@ -12,7 +12,14 @@ CTX = ProbeContext()
 FULL = 1_235_814_400
 LORA_R8_ALL_LINEAR = 5_636_096
 """16 layers x r=8 x [q 2048+2048, k 2048+512, v 2048+512, o 2048+2048, gate 2048+8192, up 2048+8192, down 8192+2048]."""
-LORA_AS_REVISE = ["peft.method=lora", "peft.lora.r=8", "peft.lora.lora_alpha=16", "peft.lora.lora_dropout=0.05", "peft.lora.target_modules=all-linear", "peft.lora.task_type=CAUSAL_LM"]
+LORA_AS_REVISE = [
+    "peft.method=lora",
+    "peft.lora.r=8",
+    "peft.lora.lora_alpha=16",
+    "peft.lora.lora_dropout=0.05",
+    "peft.lora.target_modules=all-linear",
+    "peft.lora.task_type=CAUSAL_LM",
+]
 
 
 def by_key(result):
@@ -20,13 +27,13 @@ def by_key(result):
 
 
 @pytest.fixture(scope="module")
-def revise():
-    return make("revise", samples=16)
+def revise(synthetic_pair):
+    return synthetic_pair[1]
 
 
 @pytest.fixture(scope="module")
-def llmhalluc():
-    return make("llmhalluc", samples=16)
+def llmhalluc(synthetic_pair):
+    return synthetic_pair[0]
 
 
 def test_lora_count_is_the_layer_arithmetic():
@@ -36,9 +43,18 @@ def test_lora_count_is_the_layer_arithmetic():
 def test_real_pair_method_finding(real_pair):
     result = probe(*real_pair, CTX)
     [finding] = result.findings
-    assert (finding.key, finding.severity, finding.align, finding.a, finding.b) == ("peft.method", "high", "peft", "lora", "none")
+    assert (finding.key, finding.severity, finding.align, finding.a, finding.b) == (
+        "peft.method",
+        "high",
+        "peft",
+        "lora",
+        "none",
+    )
     assert finding.evidence["trainable_params"] == [LORA_R8_ALL_LINEAR, FULL]
-    assert finding.evidence["trainable_fraction"] == [round(LORA_R8_ALL_LINEAR / (FULL + LORA_R8_ALL_LINEAR), 6), 1.0]
+    assert finding.evidence["trainable_fraction"] == [
+        round(LORA_R8_ALL_LINEAR / (FULL + LORA_R8_ALL_LINEAR), 6),
+        1.0,
+    ]
     assert "5,636,096" in finding.summary and "1,235,814,400" in finding.summary
 
 
@@ -46,7 +62,11 @@ def test_real_pair_values(real_pair):
     values = probe(*real_pair, CTX).values
     a, b = values["a"], values["b"]
     assert (b["method"], b["trainable_params"], b["total_params"]) == ("full", FULL, FULL)
-    assert (a["method"], a["trainable_params"], a["total_params"]) == ("lora", LORA_R8_ALL_LINEAR, FULL + LORA_R8_ALL_LINEAR)
+    assert (a["method"], a["trainable_params"], a["total_params"]) == (
+        "lora",
+        LORA_R8_ALL_LINEAR,
+        FULL + LORA_R8_ALL_LINEAR,
+    )
     assert a["targeted_modules"] == 112
     assert a["target_names"] == ["down_proj", "gate_proj", "k_proj", "o_proj", "q_proj", "up_proj", "v_proj"]
     assert a["lora"]["r"] == 8 and a["lora"]["target_modules"] == "all-linear"
@@ -70,7 +90,12 @@ def test_revise_with_lora_differs_only_in_method(revise, llmhalluc):
         ("peft.lora.r=16", "peft.lora.r", "high", 2 * LORA_R8_ALL_LINEAR),
         ("peft.lora.lora_alpha=32", "peft.lora.lora_alpha", "medium", LORA_R8_ALL_LINEAR),
         ("peft.lora.lora_dropout=0.1", "peft.lora.lora_dropout", "medium", LORA_R8_ALL_LINEAR),
-        ("peft.lora.target_modules=[q_proj, v_proj]", "peft.lora.target_modules", "high", 16 * 8 * (4096 + 2560)),
+        (
+            "peft.lora.target_modules=[q_proj, v_proj]",
+            "peft.lora.target_modules",
+            "high",
+            16 * 8 * (4096 + 2560),
+        ),
     ],
 )
 def test_one_lora_field(llmhalluc, override, key, severity, trainable):

@@ -12,14 +12,20 @@ CTX = ProbeContext()
 
 
 @pytest.fixture(scope="module")
-def revise():
-    return make("revise", samples=16)
+def revise(synthetic_pair):
+    return synthetic_pair[1]
 
 
 def test_real_pair_only_the_dtype_request_differs(real_pair):
     result = probe(*real_pair, CTX)
     [finding] = result.findings
-    assert (finding.key, finding.severity, finding.align, finding.a, finding.b) == ("model.torch_dtype", "info", "precision", None, "bfloat16")
+    assert (finding.key, finding.severity, finding.align, finding.a, finding.b) == (
+        "model.torch_dtype",
+        "info",
+        "precision",
+        None,
+        "bfloat16",
+    )
     assert "auto (checkpoint dtype: bfloat16)" in finding.summary
 
 
@@ -28,9 +34,15 @@ def test_real_pair_values(real_pair):
     a, b = values["a"], values["b"]
     assert values["library"]["default_load_dtype"] == "auto"
     assert values["library"]["default_attn_implementation"] == "sdpa"
-    assert a["torch_dtype"] == {"requested": None, "effective": "bfloat16", "label": "auto (checkpoint dtype: bfloat16)"}
+    assert a["torch_dtype"] == {
+        "requested": None,
+        "effective": "bfloat16",
+        "label": "auto (checkpoint dtype: bfloat16)",
+    }
     assert a["flags"]["bf16"] is b["flags"]["bf16"] is True
-    assert a["attn_implementation"]["effective"] == b["attn_implementation"]["effective"] == "flash_attention_2"
+    assert (
+        a["attn_implementation"]["effective"] == b["attn_implementation"]["effective"] == "flash_attention_2"
+    )
     assert [row["deepspeed_stage"] for row in a["deepspeed_by_world_size"]] == [None, 0, 0, 0]
     assert a["deepspeed_config"] is None
 
@@ -39,7 +51,12 @@ def test_deepspeed_differs_at_world_size_8():
     a, b = make("llmhalluc", world_size=8, samples=16), make("revise", world_size=8, samples=16)
     keys = {f.key: f for f in probe(a, b, CTX).findings}
     ds = keys["launch.deepspeed_config"]
-    assert (ds.severity, ds.align, ds.a, ds.b) == ("medium", "precision", "configs/deepspeed/ds_z0_config.json", None)
+    assert (ds.severity, ds.align, ds.a, ds.b) == (
+        "medium",
+        "precision",
+        "configs/deepspeed/ds_z0_config.json",
+        None,
+    )
     assert ds.evidence["stage"] == [0, None]
 
 
@@ -66,4 +83,9 @@ def test_default_attention_resolving_to_the_same_kernel_is_info():
     a = make("revise", ["model.attn_implementation=sdpa"], samples=16)
     b = make("revise", ["model.attn_implementation=null"], samples=16)
     [finding] = probe(a, b, CTX).findings
-    assert (finding.key, finding.severity, finding.a, finding.b) == ("model.attn_implementation", "info", "sdpa", None)
+    assert (finding.key, finding.severity, finding.a, finding.b) == (
+        "model.attn_implementation",
+        "info",
+        "sdpa",
+        None,
+    )

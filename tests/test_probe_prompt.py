@@ -17,8 +17,8 @@ QUESTION = (
 
 
 @pytest.fixture(scope="module")
-def revise():
-    return make("revise")
+def revise(synthetic_pair):
+    return synthetic_pair[1]
 
 
 def test_exact_user_messages_for_first_real_train_row(real_pair):
@@ -37,7 +37,13 @@ def test_user_message_finding_on_real_data(real_pair):
     assert (finding.key, finding.severity, finding.align) == ("prompt.user_message", "high", "prompt")
     assert "llmhalluc ends with an extra '\\n'" in finding.summary
     assert finding.evidence["a_message"].endswith("starts·with·####.⏎")
-    assert finding.evidence["diff"][-1] == {"op": "replace", "a_pos": [233, 234], "b_pos": [237, 238], "a": "⏎", "b": "'"}
+    assert finding.evidence["diff"][-1] == {
+        "op": "replace",
+        "a_pos": [233, 234],
+        "b_pos": [237, 238],
+        "a": "⏎",
+        "b": "'",
+    }
     assert result.values["rows_differing"] == result.values["rows_compared"] == 64
     assert result.values["same_instruction"] is False
 
@@ -50,7 +56,9 @@ def test_trailing_newline_alone_is_one_finding(revise):
     result = prompt_probe(revise, make("revise", ["prompt.user_template={question}\n{instruction}\n"]), CTX)
     [finding] = result.findings
     end = len(result.values["a"]["user_message"])
-    assert finding.evidence["diff"] == [{"op": "insert", "a_pos": [end, end], "b_pos": [end, end + 1], "a": "", "b": "⏎"}]
+    assert finding.evidence["diff"] == [
+        {"op": "insert", "a_pos": [end, end], "b_pos": [end, end + 1], "a": "", "b": "⏎"}
+    ]
     assert finding.evidence["notes"][0] == "B (revise) ends with an extra '\\n'"
     assert result.values["same_instruction"] is True
 
@@ -68,5 +76,8 @@ def test_visible_whitespace():
 
 def test_char_diff_and_edge_notes():
     assert char_diff("\nab", "ab") == [{"op": "delete", "a_pos": [0, 1], "b_pos": [0, 0], "a": "⏎", "b": ""}]
-    assert edge_notes("\nab\n", "ab", "x", "y") == ["x starts with an extra '\\n'", "x ends with an extra '\\n'"]
+    assert edge_notes("\nab\n", "ab", "x", "y") == [
+        "x starts with an extra '\\n'",
+        "x ends with an extra '\\n'",
+    ]
     assert edge_notes("ab ", "ab\n", "x", "y") == ["x ends with ' ', y with '\\n'"]

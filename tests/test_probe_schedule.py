@@ -21,8 +21,8 @@ def real_result(real_pair):
 
 
 @pytest.fixture(scope="module")
-def revise():
-    return make("revise", samples=16)
+def revise(synthetic_pair):
+    return synthetic_pair[1]
 
 
 def test_real_curves(real_result):
@@ -46,7 +46,12 @@ def test_real_curve_values(real_result):
 
 def test_real_findings(real_result):
     found = by_key(real_result)
-    assert set(found) == {"training.lr_scheduler_type", "schedule.warmup_steps", "launch.early_stopping_patience", "schedule.shape"}
+    assert set(found) == {
+        "training.lr_scheduler_type",
+        "schedule.warmup_steps",
+        "launch.early_stopping_patience",
+        "schedule.shape",
+    }
     kind = found["training.lr_scheduler_type"]
     assert (kind.a, kind.b, kind.severity, kind.align) == ("cosine", "linear", "medium", "schedule")
     warmup = found["schedule.warmup_steps"]
@@ -68,7 +73,10 @@ def test_identical_pairs_have_no_findings(revise, real_pair):
 @pytest.mark.parametrize(
     ("override", "expected"),
     [
-        ("training.lr_scheduler_type=cosine", {"training.lr_scheduler_type": "medium", "schedule.shape": "medium"}),
+        (
+            "training.lr_scheduler_type=cosine",
+            {"training.lr_scheduler_type": "medium", "schedule.shape": "medium"},
+        ),
         ("training.learning_rate=0.0002", {"training.learning_rate": "high"}),
         ("training.num_train_epochs=1", {"training.num_train_epochs": "high"}),
         ("training.max_steps=10", {"training.max_steps": "high"}),
@@ -82,5 +90,13 @@ def test_one_field_pairs(revise, override, expected):
 
 
 def test_peak_and_total_follow_the_config(revise):
-    b = probe(revise, make("revise", ["training.learning_rate=0.0002", "training.max_steps=10"], samples=16), CTX).values["b"]
-    assert (b["peak"], b["total_steps"], b["warmup_steps"], len(b["lr"]), b["final_lr"]) == (2e-4, 10, 1, 10, 0.0)
+    b = probe(
+        revise, make("revise", ["training.learning_rate=0.0002", "training.max_steps=10"], samples=16), CTX
+    ).values["b"]
+    assert (b["peak"], b["total_steps"], b["warmup_steps"], len(b["lr"]), b["final_lr"]) == (
+        2e-4,
+        10,
+        1,
+        10,
+        0.0,
+    )

@@ -12,8 +12,8 @@ CTX = ProbeContext()
 
 
 @pytest.fixture(scope="module")
-def revise():
-    return make("revise")
+def revise(synthetic_pair):
+    return synthetic_pair[1]
 
 
 @pytest.fixture(scope="module")
@@ -35,11 +35,19 @@ def test_template_finding_names_the_extra_token(real_result):
         "llmhalluc ends with an extra '\\n'",
     ]
     first = finding.evidence["token_ops"][0]
-    assert (first["op"], first["a_pos"], first["a_ids"], first["a_tokens"], first["b_ids"]) == ("delete", [0, 1], [198], ["Ċ"], [])
+    assert (first["op"], first["a_pos"], first["a_ids"], first["a_tokens"], first["b_ids"]) == (
+        "delete",
+        [0, 1],
+        [198],
+        ["Ċ"],
+        [],
+    )
     assert finding.evidence["a_first_ids"][0] == 198
     assert finding.evidence["a_first_ids"][1:] == finding.evidence["b_first_ids"][:7]
     assert "198 ('Ċ')" in finding.summary
-    assert "rendered llmhalluc text starts with '\\n<|user|>\\n', revise with '<|user|>\\n'" in finding.summary
+    assert (
+        "rendered llmhalluc text starts with '\\n<|user|>\\n', revise with '<|user|>\\n'" in finding.summary
+    )
 
 
 def test_source_finding_and_values_on_real_data(real_result):
@@ -66,7 +74,9 @@ def test_one_character_change_gives_exactly_one_finding(revise):
     result = template_probe(revise, make("revise", [f"template.chat_template={changed}"]), CTX)
     [finding] = result.findings
     assert (finding.key, finding.severity) == ("template.chat_template", "high")
-    assert finding.evidence["template_diff"] == [{"op": "replace", "a_pos": [153, 154], "b_pos": [153, 154], "a": "u", "b": "U"}]
+    assert finding.evidence["template_diff"] == [
+        {"op": "replace", "a_pos": [153, 154], "b_pos": [153, 154], "a": "u", "b": "U"}
+    ]
     assert "882 ('user')" in finding.summary and "1502 ('User')" in finding.summary
 
 

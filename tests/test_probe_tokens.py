@@ -21,8 +21,8 @@ def real_result(real_pair):
 
 
 @pytest.fixture(scope="module")
-def revise():
-    return make("revise")
+def revise(synthetic_pair):
+    return synthetic_pair[1]
 
 
 def test_same_example_differs_from_position_zero_on_real_data(real_result):
@@ -35,8 +35,20 @@ def test_same_example_differs_from_position_zero_on_real_data(real_result):
 
 
 def test_length_distributions_on_real_data(real_result):
-    assert real_result.values["a"]["lengths"] == {"count": 64, "mean": 196.703, "p50": 198.5, "p95": 266.95, "max": 392}
-    assert real_result.values["b"]["lengths"] == {"count": 64, "mean": 174.188, "p50": 167.5, "p95": 265.2, "max": 274}
+    assert real_result.values["a"]["lengths"] == {
+        "count": 64,
+        "mean": 196.703,
+        "p50": 198.5,
+        "p95": 266.95,
+        "max": 392,
+    }
+    assert real_result.values["b"]["lengths"] == {
+        "count": 64,
+        "mean": 174.188,
+        "p50": 167.5,
+        "p95": 265.2,
+        "max": 274,
+    }
     assert by_key(real_result)["tokens.length_distribution"].severity == "info"
     assert by_key(real_result)["tokens.length_distribution"].align is None
 

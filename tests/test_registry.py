@@ -107,3 +107,9 @@ def test_entry_point_plugin_is_registered(monkeypatch):
     recipe = resolve_recipe("myrecipe")
     assert isinstance(recipe, Recipe)
     assert recipe.name == "myrecipe" and recipe.training == {"learning_rate": 3e-5}
+
+
+def test_exponent_notation_is_a_float_from_cli_and_yaml(tmp_path):
+    assert resolve_recipe("revise", ["training.learning_rate=2e-4"]).training["learning_rate"] == 2e-4
+    path = write(tmp_path, "lr.yaml", "extends: revise\nset:\n  training.learning_rate: 3e-5\n")
+    assert resolve_recipe(str(path)).training["learning_rate"] == 3e-5

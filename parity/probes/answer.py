@@ -151,8 +151,12 @@ def _protocol_findings(va: dict, vb: dict, name_a: str, name_b: str) -> list[Fin
                 severity="medium",
                 a=va["eval_prompt"],
                 b=vb["eval_prompt"],
-                summary=f"eval prompts differ for the same question ({name_a} {va['eval_prompt_template']!r}, {name_b} {vb['eval_prompt_template']!r})",
-                evidence={"diff": char_diff(va["eval_prompt"], vb["eval_prompt"])},
+                summary=f"eval prompts differ for the same question ({len(char_diff(va['eval_prompt'], vb['eval_prompt']))} character edits)",
+                evidence={
+                    "diff": char_diff(va["eval_prompt"], vb["eval_prompt"]),
+                    "a_template": va["eval_prompt_template"],
+                    "b_template": vb["eval_prompt_template"],
+                },
                 align="eval",
             )
         )

@@ -27,12 +27,27 @@ def prompt_length(m: Materialized, prompt: list[dict], input_ids: list[int]) -> 
     return common_prefix_length(prompt_ids, input_ids)
 
 
-def mask_stats(m: Materialized, dataset) -> dict[str, Any]:
-    """Trained-token counts over a TRL-prepared dataset (input_ids, labels, prompt)."""
+def _with_prompts(m: Materialized) -> tuple[Any, list[list[dict]]]:
+    """m.tokenized with the prompt messages of each of its rows (re-prepared by TRL when rows cannot be matched)."""
+    from parity.trl_bridge import prepare_with_trl
+
+    dataset = m.tokenized
+    if "prompt" in dataset.column_names:
+        return dataset, dataset["prompt"]
+    rows = m.train_rows if m.samples is None else m.train_rows[: m.samples]
+    if len(dataset) != len(rows) or m.sft_config.shuffle_dataset:
+        dataset = prepare_with_trl(rows, m.tokenizer, m.sft_config, "train")
+        return dataset, dataset["prompt"]
+    return dataset, [row["prompt"] for row in rows]
+
+
+def mask_stats(m: Materialized) -> dict[str, Any]:
+    """Trained-token counts over the recipe's TRL-prepared train sample."""
+    dataset, prompts = _with_prompts(m)
     total = trained = prompt_tokens = prompt_trained = completion_tokens = completion_trained = 0
     ends_eos = eos_trained = bos_first = 0
     eos, bos = m.tokenizer.eos_token_id, m.tokenizer.bos_token_id
-    for ids, labels, prompt in zip(dataset["input_ids"], dataset["labels"], dataset["prompt"], strict=True):
+    for ids, labels, prompt in zip(dataset["input_ids"], dataset["labels"], prompts, strict=True):
         split = prompt_length(m, prompt, ids)
         flags = [label != IGNORE_INDEX for label in labels]
         total += len(ids)
@@ -83,7 +98,7 @@ def example_view(m: Materialized, row: dict[str, str]) -> list[list[Any]]:
 
 
 def _recipe_values(m: Materialized) -> dict[str, Any]:
-    stats = mask_stats(m, m.tokenized)
+    stats = mask_stats(m)
     col = completion_only_loss(m)
     return {
         **stats,

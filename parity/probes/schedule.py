@@ -94,7 +94,7 @@ def aligned_difference(va: dict[str, Any], vb: dict[str, Any]) -> dict[str, Any]
             tolerance, max((abs(after[i + 1] - after[i]) for i in range(len(after) - 1)), default=0.0)
         )
         curves.append((points, normalised))
-    start = max(v["warmup_steps"] / v["total_steps"] for v in (va, vb))
+    start = min(1.0, max(v["warmup_steps"] / v["total_steps"] for v in (va, vb)))
     best = {"from_fraction": start, "max_abs_lr_diff": 0.0, "max_normalised_diff": 0.0, "at_fraction": None}
     for f in [start] + [f for f in FRACTIONS if f > start]:
         (pa, na), (pb, nb) = curves

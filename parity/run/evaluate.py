@@ -11,9 +11,14 @@ from typing import Any
 from parity.spec import EvalSpec, Recipe
 
 
+def eval_text(recipe: Recipe, question: str) -> str:
+    """The recipe's eval prompt for one question ({instruction} is the training instruction)."""
+    return recipe.eval.prompt.replace("{instruction}", recipe.prompt.instruction).replace("{question}", question)
+
+
 def eval_prompt(recipe: Recipe, question: str, tokenizer: Any) -> str:
-    """The recipe's eval prompt for one question, chat-templated when its harness applies the template."""
-    text = recipe.eval.prompt.replace("{instruction}", recipe.prompt.instruction).replace("{question}", question)
+    """The eval prompt as the model sees it: chat-templated when the recipe's harness applies the template."""
+    text = eval_text(recipe, question)
     if recipe.eval.apply_chat_template and tokenizer.chat_template:
         return tokenizer.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True, tokenize=False)
     return text

@@ -125,11 +125,12 @@ def _run(a_ref: str, b_ref: str, opts: RunOptions, callbacks: list[Any], hooks: 
     run_dir = opts.out or default_run_dir(recipe_a.name, recipe_b.name, opts.align)
     if opts.save_aligned is not None:
         save_aligned(pair, opts.save_aligned, a_ref, b_ref, opts.set_a, opts.set_b)
-    _prepare_run_dir(run_dir, opts)
     if hooks.on_aligned:
         hooks.on_aligned(pair, run_dir)
     ma = materialize(pair.aligned_a, opts.data, opts.world_size, opts.preflight_samples)
     mb = materialize(pair.aligned_b, opts.data, opts.world_size, opts.preflight_samples)
+    _check_devices(opts)
+    _prepare_run_dir(run_dir, opts)
     check = preflight(ma, mb, opts.align, opts.world_size)
     write_json_atomic(run_dir / "preflight.json", check.to_dict())
     if hooks.on_preflight:
@@ -152,6 +153,17 @@ def _run(a_ref: str, b_ref: str, opts: RunOptions, callbacks: list[Any], hooks: 
     write_report(run_dir, summary, steps)
     mark_complete(run_dir)
     return RunSummary(run_dir, summary)
+
+
+def _check_devices(opts: RunOptions) -> None:
+    """Multi-GPU and --parallel runs need the GPUs (checked before anything is written)."""
+    if opts.world_size == 1 and not opts.parallel:
+        return
+    import torch
+
+    from parity.run.launch import gpu_sets
+
+    gpu_sets(opts.world_size, opts.parallel, torch.cuda.device_count(), opts.num_machines)
 
 
 def _prepare_run_dir(run_dir: Path, opts: RunOptions) -> None:

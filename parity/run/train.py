@@ -11,6 +11,7 @@ import dataclasses
 import json
 import shutil
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,6 +116,7 @@ def _quiet() -> None:
 
     datasets.disable_progress_bars()
     transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
 
 
 def checkpoint_step(path: str | None) -> int:
@@ -159,6 +161,7 @@ def execute_leg(
     """Train one leg (resuming from its last checkpoint with --resume), evaluate it, write `<leg>.result.json`."""
     import datasets
     import torch
+    from transformers.trainer_callback import PrinterCallback
     from trl import SFTTrainer
 
     _quiet()
@@ -186,7 +189,8 @@ def execute_leg(
     config, overrides = leg_sft_config(m, opts, leg_dir, on_gpu, has_eval=bool(eval_sets))
     model, notes = load_model(spec.model_source, m.recipe, on_gpu, spec.tiny)
     logger = _step_logger(spec.leg, steps_path, evals_path, tokens_seen, on_step)
-    with _deterministic(opts.deterministic):
+    with _deterministic(opts.deterministic), warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
         trainer = SFTTrainer(
             model=model,
             args=config,
@@ -196,6 +200,7 @@ def execute_leg(
             peft_config=copy.deepcopy(m.lora_config),
             callbacks=[logger, *callbacks],
         )
+        trainer.remove_callback(PrinterCallback)
         started = time.perf_counter()
         trainer.train(resume_from_checkpoint=checkpoint)
         train_seconds = time.perf_counter() - started
