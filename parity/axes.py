@@ -61,6 +61,9 @@ FIELD_AXIS: dict[str, str] = {
 AXIS_PROBE = {"batch": "batch", "schedule": "schedule", "loss_mask": "loss_mask", "precision": "precision"}
 """Align axes whose SFTConfig fields are reported by a dedicated probe; the rest by the config probe."""
 
+FIELD_PROBE = {"max_length": "tokens"}
+"""Single fields reported by a probe other than their axis's (tokens measures what max_length truncates)."""
+
 AXIS_SEVERITY = {
     "batch": "high",
     "loss_mask": "high",
@@ -82,7 +85,7 @@ def field_axis(name: str) -> str:
 
 def field_probe(name: str) -> str:
     """The probe that reports a difference in this SFTConfig field."""
-    return AXIS_PROBE.get(field_axis(name), "config")
+    return FIELD_PROBE.get(name) or AXIS_PROBE.get(field_axis(name), "config")
 
 
 def field_severity(name: str) -> str:

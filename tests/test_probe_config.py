@@ -42,7 +42,6 @@ def test_real_pair_reports_only_config_owned_fields(real_pair):
         "training.ddp_find_unused_parameters",
         "training.eval_steps",
         "training.logging_steps",
-        "training.max_length",
         "training.per_device_eval_batch_size",
         "training.push_to_hub",
         "training.run_name",
@@ -82,14 +81,14 @@ def test_identical_pair_has_no_findings(name, revise, llmhalluc):
 
 
 def test_one_field_pair_gives_one_finding(revise):
-    result = probe(revise, make("revise", ["training.max_length=2048"]), CTX)
+    result = probe(revise, make("revise", ["training.weight_decay=0.01"]), CTX)
     [finding] = result.findings
     assert (finding.key, finding.severity, finding.align, finding.a, finding.b) == (
-        "training.max_length",
+        "training.weight_decay",
         "medium",
-        "tokens",
-        1024,
-        2048,
+        "optim",
+        0.0,
+        0.01,
     )
     assert finding.evidence["b_source"] == "cli"
 

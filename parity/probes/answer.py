@@ -160,7 +160,10 @@ def _protocol_findings(va: dict, vb: dict, name_a: str, name_b: str) -> list[Fin
                 align="eval",
             )
         )
-    if va["prompt_matches_training"] != vb["prompt_matches_training"]:
+    if (
+        va["prompt_matches_training"] != vb["prompt_matches_training"]
+        and va["eval_prompt"] != vb["eval_prompt"]
+    ):
         off, v = (name_a, va) if not va["prompt_matches_training"] else (name_b, vb)
         findings.append(
             Finding(

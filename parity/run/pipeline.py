@@ -201,6 +201,9 @@ def _write_leg_recipes(run_dir: Path, pair: AlignedPair, a_ref: str, b_ref: str,
 
 
 def _tiny_model(run_dir: Path, ms: list[Materialized], opts: RunOptions) -> Path:
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()
     directory = run_dir / "init-model"
     if opts.resume and (directory / "config.json").is_file():
         return directory
