@@ -1,0 +1,121 @@
+"""`parity diff` end to end: findings on every differing axis, none for identical recipes, stable reports."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import REAL_GSM8K, SMALL_SYNTHETIC, needs_real_gsm8k
+
+from parity.cli import main
+from parity.diff import run_diff
+from parity.findings import AXES
+
+
+@pytest.fixture(scope="module")
+def real_report():
+    if not (REAL_GSM8K / "train.jsonl").is_file():
+        pytest.skip("real GSM8K not available")
+    return run_diff("llmhalluc", "revise", data=str(REAL_GSM8K), samples=64).to_dict()
+
+
+@pytest.fixture(scope="module")
+def synthetic_report():
+    return run_diff("llmhalluc", "revise", data=SMALL_SYNTHETIC, samples=64).to_dict()
+
+
+def keyed(report):
+    return {(f["axis"], f["key"]): f for f in report["findings"]}
+
+
+def test_builtin_pair_has_findings_on_every_axis(synthetic_report):
+    assert {f["axis"] for f in synthetic_report["findings"]} == set(AXES)
+
+
+@needs_real_gsm8k
+def test_builtin_pair_on_real_gsm8k_measures_the_known_differences(real_report):
+    findings = keyed(real_report)
+    batch = findings[("batch", "batch.global_batch")]
+    assert (batch["a"], batch["b"], batch["severity"], batch["align"]) == (128, 32, "high", "batch")
+    leak = findings[("data", "data.eval_split")]
+    assert leak["severity"] == "high" and "test-set leakage" in leak["summary"]
+    template = findings[("template", "template.chat_template")]
+    assert template["severity"] == "high" and "198" in template["summary"]
+    tokens = findings[("tokens", "tokens.example")]
+    assert tokens["evidence"]["first_difference"] == 0
+    lint = findings[("config", "upstream.compute_only_loss")]
+    assert lint["severity"] == "high" and "completion_only_loss" in lint["summary"]
+    mask = real_report["probes"]["loss_mask"]
+    assert mask["a"]["trained_fraction"] == 0.533084 and mask["b"]["trained_fraction"] == 1.0
+    assert mask["a"]["prompt_tokens_trained"] is False and mask["b"]["prompt_tokens_trained"] is True
+    assert real_report["probes"]["peft"]["a"]["trainable_params"] == 5636096
+    assert real_report["probes"]["peft"]["b"]["trainable_params"] == 1235814400
+    by_world = {row["world_size"]: (row["a_global_batch"], row["b_global_batch"]) for row in real_report["probes"]["batch"]["by_world_size"]}
+    assert by_world == {1: (128, 32), 2: (128, 32), 4: (128, 32), 8: (128, 64)}
+    assert real_report["probes"]["template"]["b"]["deterministic"] is True
+
+
+def test_identical_recipes_have_no_findings(capsys, tmp_path):
+    assert main(["diff", "--a", "revise", "--b", "revise", "--data", SMALL_SYNTHETIC, "--samples", "16", "--out", str(tmp_path), "--fail-on", "info"]) == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["findings"] == []
+    assert report["schema_version"] == 1 and report["a"] == "revise" and report["b"] == "revise"
+
+
+def test_reports_are_byte_identical_and_path_free(tmp_path):
+    args = ["diff", "--a", "llmhalluc", "--b", "revise", "--data", SMALL_SYNTHETIC, "--samples", "16"]
+    assert main([*args, "--out", str(tmp_path / "one")]) == 0
+    assert main([*args, "--out", str(tmp_path / "two")]) == 0
+    for name in ("report.json", "report.md", "report.html"):
+        first = (tmp_path / "one" / name).read_bytes()
+        assert first == (tmp_path / "two" / name).read_bytes()
+        assert str(tmp_path).encode() not in first
+        assert b"/work/" not in first and b"/home/" not in first
+
+
+def test_fail_on_high_exits_1_for_the_builtin_pair(tmp_path):
+    args = ["diff", "--a", "llmhalluc", "--b", "revise", "--data", SMALL_SYNTHETIC, "--samples", "16", "--out", str(tmp_path)]
+    assert main([*args, "--fail-on", "high"]) == 1
+    assert main([*args, "--only", "env", "--fail-on", "medium"]) == 0
+
+
+def test_only_and_format_select_probes_and_files(tmp_path):
+    args = ["diff", "--a", "llmhalluc", "--b", "revise", "--data", SMALL_SYNTHETIC, "--samples", "16"]
+    assert main([*args, "--only", "batch,template", "--format", "json", "--out", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert sorted(report["probes"]) == ["batch", "template"]
+    assert {f["axis"] for f in report["findings"]} == {"batch", "template"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json"]
+
+
+def test_show_example_prints_both_masks(capsys, tmp_path):
+    assert main(["diff", "--a", "llmhalluc", "--b", "revise", "--data", SMALL_SYNTHETIC, "--samples", "8", "--only", "loss_mask", "--show-example", "2", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "loss mask of one example" in out
+
+
+def test_one_differing_override_gives_its_finding():
+    report = run_diff("revise", "revise", data=SMALL_SYNTHETIC, samples=16, set_b=["training.lr_scheduler_type=cosine"]).to_dict()
+    keys = {(f["axis"], f["key"]) for f in report["findings"]}
+    assert ("schedule", "training.lr_scheduler_type") in keys
+    assert {axis for axis, _ in keys} == {"schedule"}
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--only", "batchh"], "unknown axis 'batchh'; did you mean 'batch'?"),
+        (["--samples", "0"], "--samples must be a positive number or 'all'"),
+        (["--samples", "many"], "--samples must be a positive number or 'all'"),
+        (["--fail-on", "critical"], "--fail-on must be one of high, medium, low, info"),
+        (["--format", "pdf"], "--format must be one of json, md, html"),
+        (["--data", "/no/such/dir"], "not a directory"),
+        (["--show-example", "100000"], "--show-example 100000 is out of range"),
+        (["--set-a", "training.bogus=1"], "unknown training key 'training.bogus'"),
+    ],
+)
+def test_bad_diff_input_is_one_line_exit_2(capsys, tmp_path, extra, message):
+    assert main(["diff", "--a", "llmhalluc", "--b", "revise", "--data", SMALL_SYNTHETIC, "--out", str(tmp_path), *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err
+    assert not (tmp_path / "report.json").exists()
