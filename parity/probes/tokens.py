@@ -171,5 +171,23 @@ def tokens_probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeRe
         "b": vb,
         "example_first_difference": first,
         "example_ops": ops,
+        "length_histogram": length_histogram(
+            [len(x) for x in a.tokenized["input_ids"]], [len(x) for x in b.tokenized["input_ids"]]
+        ),
     }
     return ProbeResult(findings=findings, values=plain(values))
+
+
+def length_histogram(lengths_a: list[int], lengths_b: list[int], bins: int = 30) -> dict[str, list[int]]:
+    """Counts of sequence lengths on shared integer bin edges (for the HTML report's histogram)."""
+    low, high = min(lengths_a + lengths_b), max(lengths_a + lengths_b)
+    width = max(1, -(-(high - low + 1) // bins))
+    edges = [low + i * width for i in range(bins + 1)]
+
+    def counts(lengths: list[int]) -> list[int]:
+        row = [0] * bins
+        for n in lengths:
+            row[min(bins - 1, (n - low) // width)] += 1
+        return row
+
+    return {"edges": edges, "a": counts(lengths_a), "b": counts(lengths_b)}

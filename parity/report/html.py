@@ -6,12 +6,12 @@ import html
 import json
 from typing import Any
 
-from parity.report.tables import scalar_rows, severity_counts, short
 from parity.report.svg import histogram_svg, line_chart_svg
+from parity.report.tables import scalar_rows, severity_counts, short
 
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1100px;color:#222}
-table{border-collapse:collapse;margin:1rem 0;font-size:.9rem}td,th{border:1px solid #ccc;padding:.3rem .5rem;vertical-align:top}
+table{border-collapse:collapse;margin:1rem 0;font-size:.9rem}td,th{border:1px solid #ccc;padding:.3rem .5rem;vertical-align:top;max-width:22rem;overflow-wrap:anywhere}
 th{background:#f3f3f3}.high{color:#b00020;font-weight:bold}.medium{color:#b36b00}.low{color:#555}.info{color:#777}
 pre{background:#f7f7f7;padding:.5rem;overflow-x:auto;font-size:.8rem}code{background:#f3f3f3}
 .plots{display:flex;flex-wrap:wrap;gap:1rem}figure{margin:0}figcaption{font-size:.85rem;color:#555}
@@ -45,10 +45,14 @@ def render_html(report: dict[str, Any]) -> str:
     lr_a, lr_b = _series(schedule, "a", "lr", "lrs"), _series(schedule, "b", "lr", "lrs")
     if lr_a and lr_b:
         plots.append(("Learning rate at every optimizer step", line_chart_svg({a: lr_a, b: lr_b}, "optimizer step", "LR")))
-    tokens = probes.get("tokens", {})
-    len_a, len_b = _series(tokens, "a", "lengths"), _series(tokens, "b", "lengths")
-    if len_a and len_b:
-        plots.append(("Sequence length (tokens) of the tokenized samples", histogram_svg({a: len_a, b: len_b}, "tokens")))
+    histogram = probes.get("tokens", {}).get("length_histogram")
+    if histogram:
+        plots.append(
+            (
+                "Sequence length (tokens) of the tokenized samples",
+                histogram_svg(histogram["edges"], {a: histogram["a"], b: histogram["b"]}, "tokens"),
+            )
+        )
     if plots:
         parts.append("<h2>Plots</h2><div class='plots'>")
         parts += [f"<figure>{svg}<figcaption>{esc(caption)}</figcaption></figure>" for caption, svg in plots]

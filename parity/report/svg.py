@@ -46,23 +46,18 @@ def line_chart_svg(series: dict[str, list[float]], x_label: str, y_label: str) -
     return "".join(out + _legend(list(series)) + ["</svg>"])
 
 
-def histogram_svg(series: dict[str, list[float]], x_label: str, bins: int = 30) -> str:
-    """Overlaid histograms on shared bins."""
-    lo = min(min(v) for v in series.values())
-    hi = max(max(v) for v in series.values())
-    width = (hi - lo) / bins or 1.0
-    counts = {name: [0] * bins for name in series}
-    for name, values in series.items():
-        for v in values:
-            counts[name][min(bins - 1, int((v - lo) / width))] += 1
+def histogram_svg(edges: list[float], counts: dict[str, list[int]], x_label: str) -> str:
+    """Overlaid histograms of pre-binned counts on shared bin edges."""
+    bins = len(edges) - 1
     top = max(max(c) for c in counts.values()) or 1
-    out = _frame(x_label, "examples", hi, 0, top)
+    out = _frame(x_label, "examples", edges[-1], 0, top)
+    out.append(f"<text x='{PAD}' y='{HEIGHT - PAD + 14}'>{_fmt(edges[0])}</text>")
     bar = (WIDTH - PAD - 10) / bins
-    for i, (_name, row) in enumerate(counts.items()):
+    for i, row in enumerate(counts.values()):
         for j, count in enumerate(row):
             h = (HEIGHT - PAD - 10) * count / top
             out.append(
                 f"<rect x='{PAD + j * bar:.1f}' y='{HEIGHT - PAD - h:.1f}' width='{bar:.1f}' height='{h:.1f}' "
                 f"fill='{COLORS[i % 2]}' fill-opacity='0.45'/>"
             )
-    return "".join(out + _legend(list(series)) + ["</svg>"])
+    return "".join(out + _legend(list(counts)) + ["</svg>"])
