@@ -77,7 +77,9 @@ def parse_align_axes(text: str | Iterable[str] | None) -> list[str]:
     names = [n.strip() for n in (text.split(",") if isinstance(text, str) else text) if n and n.strip()]
     if "all" in names or "none" in names:
         if len(names) > 1:
-            raise ParityError(f"--align: 'all' and 'none' cannot be combined with other axes, got {','.join(names)}")
+            raise ParityError(
+                f"--align: 'all' and 'none' cannot be combined with other axes, got {','.join(names)}"
+            )
         return list(ALIGN_AXES) if names == ["all"] else []
     for name in names:
         if name not in ALIGN_AXES:
@@ -108,7 +110,11 @@ def axis_overrides(target: Recipe, reference: Recipe, axis: str) -> dict[str, An
     for key in current:
         if key not in wanted and key.startswith("training."):
             out[key] = RESET
-    if axis == "eval" and "{instruction}" in reference.eval.prompt and reference.prompt.instruction != target.prompt.instruction:
+    if (
+        axis == "eval"
+        and "{instruction}" in reference.eval.prompt
+        and reference.prompt.instruction != target.prompt.instruction
+    ):
         out["eval.prompt"] = reference.eval.prompt.replace("{instruction}", reference.prompt.instruction)
     return out
 
@@ -150,7 +156,9 @@ def _str_representer(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
 _BlockDumper.add_representer(str, _str_representer)
 
 
-def aligned_yaml(ref: str, recipe_name: str, user_overrides: Iterable[str], applied: dict[str, Any], note: str) -> str:
+def aligned_yaml(
+    ref: str, recipe_name: str, user_overrides: Iterable[str], applied: dict[str, Any], note: str
+) -> str:
     """YAML text of an aligned recipe: `extends` the original ref, `set` the user's then the alignment's overrides."""
     settings: dict[str, Any] = {}
     for text in user_overrides:

@@ -62,7 +62,7 @@ def recipes_command() -> None:
     console = _console()
     console.print(table)
     console.print("YAML recipes: any path, e.g. `parity show my.yaml` with `extends: revise` and `set:`.")
-    console.print(f"Plugins: {register_hint()}")
+    console.print(f"Plugins: {register_hint()}", markup=False)
 
 
 @app.command("show")

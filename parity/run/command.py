@@ -14,39 +14,102 @@ from rich.markup import escape
 RecipeA = Annotated[str, typer.Option("--a", help="Recipe A: name or YAML path.")]
 RecipeB = Annotated[str, typer.Option("--b", help="Recipe B: name or YAML path.")]
 AlignOption = Annotated[
-    str, typer.Option("--align", help="Axes to align, comma-separated (batch, template, prompt, data, loss_mask, schedule, optim, peft, precision, seed, eval, tokens, runtime), 'all' or 'none'.")
+    str,
+    typer.Option(
+        "--align",
+        help="Axes to align, comma-separated (batch, template, prompt, data, loss_mask, schedule, optim, peft, precision, seed, eval, tokens, runtime), 'all' or 'none'.",
+    ),
 ]
-ToOption = Annotated[str, typer.Option("--to", help="Reference recipe that stays as is: 'b' (default) or 'a'.")]
+ToOption = Annotated[
+    str, typer.Option("--to", help="Reference recipe that stays as is: 'b' (default) or 'a'.")
+]
 DataOption = Annotated[
-    str, typer.Option("--data", help="'synthetic[:TRAIN[:TEST[:SEED]]]' (default), a dir with train/test.jsonl, or 'hub'.")
+    str,
+    typer.Option(
+        "--data", help="'synthetic[:TRAIN[:TEST[:SEED]]]' (default), a dir with train/test.jsonl, or 'hub'."
+    ),
 ]
-WorldSize = Annotated[int, typer.Option("--world-size", min=1, help="GPUs per leg; > 1 launches each leg with accelerate.")]
-SetA = Annotated[list[str] | None, typer.Option("--set-a", help="Override on recipe A, KEY=VALUE (repeatable).")]
-SetB = Annotated[list[str] | None, typer.Option("--set-b", help="Override on recipe B, KEY=VALUE (repeatable).")]
+WorldSize = Annotated[
+    int,
+    typer.Option(
+        "--world-size",
+        min=1,
+        help="Visible GPUs per leg (the recipes' launch rules apply); > 1 launches each leg through accelerate.",
+    ),
+]
+SetA = Annotated[
+    list[str] | None, typer.Option("--set-a", help="Override on recipe A, KEY=VALUE (repeatable).")
+]
+SetB = Annotated[
+    list[str] | None, typer.Option("--set-b", help="Override on recipe B, KEY=VALUE (repeatable).")
+]
 ModelOption = Annotated[
-    str | None, typer.Option("--model", help="'tiny' (random small Llama, CPU default) or a hub id / path for from_pretrained.")
+    str | None,
+    typer.Option(
+        "--model", help="'tiny' (random small Llama, CPU default) or a hub id / path for from_pretrained."
+    ),
 ]
-MaxSteps = Annotated[int | None, typer.Option("--max-steps", help="Optimizer steps per leg (default: the recipe's epochs).")]
-Epochs = Annotated[float | None, typer.Option("--epochs", help="Epochs per leg (overrides the recipe's num_train_epochs).")]
-EvalEvery = Annotated[int | None, typer.Option("--eval-every", help="Eval loss every N steps (default: at the end only).")]
-Samples = Annotated[int | None, typer.Option("--samples", help="Train rows per leg (CPU default 256; 0: all).")]
-EvalSamples = Annotated[int | None, typer.Option("--eval-samples", help="Held-out questions answered greedily (CPU default 8).")]
+MaxSteps = Annotated[
+    int | None, typer.Option("--max-steps", help="Optimizer steps per leg (default: the recipe's epochs).")
+]
+Epochs = Annotated[
+    float | None, typer.Option("--epochs", help="Epochs per leg (overrides the recipe's num_train_epochs).")
+]
+EvalEvery = Annotated[
+    int | None, typer.Option("--eval-every", help="Eval loss every N steps (default: at the end only).")
+]
+Samples = Annotated[
+    int | None, typer.Option("--samples", help="Train rows per leg (CPU default 256; 0: all).")
+]
+EvalSamples = Annotated[
+    int | None, typer.Option("--eval-samples", help="Held-out questions answered greedily (CPU default 8).")
+]
 EvalRows = Annotated[int | None, typer.Option("--eval-rows", help="Rows per eval-loss set (CPU default 32).")]
-MaxNewTokens = Annotated[int | None, typer.Option("--max-new-tokens", help="Generation length (CPU default 64).")]
-MicroBatch = Annotated[
-    int | None, typer.Option("--micro-batch", help="Per-device micro-batch (CPU default 2); accumulation keeps the global batch.")
+MaxNewTokens = Annotated[
+    int | None, typer.Option("--max-new-tokens", help="Generation length (CPU default 64).")
 ]
-Seed = Annotated[int, typer.Option("--seed", help="Seed of the tiny model's initial weights (training seeds are the recipes').")]
-SaveEvery = Annotated[int | None, typer.Option("--save-every", help="Checkpoint every N steps (needed for --resume).")]
-Resume = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its last checkpoints.")]
-Force = Annotated[bool, typer.Option("--force", help="Train even when the pre-flight finds differences on aligned axes.")]
+MicroBatch = Annotated[
+    int | None,
+    typer.Option(
+        "--micro-batch", help="Per-device micro-batch (CPU default 2); accumulation keeps the global batch."
+    ),
+]
+Seed = Annotated[
+    int,
+    typer.Option(
+        "--seed", help="Seed of the tiny model's initial weights (training seeds are the recipes')."
+    ),
+]
+SaveEvery = Annotated[
+    int | None, typer.Option("--save-every", help="Checkpoint every N steps (needed for --resume).")
+]
+Deterministic = Annotated[
+    bool | None,
+    typer.Option(
+        "--deterministic/--no-deterministic",
+        help="torch.use_deterministic_algorithms while training (default: on GPU only).",
+    ),
+]
+Resume = Annotated[
+    bool, typer.Option("--resume", help="Continue an interrupted run from its last checkpoints.")
+]
+Force = Annotated[
+    bool, typer.Option("--force", help="Train even when the pre-flight finds differences on aligned axes.")
+]
 Parallel = Annotated[bool, typer.Option("--parallel", help="Run A and B at once on disjoint GPU sets.")]
 NumMachines = Annotated[int, typer.Option("--num-machines", min=1, help="Passed to accelerate.")]
 MachineRank = Annotated[int, typer.Option("--machine-rank", min=0, help="Passed to accelerate.")]
 MainIp = Annotated[str | None, typer.Option("--main-process-ip", help="Passed to accelerate.")]
 MainPort = Annotated[int | None, typer.Option("--main-process-port", help="Passed to accelerate.")]
-Out = Annotated[Path | None, typer.Option("--out", help="Run directory (default reports/run-<a>-vs-<b>-<axes>/).")]
-SaveAligned = Annotated[Path | None, typer.Option("--save-aligned", help="Write <name>.aligned.yaml for both recipes here.")]
+Out = Annotated[
+    Path | None, typer.Option("--out", help="Run directory (default reports/run-<a>-vs-<b>-<axes>/).")
+]
+SaveAligned = Annotated[
+    Path | None, typer.Option("--save-aligned", help="Write <name>.aligned.yaml for both recipes here.")
+]
+
+
+SHOWN_OVERRIDES = 10
 
 
 def run_command(
@@ -67,6 +130,7 @@ def run_command(
     micro_batch: MicroBatch = None,
     seed: Seed = 0,
     save_every: SaveEvery = None,
+    deterministic: Deterministic = None,
     resume: Resume = False,
     force: Force = False,
     parallel: Parallel = False,
@@ -99,6 +163,7 @@ def run_command(
         "micro_batch": micro_batch,
         "seed": seed,
         "save_every": save_every,
+        "deterministic": deterministic,
         "resume": resume,
         "force": force,
         "parallel": parallel,
@@ -154,10 +219,15 @@ class _View:
 
         def on_aligned(pair, run_dir) -> None:
             axes = ",".join(pair.axes) or "none"
-            self.console.print(f"[bold]parity run[/]: {pair.aligned_a.name} vs {pair.aligned_b.name}, aligned {axes} (to {pair.to.upper()}) -> {run_dir}")
+            self.console.print(
+                f"[bold]parity run[/]: {pair.aligned_a.name} vs {pair.aligned_b.name}, aligned {axes} (to {pair.to.upper()}) -> {run_dir}"
+            )
             for side, overrides in (("A", pair.overrides_a), ("B", pair.overrides_b)):
-                for text in overrides:
+                for text in overrides[:SHOWN_OVERRIDES]:
                     self.console.print(escape(f"  {side}: {_short(text)}"))
+                if len(overrides) > SHOWN_OVERRIDES:
+                    more = len(overrides) - SHOWN_OVERRIDES
+                    self.console.print(f"  {side}: ... {more} more (all in {run_dir / 'plan.json'})")
 
         def on_preflight(check) -> None:
             if check.failed:
@@ -174,9 +244,16 @@ class _View:
         def on_step(leg: str, step: int, total: int, record: dict) -> None:
             if leg in self.tasks:
                 loss = record.get("loss")
-                self.progress.update(self.tasks[leg], completed=step, total=total or max_steps, loss=f"loss {loss:.4f}" if loss is not None else "")
+                self.progress.update(
+                    self.tasks[leg],
+                    completed=step,
+                    total=total or max_steps,
+                    loss=f"loss {loss:.4f}" if loss is not None else "",
+                )
 
-        return Hooks(on_aligned=on_aligned, on_preflight=on_preflight, on_leg_start=on_leg_start, on_step=on_step)
+        return Hooks(
+            on_aligned=on_aligned, on_preflight=on_preflight, on_leg_start=on_leg_start, on_step=on_step
+        )
 
     def _findings(self, findings) -> None:
         for f in findings:
@@ -187,7 +264,9 @@ class _View:
 
     def print_failed_findings(self, check, forced: bool) -> None:
         then = "training anyway (--force)" if forced else "--force trains anyway"
-        self.console.print(f"[red]alignment failed[/]: {len(check.failed)} finding(s) remain on aligned axes ({then}):")
+        self.console.print(
+            f"[red]alignment failed[/]: {len(check.failed)} finding(s) remain on aligned axes ({then}):"
+        )
         self._findings(check.failed)
 
     def print_failed(self, failed) -> None:
@@ -212,7 +291,9 @@ class _View:
             f"verdict: [bold]{data['verdict']}[/] (max |loss gap| {_fmt(gap)} over {data['compared_steps']} steps"
             + (f", curves split at step {split})" if split is not None else ")")
         )
-        self.console.print(f"report: {summary.run_dir / 'report.html'}  curves: {summary.run_dir / 'curves.png'}")
+        self.console.print(
+            f"report: {summary.run_dir / 'report.html'}  curves: {summary.run_dir / 'curves.png'}"
+        )
 
 
 def _fmt(value: Any) -> str:

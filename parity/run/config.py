@@ -32,7 +32,9 @@ def micro_batching(plan: LaunchPlan, micro: int | None) -> MicroBatch:
     """Largest per-device batch <= micro that divides per-device x accumulation (None: keep the recipe's)."""
     per_process = plan.per_device_train_batch_size * plan.gradient_accumulation_steps
     if micro is None or micro >= plan.per_device_train_batch_size:
-        return MicroBatch(plan.per_device_train_batch_size, plan.gradient_accumulation_steps, plan.num_processes)
+        return MicroBatch(
+            plan.per_device_train_batch_size, plan.gradient_accumulation_steps, plan.num_processes
+        )
     size = max(d for d in range(1, micro + 1) if per_process % d == 0)
     return MicroBatch(size, per_process // size, plan.num_processes)
 

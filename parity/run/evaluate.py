@@ -13,18 +13,24 @@ from parity.spec import EvalSpec, Recipe
 
 def eval_text(recipe: Recipe, question: str) -> str:
     """The recipe's eval prompt for one question ({instruction} is the training instruction)."""
-    return recipe.eval.prompt.replace("{instruction}", recipe.prompt.instruction).replace("{question}", question)
+    return recipe.eval.prompt.replace("{instruction}", recipe.prompt.instruction).replace(
+        "{question}", question
+    )
 
 
 def eval_prompt(recipe: Recipe, question: str, tokenizer: Any) -> str:
     """The eval prompt as the model sees it: chat-templated when the recipe's harness applies the template."""
     text = eval_text(recipe, question)
     if recipe.eval.apply_chat_template and tokenizer.chat_template:
-        return tokenizer.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True, tokenize=False)
+        return tokenizer.apply_chat_template(
+            [{"role": "user", "content": text}], add_generation_prompt=True, tokenize=False
+        )
     return text
 
 
-def generate(model: Any, tokenizer: Any, prompts: list[str], max_new_tokens: int, batch_size: int, chat: bool) -> list[str]:
+def generate(
+    model: Any, tokenizer: Any, prompts: list[str], max_new_tokens: int, batch_size: int, chat: bool
+) -> list[str]:
     """Greedy completions (new tokens only, special tokens dropped), left-padded batches."""
     import copy
 
@@ -40,7 +46,12 @@ def generate(model: Any, tokenizer: Any, prompts: list[str], max_new_tokens: int
     outputs: list[str] = []
     try:
         for start in range(0, len(prompts), batch_size):
-            batch = tok(prompts[start : start + batch_size], return_tensors="pt", padding=True, add_special_tokens=not chat)
+            batch = tok(
+                prompts[start : start + batch_size],
+                return_tensors="pt",
+                padding=True,
+                add_special_tokens=not chat,
+            )
             batch = {k: v.to(device) for k, v in batch.items()}
             with torch.no_grad():
                 generated = model.generate(
@@ -71,7 +82,9 @@ def score(outputs: list[str], raw_answers: list[str], spec: EvalSpec) -> dict[st
         if not pattern:
             continue
         preds = [extract_answer(text, spec, mode) for text in outputs]
-        correct = [answers_match(p, gold_of(raw, spec), spec) for p, raw in zip(preds, raw_answers, strict=True)]
+        correct = [
+            answers_match(p, gold_of(raw, spec), spec) for p, raw in zip(preds, raw_answers, strict=True)
+        ]
         result[mode] = {
             "accuracy": round(sum(correct) / len(correct), 6) if correct else None,
             "extracted": sum(p is not None for p in preds),

@@ -76,7 +76,9 @@ def truncate_jsonl(path: Path, last_step: int) -> list[dict[str, Any]]:
 
 
 def mark_incomplete(run_dir: Path) -> None:
-    write_text_atomic(run_dir / INCOMPLETE, "this run has not finished; `parity run ... --resume` continues it\n")
+    write_text_atomic(
+        run_dir / INCOMPLETE, "this run has not finished; `parity run ... --resume` continues it\n"
+    )
 
 
 def mark_complete(run_dir: Path) -> None:

@@ -50,7 +50,9 @@ def gpu_sets(world_size: int, parallel: bool, visible: int, num_machines: int = 
     needed = per_machine * (2 if parallel else 1)
     if needed > visible:
         what = "2 x " if parallel else ""
-        raise ParityError(f"--world-size {world_size}{' --parallel' if parallel else ''} needs {what}{per_machine} visible GPUs per machine, found {visible}")
+        raise ParityError(
+            f"--world-size {world_size}{' --parallel' if parallel else ''} needs {what}{per_machine} visible GPUs per machine, found {visible}"
+        )
     first = list(range(per_machine))
     return {"a": first, "b": list(range(per_machine, 2 * per_machine)) if parallel else first}
 
@@ -59,11 +61,15 @@ def mixed_precision(sft_config: Any) -> str:
     return "bf16" if sft_config.bf16 else "fp16" if sft_config.fp16 else "no"
 
 
-def accelerate_config(processes: int, precision: str, gpus: list[int], machines: MachineOptions) -> dict[str, Any]:
+def accelerate_config(
+    processes: int, precision: str, gpus: list[int], machines: MachineOptions
+) -> dict[str, Any]:
     """An accelerate config file's content for one leg; `gpus` are physical ids (accelerate exports them as
     CUDA_VISIBLE_DEVICES for its workers)."""
     if processes < machines.num_machines:
-        raise ParityError(f"a leg launching {processes} process(es) cannot span --num-machines {machines.num_machines}")
+        raise ParityError(
+            f"a leg launching {processes} process(es) cannot span --num-machines {machines.num_machines}"
+        )
     config: dict[str, Any] = {
         "compute_environment": "LOCAL_MACHINE",
         "distributed_type": "MULTI_GPU" if processes > 1 else "NO",
@@ -86,7 +92,16 @@ def accelerate_config(processes: int, precision: str, gpus: list[int], machines:
 
 def leg_command(spec_path: str, config_path: str, python: str = sys.executable) -> list[str]:
     """`accelerate launch --config_file CFG -m parity.run.worker SPEC`, through this interpreter."""
-    return [python, "-m", "accelerate.commands.launch", "--config_file", config_path, "-m", "parity.run.worker", spec_path]
+    return [
+        python,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        config_path,
+        "-m",
+        "parity.run.worker",
+        spec_path,
+    ]
 
 
 def plan_launches(
@@ -106,7 +121,11 @@ def plan_launches(
         config = accelerate_config(info["processes"], info["precision"], sets[leg], machines)
         config_path = str(Path(run_dir) / f"{leg}.accelerate.yaml")
         env = {"CUDA_VISIBLE_DEVICES": ",".join(str(g) for g in sets[leg])}
-        launches.append(LegLaunch(leg, leg_command(info["spec_path"], config_path, python), env, config, config_path, sets[leg]))
+        launches.append(
+            LegLaunch(
+                leg, leg_command(info["spec_path"], config_path, python), env, config, config_path, sets[leg]
+            )
+        )
     return launches
 
 
@@ -130,7 +149,10 @@ def run_launches(
         for launch in group:
             log = (run_dir / f"{launch.leg}.log").open("ab")
             env = {**os.environ, **launch.env}
-            running[launch.leg] = (subprocess.Popen(launch.command, env=env, stdout=log, stderr=subprocess.STDOUT), log)
+            running[launch.leg] = (
+                subprocess.Popen(launch.command, env=env, stdout=log, stderr=subprocess.STDOUT),
+                log,
+            )
         seen = {leg: 0 for leg in running}
         while running:
             for leg, (process, log) in list(running.items()):

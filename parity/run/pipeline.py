@@ -15,30 +15,36 @@ from pathlib import Path
 from typing import Any
 
 from parity.align import AlignedPair, align, aligned_yaml, parse_align_axes, save_aligned
-from parity.axes import ALIGN_AXES
 from parity.errors import ParityError
 from parity.materialize import Materialized, materialize
 from parity.plain import plain
 from parity.registry import resolve_recipe
-from parity.run.evaluate import cross_matrix
-from parity.run.files import INCOMPLETE, mark_complete, mark_incomplete, read_json, write_json_atomic, write_text_atomic
+from parity.run.files import (
+    INCOMPLETE,
+    mark_complete,
+    mark_incomplete,
+    read_json,
+    write_json_atomic,
+    write_text_atomic,
+)
 from parity.run.model import build_tiny
 from parity.run.options import RunOptions, cuda_available
 from parity.run.preflight import Preflight, PreflightFailed, preflight
-from parity.run.report import SCHEMA_VERSION, loss_gap, verdict, write_report
-from parity.run.train import execute_leg, leg_spec, read_evals, read_steps
+from parity.run.report import write_report
+from parity.run.summary import build_summary
+from parity.run.train import execute_leg, leg_spec, read_steps
 
 log = logging.getLogger("parity")
 LEGS = ("a", "b")
-DESCRIPTIVE_KEYS = ("template.source", "launch.launcher")
-"""Effective keys that describe a recipe without changing its training (ignored by the same-recipe check)."""
 
 
 class RunInterrupted(Exception):
     """A leg stopped before its last step; the run directory keeps INCOMPLETE and `--resume` continues it."""
 
     def __init__(self, run_dir: Path, leg: str, step: int, max_steps: int) -> None:
-        super().__init__(f"leg {leg.upper()} stopped at step {step} of {max_steps}; continue with --resume ({run_dir})")
+        super().__init__(
+            f"leg {leg.upper()} stopped at step {step} of {max_steps}; continue with --resume ({run_dir})"
+        )
         self.run_dir, self.leg, self.step = run_dir, leg, step
 
 
@@ -81,17 +87,6 @@ def safe_name(text: str) -> str:
 
 def default_run_dir(a: str, b: str, axes: list[str]) -> Path:
     return Path("reports") / f"run-{safe_name(a)}-vs-{safe_name(b)}-{'+'.join(axes) or 'none'}"
-
-
-def same_recipe(a: Materialized, b: Materialized) -> bool:
-    """True when the two recipes resolve to the same effective values (pins and descriptions aside)."""
-    from parity.effective import effective_values, resolve
-
-    def values(m: Materialized) -> dict[str, Any]:
-        resolved = effective_values(resolve(m.recipe, m.world_size))
-        return {k: v["value"] for k, v in resolved.items() if not k.startswith("env.") and k not in DESCRIPTIVE_KEYS}
-
-    return values(a) == values(b)
 
 
 def run_pair(
@@ -138,13 +133,17 @@ def _run(a_ref: str, b_ref: str, opts: RunOptions, callbacks: list[Any], hooks: 
     if check.failed and not opts.force:
         raise PreflightFailed(check, run_dir)
     mark_incomplete(run_dir)
-    write_json_atomic(run_dir / "plan.json", {"fingerprint": plain(opts.fingerprint()), "alignment": pair.to_dict()})
+    write_json_atomic(
+        run_dir / "plan.json", {"fingerprint": plain(opts.fingerprint()), "alignment": pair.to_dict()}
+    )
     recipe_paths = _write_leg_recipes(run_dir, pair, a_ref, b_ref, opts)
     tiny = opts.model == "tiny"
     model_source = str(_tiny_model(run_dir, [ma, mb], opts)) if tiny else str(opts.model)
     specs = {leg: leg_spec(leg, run_dir, recipe_paths[leg], opts, model_source, tiny) for leg in LEGS}
     materialized = {"a": ma, "b": mb}
     results = _run_legs(run_dir, specs, materialized, opts, callbacks, hooks)
+    for note in sorted({note for result in results.values() for note in result.get("notes", [])}):
+        log.warning(note)
     for leg, result in results.items():
         if not result["completed"]:
             raise RunInterrupted(run_dir, leg, result["global_step"], result["max_steps"])
@@ -170,10 +169,14 @@ def _prepare_run_dir(run_dir: Path, opts: RunOptions) -> None:
     """A fresh run clears the previous one's outputs; --resume checks it continues the same run."""
     if opts.resume and run_dir.is_dir():
         if (run_dir / "summary.json").is_file() and not (run_dir / INCOMPLETE).exists():
-            raise ParityError(f"--resume: {run_dir} holds a finished run (summary.json, no INCOMPLETE marker)")
+            raise ParityError(
+                f"--resume: {run_dir} holds a finished run (summary.json, no INCOMPLETE marker)"
+            )
         plan = run_dir / "plan.json"
         if plan.is_file() and read_json(plan)["fingerprint"] != plain(opts.fingerprint()):
-            raise ParityError(f"--resume: {run_dir} was started with different options; rerun without --resume")
+            raise ParityError(
+                f"--resume: {run_dir} was started with different options; rerun without --resume"
+            )
         return
     if opts.resume:
         log.warning("--resume: %s does not exist; starting a fresh run", run_dir)
@@ -187,7 +190,9 @@ def _prepare_run_dir(run_dir: Path, opts: RunOptions) -> None:
         (run_dir / name).unlink(missing_ok=True)
 
 
-def _write_leg_recipes(run_dir: Path, pair: AlignedPair, a_ref: str, b_ref: str, opts: RunOptions) -> dict[str, Path]:
+def _write_leg_recipes(
+    run_dir: Path, pair: AlignedPair, a_ref: str, b_ref: str, opts: RunOptions
+) -> dict[str, Path]:
     """Each leg's aligned recipe as YAML in the run directory (what a worker process resolves)."""
     paths = {}
     for leg, ref, user, applied, recipe in (
@@ -195,7 +200,9 @@ def _write_leg_recipes(run_dir: Path, pair: AlignedPair, a_ref: str, b_ref: str,
         ("b", b_ref, opts.set_b, pair.applied_b, pair.aligned_b),
     ):
         path = run_dir / f"{leg}.recipe.yaml"
-        write_text_atomic(path, aligned_yaml(ref, recipe.name, user, applied, f"Leg {leg.upper()} of this run."))
+        write_text_atomic(
+            path, aligned_yaml(ref, recipe.name, user, applied, f"Leg {leg.upper()} of this run.")
+        )
         paths[leg] = path
     return paths
 
@@ -231,8 +238,6 @@ def _run_legs(
             if hooks.on_leg_start:
                 hooks.on_leg_start(leg, materialized[leg].recipe.name)
             results[leg] = execute_leg(specs[leg], materialized[leg], callbacks, hooks.on_step)
-            for note in results[leg]["notes"]:
-                log.warning(note)
             if not results[leg]["completed"]:
                 break
         return results
@@ -254,15 +259,25 @@ def _launch_legs(
     from parity.run.config import leg_sft_config
     from parity.run.launch import MachineOptions, mixed_precision, plan_launches, run_launches, write_configs
 
-    machines = MachineOptions(opts.num_machines, opts.machine_rank, opts.main_process_ip, opts.main_process_port)
+    machines = MachineOptions(
+        opts.num_machines, opts.machine_rank, opts.main_process_ip, opts.main_process_port
+    )
     legs = {}
     for leg in LEGS:
         spec_path = run_dir / f"{leg}.spec.json"
         write_text_atomic(spec_path, specs[leg].to_json())
         config, _ = leg_sft_config(materialized[leg], opts, run_dir / leg, cuda_available())
-        legs[leg] = {"processes": materialized[leg].launch.num_processes, "precision": mixed_precision(config), "spec_path": str(spec_path)}
+        legs[leg] = {
+            "processes": materialized[leg].launch.num_processes,
+            "precision": mixed_precision(config),
+            "spec_path": str(spec_path),
+        }
     visible = torch.cuda.device_count()
-    launches = [x for x in plan_launches(legs, opts.world_size, opts.parallel, visible, machines, str(run_dir)) if x.leg in pending]
+    launches = [
+        x
+        for x in plan_launches(legs, opts.world_size, opts.parallel, visible, machines, str(run_dir))
+        if x.leg in pending
+    ]
     write_configs(launches)
     for launch in launches:
         if hooks.on_leg_start:
@@ -273,85 +288,8 @@ def _launch_legs(
     for leg, code in codes.items():
         path = run_dir / f"{leg}.result.json"
         if not path.is_file():
-            raise ParityError(f"leg {leg.upper()} exited with code {code} before finishing; see {run_dir / f'{leg}.log'}")
+            raise ParityError(
+                f"leg {leg.upper()} exited with code {code} before finishing; see {run_dir / f'{leg}.log'}"
+            )
         results[leg] = read_json(path)
     return results
-
-
-def build_summary(
-    run_dir: Path,
-    pair: AlignedPair,
-    check: Preflight,
-    materialized: dict[str, Materialized],
-    results: dict[str, dict[str, Any]],
-    opts: RunOptions,
-) -> dict[str, Any]:
-    """summary.json: alignment, remaining findings, per-leg curves and metrics, loss gap and verdict."""
-    steps = {leg: read_steps(run_dir, leg) for leg in LEGS}
-    gap = loss_gap(steps["a"], steps["b"])
-    all_aligned = set(opts.align) == set(ALIGN_AXES)
-    same = same_recipe(materialized["a"], materialized["b"])
-    recipes = {leg: materialized[leg].recipe for leg in LEGS}
-    generations = {leg: results[leg]["generations"] for leg in LEGS if results[leg]["generations"]}
-    overrides = {leg: results[leg]["context_overrides"] for leg in LEGS}
-    common = {k: v for k, v in overrides["a"].items() if overrides["b"].get(k) == v}
-    notes = sorted({n for leg in LEGS for n in results[leg]["notes"]})
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "a": recipes["a"].name,
-        "b": recipes["b"].name,
-        "aligned": opts.align,
-        "to": opts.to,
-        "overrides": {"a": pair.overrides_a, "b": pair.overrides_b},
-        "preflight": {"failed": len(check.failed), "forced": bool(check.failed and opts.force), "remaining": len(check.remaining)},
-        "remaining_findings": [f.to_dict() for f in check.remaining],
-        "context": {
-            "data": materialized["a"].raw.source,
-            "world_size": opts.world_size,
-            "model": opts.model,
-            "seed": opts.seed,
-            "device": "cuda" if cuda_available() else "cpu",
-            "max_steps": opts.max_steps,
-            "epochs": opts.epochs,
-            "samples": opts.samples,
-            "eval_rows": opts.eval_rows,
-            "eval_samples": opts.eval_samples,
-            "max_new_tokens": opts.max_new_tokens,
-        },
-        "context_overrides": {
-            "sft_config": common,
-            "a": {k: v for k, v in overrides["a"].items() if k not in common},
-            "b": {k: v for k, v in overrides["b"].items() if k not in common},
-            "notes": notes,
-        },
-        "runs": {leg: _run_entry(steps[leg], read_evals(run_dir, leg), results[leg]) for leg in LEGS},
-        **gap,
-        "same_recipe": same,
-        "verdict": verdict(gap["max_abs_loss_gap"], all_aligned, same),
-        "generation": cross_matrix(generations, recipes) if generations else {},
-    }
-
-
-def _run_entry(steps: list[dict], evals: list[dict], result: dict[str, Any]) -> dict[str, Any]:
-    final = result["final_eval_loss"]
-    return {
-        "recipe": result["recipe"],
-        "steps": result["global_step"],
-        "curve_steps": [r["step"] for r in steps],
-        "loss_curve": [r.get("loss") for r in steps],
-        "lr_curve": [r.get("learning_rate") for r in steps],
-        "grad_norm_curve": [r.get("grad_norm") for r in steps],
-        "tokens_per_step": [r.get("tokens") for r in steps],
-        "tokens_seen": steps[-1]["tokens_seen"] if steps else 0,
-        "final_train_loss": steps[-1].get("loss") if steps else None,
-        "final_eval_loss": final.get("own"),
-        "final_shared_eval_loss": final.get("shared"),
-        "evals": evals,
-        "batch": result["batch"],
-        "train_rows": result["train_rows"],
-        "eval_rows": result["eval_rows"],
-        "resumed_from": result["resumed_from"],
-        "train_seconds": result["train_seconds"],
-        "steps_per_second": result["steps_per_second"],
-        "notes": result["notes"],
-    }

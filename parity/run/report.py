@@ -41,8 +41,10 @@ def verdict(max_gap: float | None, all_aligned: bool, same_recipe: bool, tol: fl
     return "unexplained divergence" if all_aligned or same_recipe else "differs"
 
 
-def plot_curves(steps: dict[str, list[dict]], labels: dict[str, str]) -> bytes:
-    """Loss and learning rate of A and B overlaid, as PNG bytes (matplotlib Agg)."""
+def plot_curves(
+    steps: dict[str, list[dict]], labels: dict[str, str], evals: dict[str, list[dict]] | None = None
+) -> bytes:
+    """Loss (with eval-loss markers) and learning rate of A and B overlaid, as PNG bytes (matplotlib Agg)."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -54,6 +56,16 @@ def plot_curves(steps: dict[str, list[dict]], labels: dict[str, str]) -> bytes:
         xs = [r["step"] for r in records]
         ax_loss.plot(xs, [r.get("loss") for r in records], label=labels[leg], **styles[leg])
         ax_lr.plot(xs, [r.get("learning_rate") for r in records], label=labels[leg], **styles[leg])
+        for name, marker in (("own", "o"), ("shared", "s")):
+            points = [(e["step"], e["loss"][name]) for e in (evals or {}).get(leg, []) if name in e["loss"]]
+            if points:
+                ax_loss.scatter(
+                    *zip(*points, strict=True),
+                    marker=marker,
+                    color=styles[leg]["color"],
+                    s=24,
+                    label=f"{labels[leg]} eval ({name})",
+                )
     ax_loss.set(title="training loss", xlabel="optimizer step", ylabel="loss")
     ax_lr.set(title="learning rate", xlabel="optimizer step", ylabel="lr")
     for ax in (ax_loss, ax_lr):
@@ -68,7 +80,9 @@ def plot_curves(steps: dict[str, list[dict]], labels: dict[str, str]) -> bytes:
 
 def _table(headers: list[str], rows: list[list[Any]]) -> str:
     head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(_cell(c))}</td>" for c in row) + "</tr>" for row in rows)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(_cell(c))}</td>" for c in row) + "</tr>" for row in rows
+    )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -95,9 +109,12 @@ def metrics_rows(summary: dict[str, Any]) -> list[list[Any]]:
     ]
     for ext in ("a", "b"):
         for mode in ("strict", "flexible"):
-            cells = [summary["generation"].get(leg, {}).get(ext, {}).get(mode, {}).get("accuracy") for leg in ("a", "b")]
+            cells = [
+                summary["generation"].get(leg, {}).get(ext, {}).get(mode, {}).get("accuracy")
+                for leg in ("a", "b")
+            ]
             if any(c is not None for c in cells):
-                rows.append([f"accuracy, {summary[ext]} extractor ({mode})", *cells])
+                rows.append([f"accuracy, {ext.upper()}'s extractor ({summary[ext]}, {mode})", *cells])
     return rows
 
 
@@ -111,7 +128,9 @@ def render_html(summary: dict[str, Any], png: bytes) -> str:
     a, b = summary["a"], summary["b"]
     image = base64.b64encode(png).decode("ascii")
     aligned = ", ".join(summary["aligned"]) or "none"
-    findings = [[f["severity"], f["axis"], f["key"], f["summary"], f["align"]] for f in summary["remaining_findings"]]
+    findings = [
+        [f["severity"], f["axis"], f["key"], f["summary"], f["align"]] for f in summary["remaining_findings"]
+    ]
     overrides = [[side, o] for side in ("a", "b") for o in summary["overrides"][side]]
     context = [[k, v] for k, v in summary["context_overrides"]["sft_config"].items()]
     gap = summary["max_abs_loss_gap"]
@@ -126,11 +145,15 @@ def render_html(summary: dict[str, Any], png: bytes) -> str:
         "<h2>Alignment overrides</h2>",
         _table(["side", "override"], overrides) if overrides else "<p>none</p>",
         "<h2>What still differs (pre-flight)</h2>",
-        _table(["severity", "axis", "key", "summary", "align with"], findings) if findings else "<p>nothing</p>",
+        _table(["severity", "axis", "key", "summary", "align with"], findings)
+        if findings
+        else "<p>nothing</p>",
         "<h2>Run-context overrides (both legs)</h2>",
         _table(["SFTConfig field", "value"], context),
         "<h2>Notes</h2>",
-        "<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in summary["context_overrides"]["notes"]) + "</ul>",
+        "<ul>"
+        + "".join(f"<li>{html.escape(n)}</li>" for n in summary["context_overrides"]["notes"])
+        + "</ul>",
     ]
     style = (
         "body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse;margin:1em 0}"
@@ -141,7 +164,8 @@ def render_html(summary: dict[str, Any], png: bytes) -> str:
 
 def write_report(run_dir: Path, summary: dict[str, Any], steps: dict[str, list[dict]]) -> None:
     """curves.png, report.html and summary.json (summary last: its presence means the report is complete)."""
-    png = plot_curves(steps, {"a": f"A {summary['a']}", "b": f"B {summary['b']}"})
+    evals = {leg: summary["runs"][leg]["evals"] for leg in steps}
+    png = plot_curves(steps, {"a": f"A {summary['a']}", "b": f"B {summary['b']}"}, evals)
     write_bytes_atomic(run_dir / "curves.png", png)
     write_text_atomic(run_dir / "report.html", render_html(summary, png))
     write_json_atomic(run_dir / "summary.json", summary)

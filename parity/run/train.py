@@ -9,6 +9,7 @@ import contextlib
 import copy
 import dataclasses
 import json
+import logging
 import shutil
 import time
 import warnings
@@ -25,6 +26,7 @@ from parity.run.files import append_jsonl, read_jsonl, truncate_jsonl, write_jso
 from parity.run.model import load_model
 from parity.run.options import RunOptions
 
+log = logging.getLogger("parity")
 StepHook = Callable[[str, int, int, dict[str, Any]], None]
 """on_step(leg, step, max_steps, record)."""
 STEP_KEYS = ("loss", "learning_rate", "grad_norm", "entropy", "mean_token_accuracy", "epoch")
@@ -44,6 +46,7 @@ class LegSpec:
     options: dict[str, Any] = field(default_factory=dict)
 
     def run_options(self) -> RunOptions:
+        """The run options the spec was made from (already resolved: device defaults filled in)."""
         names = {f.name for f in dataclasses.fields(RunOptions)} - {"out", "save_aligned"}
         return RunOptions(**{k: v for k, v in self.options.items() if k in names})
 
@@ -55,9 +58,13 @@ class LegSpec:
         return cls(**json.loads(text))
 
 
-def leg_spec(leg: str, run_dir: Path, recipe_yaml: Path, opts: RunOptions, model_source: str, tiny: bool) -> LegSpec:
+def leg_spec(
+    leg: str, run_dir: Path, recipe_yaml: Path, opts: RunOptions, model_source: str, tiny: bool
+) -> LegSpec:
     options = {k: plain(v) for k, v in dataclasses.asdict(opts).items() if k not in ("out", "save_aligned")}
-    return LegSpec(leg, str(run_dir), str(recipe_yaml), opts.data, opts.world_size, model_source, tiny, options)
+    return LegSpec(
+        leg, str(run_dir), str(recipe_yaml), opts.data, opts.world_size, model_source, tiny, options
+    )
 
 
 def _step_logger(leg: str, steps_path: Path, evals_path: Path, tokens_seen: int, on_step: StepHook | None):
@@ -84,7 +91,9 @@ def _step_logger(leg: str, steps_path: Path, evals_path: Path, tokens_seen: int,
                 if on_step:
                     on_step(leg, state.global_step, state.max_steps, record)
             elif any(k.startswith("eval_") and k.endswith("_loss") for k in logs):
-                losses = {k[5:-5]: v for k, v in logs.items() if k.startswith("eval_") and k.endswith("_loss")}
+                losses = {
+                    k[5:-5]: v for k, v in logs.items() if k.startswith("eval_") and k.endswith("_loss")
+                }
                 append_jsonl(evals_path, {"step": state.global_step, "loss": losses})
 
     return StepLogger()
@@ -100,7 +109,10 @@ def _deterministic(enabled: bool) -> Iterator[None]:
     if not enabled:
         yield
         return
-    previous = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
+    previous = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+    )
     if torch.cuda.is_available():
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.use_deterministic_algorithms(True, warn_only=True)
@@ -146,9 +158,13 @@ def context_notes(m: Materialized, on_gpu: bool) -> list[str]:
     """Recipe behaviours a bounded matched run does not reproduce, said once each."""
     notes = []
     if m.recipe.launch.early_stopping_patience is not None:
-        notes.append(f"{m.recipe.name}: early stopping (patience {m.recipe.launch.early_stopping_patience}) not applied in matched runs")
+        notes.append(
+            f"{m.recipe.name}: early stopping (patience {m.recipe.launch.early_stopping_patience}) not applied in matched runs"
+        )
     if m.launch.deepspeed_config and not Path(m.launch.deepspeed_config).is_file():
-        notes.append(f"{m.recipe.name}: DeepSpeed config {m.launch.deepspeed_config} not found here; launched without DeepSpeed")
+        notes.append(
+            f"{m.recipe.name}: DeepSpeed config {m.launch.deepspeed_config} not found here; launched without DeepSpeed"
+        )
     return notes
 
 
@@ -165,7 +181,7 @@ def execute_leg(
     from trl import SFTTrainer
 
     _quiet()
-    opts = spec.run_options().resolved()
+    opts = spec.run_options()
     if m is None:
         from parity.materialize import materialize
         from parity.registry import resolve_recipe
@@ -181,6 +197,11 @@ def execute_leg(
         truncate_jsonl(evals_path, checkpoint_step(checkpoint))
         tokens_seen = kept[-1]["tokens_seen"] if kept else 0
     else:
+        if opts.resume and read_jsonl(steps_path):
+            log.warning(
+                "--resume: leg %s has no checkpoint (use --save-every); it restarts from step 0",
+                spec.leg.upper(),
+            )
         shutil.rmtree(leg_dir, ignore_errors=True)
         for path in (steps_path, evals_path):
             path.unlink(missing_ok=True)
@@ -210,7 +231,9 @@ def execute_leg(
         if completed:
             if eval_sets:
                 metrics = trainer.evaluate()
-                final_eval = {k[5:-5]: v for k, v in metrics.items() if k.startswith("eval_") and k.endswith("_loss")}
+                final_eval = {
+                    k[5:-5]: v for k, v in metrics.items() if k.startswith("eval_") and k.endswith("_loss")
+                }
             if trainer.is_world_process_zero() and opts.eval_samples:
                 generations = _generations(trainer.model, m, opts)
     micro = micro_batching(m.launch, opts.micro_batch)
@@ -222,7 +245,9 @@ def execute_leg(
         "max_steps": trainer.state.max_steps,
         "resumed_from": checkpoint_step(checkpoint) if checkpoint else None,
         "train_seconds": round(train_seconds, 3),
-        "steps_per_second": round((trainer.state.global_step - checkpoint_step(checkpoint)) / train_seconds, 4)
+        "steps_per_second": round(
+            (trainer.state.global_step - checkpoint_step(checkpoint)) / train_seconds, 4
+        )
         if train_seconds > 0
         else None,
         "batch": {
