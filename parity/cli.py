@@ -225,6 +225,15 @@ def refs_verify_command(
     raise typer.Exit(verify_ref_cli(ref, checkout))
 
 
+def _register_run() -> None:
+    from parity.run.command import run_command
+
+    app.command("run", help=run_command.__doc__)(run_command)
+
+
+_register_run()
+
+
 def _configure_logging() -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

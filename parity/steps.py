@@ -142,3 +142,13 @@ def plan_steps(m: Materialized, world_size: int | None = None) -> StepPlan:
         eval_at=eval_at,
         save_at=save_at,
     )
+
+
+def step_count_cause(a: Materialized, b: Materialized) -> str:
+    """The align axis that explains a difference in optimizer-step counts: the first of batch, data, schedule
+    that differs (aligning it either removes the difference or hands it on to the next cause)."""
+    if a.launch.global_batch != b.launch.global_batch:
+        return "batch"
+    if len(a.data.train) != len(b.data.train):
+        return "data"
+    return "schedule"

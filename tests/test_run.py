@@ -89,7 +89,6 @@ def test_align_batch_gives_equal_global_batch(tmp_path):
         tmp_path / "run",
         align="batch",
         max_steps=1,
-        force=True,
     )
     a, b = summary["runs"]["a"]["batch"], summary["runs"]["b"]["batch"]
     assert a["global_batch"] == b["global_batch"] == 4
@@ -174,16 +173,7 @@ def test_resume_refuses_a_run_started_with_other_options(tmp_path):
 
 
 @pytest.fixture
-def parity_main(monkeypatch):
-    """parity.cli.main with `run` registered (by cli.py's owner, or here until then)."""
-    if not any(c.name == "run" for c in cli.app.registered_commands):
-        import typer
-
-        local = typer.Typer()
-        local.command("run")(run_command)
-        monkeypatch.setattr(
-            cli.app, "registered_commands", [*cli.app.registered_commands, *local.registered_commands]
-        )
+def parity_main():
     return cli.main
 
 
@@ -209,8 +199,6 @@ def test_bad_input_exits_2_with_one_line(parity_main, capsys, tmp_path, args, me
 
 
 def test_run_is_registered_in_the_cli():
-    if not any(c.name == "run" for c in cli.app.registered_commands):
-        pytest.skip("`run` is not registered in parity/cli.py yet")
     assert next(c for c in cli.app.registered_commands if c.name == "run").callback is run_command
 
 

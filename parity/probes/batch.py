@@ -10,7 +10,7 @@ from parity.findings import Finding
 from parity.materialize import Materialized
 from parity.plain import plain
 from parity.probes import ProbeContext, ProbeResult, register_probe
-from parity.steps import StepPlan, plan_steps
+from parity.steps import StepPlan, plan_steps, step_count_cause
 
 VERB = {"eval": "evaluates", "save": "saves"}
 
@@ -119,7 +119,7 @@ def findings_for(a: Materialized, b: Materialized, pa: StepPlan, pb: StepPlan) -
                     "steps_per_epoch": [pa.steps_per_epoch, pb.steps_per_epoch],
                     "epochs": [pa.epochs, pb.epochs],
                 },
-                "batch",
+                step_count_cause(a, b),
             )
         )
     for kind in ("eval", "save"):
@@ -145,7 +145,7 @@ def findings_for(a: Materialized, b: Materialized, pa: StepPlan, pb: StepPlan) -
                     "a_at": list(at_a),
                     "b_at": list(at_b),
                 },
-                "eval",
+                "eval" if (sa, getattr(a.sft_config, f"{kind}_steps")) != (sb, getattr(b.sft_config, f"{kind}_steps")) else step_count_cause(a, b),
             )
         )
     return findings

@@ -10,7 +10,7 @@ from parity.findings import Finding
 from parity.materialize import Materialized
 from parity.plain import config_values, plain
 from parity.probes import ProbeContext, ProbeResult, register_probe
-from parity.steps import StepPlan, plan_steps
+from parity.steps import StepPlan, plan_steps, step_count_cause
 
 SCHEDULE_FIELDS = tuple(name for name in FIELD_AXIS if field_probe(name) == "schedule")
 FRACTIONS = tuple(i / 200 for i in range(201))
@@ -152,7 +152,7 @@ def derived_findings(a: Materialized, b: Materialized, va: dict, vb: dict) -> li
                     "total_steps": [va["total_steps"], vb["total_steps"]],
                     "follows_from": "batch.optimizer_steps",
                 },
-                "batch",
+                step_count_cause(a, b),
             )
         )
     stop_a, stop_b = va["early_stopping"], vb["early_stopping"]
