@@ -67,10 +67,31 @@ def identical_on_every_row(data: str) -> tuple[bool, int]:
     rows = 0
     for name in ("llmhalluc", "revise"):
         m = materialize(resolve_recipe(name), data=data, samples=None)
-        model = LlamaForCausalLM(LlamaConfig(vocab_size=len(m.tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1))
-        args = dataclasses.replace(m.sft_config, output_dir=tempfile.mkdtemp(), report_to=[], push_to_hub=False, bf16=False)
-        trainer = SFTTrainer(model=model, args=args, train_dataset=datasets.Dataset.from_list(m.train_rows), eval_dataset=datasets.Dataset.from_list(m.eval_rows[:8]), processing_class=m.tokenizer, peft_config=m.lora_config)
-        if trainer.train_dataset["input_ids"] != m.tokenized["input_ids"] or trainer.train_dataset["labels"] != m.tokenized["labels"]:
+        model = LlamaForCausalLM(
+            LlamaConfig(
+                vocab_size=len(m.tokenizer),
+                hidden_size=16,
+                intermediate_size=32,
+                num_hidden_layers=1,
+                num_attention_heads=2,
+                num_key_value_heads=1,
+            )
+        )
+        args = dataclasses.replace(
+            m.sft_config, output_dir=tempfile.mkdtemp(), report_to=[], push_to_hub=False, bf16=False
+        )
+        trainer = SFTTrainer(
+            model=model,
+            args=args,
+            train_dataset=datasets.Dataset.from_list(m.train_rows),
+            eval_dataset=datasets.Dataset.from_list(m.eval_rows[:8]),
+            processing_class=m.tokenizer,
+            peft_config=m.lora_config,
+        )
+        if (
+            trainer.train_dataset["input_ids"] != m.tokenized["input_ids"]
+            or trainer.train_dataset["labels"] != m.tokenized["labels"]
+        ):
             return False, rows
         rows += len(m.tokenized)
     return True, rows
@@ -84,11 +105,32 @@ def main() -> None:
     parity = str(Path(sys.executable).parent / "parity")
     env_out = tempfile.mkdtemp()
     base_wall, base_rss = timed([sys.executable, "-c", BASELINE, args.data])
-    all_wall, all_rss = timed([parity, "diff", "--a", "llmhalluc", "--b", "revise", "--data", args.data, "--samples", "all", "--out", env_out])
+    all_wall, all_rss = timed(
+        [
+            parity,
+            "diff",
+            "--a",
+            "llmhalluc",
+            "--b",
+            "revise",
+            "--data",
+            args.data,
+            "--samples",
+            "all",
+            "--out",
+            env_out,
+        ]
+    )
     default_wall, default_rss = timed([parity, "diff", "--a", "llmhalluc", "--b", "revise", "--out", env_out])
-    print(f"baseline (plain SFTTrainer, both recipes, {args.data}): {base_wall:.2f} s, peak RSS {base_rss:.0f} MB")
-    print(f"parity diff --samples all: {all_wall:.2f} s, peak RSS {all_rss:.0f} MB, ratio {all_wall / base_wall:.2f}x baseline (target <= 0.50x)")
-    print(f"parity diff (default, synthetic, cold): {default_wall:.2f} s (target < 6 s), peak RSS {default_rss:.0f} MB (target < 1500 MB)")
+    print(
+        f"baseline (plain SFTTrainer, both recipes, {args.data}): {base_wall:.2f} s, peak RSS {base_rss:.0f} MB"
+    )
+    print(
+        f"parity diff --samples all: {all_wall:.2f} s, peak RSS {all_rss:.0f} MB, ratio {all_wall / base_wall:.2f}x baseline (target <= 0.50x)"
+    )
+    print(
+        f"parity diff (default, synthetic, cold): {default_wall:.2f} s (target < 6 s), peak RSS {default_rss:.0f} MB (target < 1500 MB)"
+    )
     if not args.skip_identity:
         same, rows = identical_on_every_row(args.data)
         print(f"bit-identical input_ids and labels on every row: {same} ({rows} rows over both recipes)")

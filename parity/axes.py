@@ -23,21 +23,63 @@ ALIGN_AXES = (
 """Names `parity run --align` accepts (plus 'all')."""
 
 FIELD_AXIS: dict[str, str] = {
-    **dict.fromkeys(["per_device_train_batch_size", "gradient_accumulation_steps", "auto_find_batch_size"], "batch"),
     **dict.fromkeys(
-        ["learning_rate", "lr_scheduler_type", "lr_scheduler_kwargs", "warmup_steps", "num_train_epochs", "max_steps"],
+        ["per_device_train_batch_size", "gradient_accumulation_steps", "auto_find_batch_size"], "batch"
+    ),
+    **dict.fromkeys(
+        [
+            "learning_rate",
+            "lr_scheduler_type",
+            "lr_scheduler_kwargs",
+            "warmup_steps",
+            "num_train_epochs",
+            "max_steps",
+        ],
         "schedule",
     ),
     **dict.fromkeys(
-        ["optim", "optim_args", "optim_target_modules", "weight_decay", "adam_beta1", "adam_beta2", "adam_epsilon", "max_grad_norm", "label_smoothing_factor"],
+        [
+            "optim",
+            "optim_args",
+            "optim_target_modules",
+            "weight_decay",
+            "adam_beta1",
+            "adam_beta2",
+            "adam_epsilon",
+            "max_grad_norm",
+            "label_smoothing_factor",
+        ],
         "optim",
     ),
     **dict.fromkeys(["completion_only_loss", "assistant_only_loss", "loss_type"], "loss_mask"),
     **dict.fromkeys(
-        ["max_length", "truncation_mode", "packing", "packing_strategy", "padding_free", "pad_to_multiple_of", "eos_token", "pad_token", "dataset_text_field", "shuffle_dataset", "eval_packing"],
+        [
+            "max_length",
+            "truncation_mode",
+            "packing",
+            "packing_strategy",
+            "padding_free",
+            "pad_to_multiple_of",
+            "eos_token",
+            "pad_token",
+            "dataset_text_field",
+            "shuffle_dataset",
+            "eval_packing",
+        ],
         "tokens",
     ),
-    **dict.fromkeys(["bf16", "fp16", "tf32", "gradient_checkpointing", "bf16_full_eval", "fp16_full_eval", "torch_compile"], "precision"),
+    **dict.fromkeys(
+        [
+            "bf16",
+            "fp16",
+            "tf32",
+            "gradient_checkpointing",
+            "bf16_full_eval",
+            "fp16_full_eval",
+            "torch_compile",
+        ],
+        "precision",
+    ),
     **dict.fromkeys(["seed", "data_seed", "full_determinism"], "seed"),
     **dict.fromkeys(
         [

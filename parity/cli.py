@@ -31,11 +31,20 @@ refs_app = typer.Typer(no_args_is_help=True, help="Pinned upstream facts (vendor
 app.add_typer(refs_app, name="refs")
 
 SetOption = Annotated[list[str] | None, typer.Option("--set", help="Dotted override KEY=VALUE (repeatable).")]
-SetA = Annotated[list[str] | None, typer.Option("--set-a", help="Override on recipe A, KEY=VALUE (repeatable).")]
-SetB = Annotated[list[str] | None, typer.Option("--set-b", help="Override on recipe B, KEY=VALUE (repeatable).")]
-WorldSize = Annotated[int, typer.Option("--world-size", min=1, help="Number of visible GPUs the launch sees.")]
+SetA = Annotated[
+    list[str] | None, typer.Option("--set-a", help="Override on recipe A, KEY=VALUE (repeatable).")
+]
+SetB = Annotated[
+    list[str] | None, typer.Option("--set-b", help="Override on recipe B, KEY=VALUE (repeatable).")
+]
+WorldSize = Annotated[
+    int, typer.Option("--world-size", min=1, help="Number of visible GPUs the launch sees.")
+]
 DataOption = Annotated[
-    str, typer.Option("--data", help="'synthetic[:TRAIN[:TEST[:SEED]]]' (default), a dir with train/test.jsonl, or 'hub'.")
+    str,
+    typer.Option(
+        "--data", help="'synthetic[:TRAIN[:TEST[:SEED]]]' (default), a dir with train/test.jsonl, or 'hub'."
+    ),
 ]
 
 
@@ -57,7 +66,11 @@ def recipes_command() -> None:
         table.add_column(column)
     for name, entry in known_recipes().items():
         recipe = resolve_recipe(name)
-        upstream = f"{recipe.upstream.repo.removeprefix('https://')}@{recipe.upstream.commit}" if recipe.upstream.repo else ""
+        upstream = (
+            f"{recipe.upstream.repo.removeprefix('https://')}@{recipe.upstream.commit}"
+            if recipe.upstream.repo
+            else ""
+        )
         table.add_row(name, entry.origin, upstream, recipe.description)
     console = _console()
     console.print(table)
@@ -85,7 +98,13 @@ def show_command(
     elif fmt == "yaml":
         import yaml
 
-        print(yaml.safe_dump({"recipe": recipe.name, "world_size": world_size, "values": values}, sort_keys=False, width=120))
+        print(
+            yaml.safe_dump(
+                {"recipe": recipe.name, "world_size": world_size, "values": values},
+                sort_keys=False,
+                width=120,
+            )
+        )
     else:
         _print_show(recipe, world_size, values)
 
@@ -134,12 +153,28 @@ def diff_command(
     b: Annotated[str, typer.Option("--b", help="Recipe B (the reference): name or YAML path.")],
     data: DataOption = "synthetic",
     world_size: WorldSize = 1,
-    samples: Annotated[str, typer.Option("--samples", help="Examples tokenized for token/mask/length probes, or 'all'.")] = "256",
-    only: Annotated[str | None, typer.Option("--only", help="Comma-separated axes to probe (default: all).")] = None,
-    fail_on: Annotated[str | None, typer.Option("--fail-on", help="Exit 1 when a finding is at or above: high, medium, low, info.")] = None,
-    fmt: Annotated[str | None, typer.Option("--format", help="Write only this report format: json, md or html (default: all three).")] = None,
-    out: Annotated[str | None, typer.Option("--out", help="Report directory (default reports/<a>-vs-<b>/).")] = None,
-    show_example: Annotated[int | None, typer.Option("--show-example", help="Show both loss masks of example I, token by token.")] = None,
+    samples: Annotated[
+        str, typer.Option("--samples", help="Examples tokenized for token/mask/length probes, or 'all'.")
+    ] = "256",
+    only: Annotated[
+        str | None, typer.Option("--only", help="Comma-separated axes to probe (default: all).")
+    ] = None,
+    fail_on: Annotated[
+        str | None,
+        typer.Option("--fail-on", help="Exit 1 when a finding is at or above: high, medium, low, info."),
+    ] = None,
+    fmt: Annotated[
+        str | None,
+        typer.Option(
+            "--format", help="Write only this report format: json, md or html (default: all three)."
+        ),
+    ] = None,
+    out: Annotated[
+        str | None, typer.Option("--out", help="Report directory (default reports/<a>-vs-<b>/).")
+    ] = None,
+    show_example: Annotated[
+        int | None, typer.Option("--show-example", help="Show both loss masks of example I, token by token.")
+    ] = None,
     set_a: SetA = None,
     set_b: SetB = None,
 ) -> None:
@@ -157,8 +192,16 @@ def diff_command(
     console = _console()
     with console.status("materializing recipes…") as status:
         report = run_diff(
-            a, b, data=data, world_size=world_size, samples=n_samples, only=only, set_a=set_a or [], set_b=set_b or [],
-            show_example=show_example or 0, on_probe=lambda name: status.update(f"probing {name}…"),
+            a,
+            b,
+            data=data,
+            world_size=world_size,
+            samples=n_samples,
+            only=only,
+            set_a=set_a or [],
+            set_b=set_b or [],
+            show_example=show_example or 0,
+            on_probe=lambda name: status.update(f"probing {name}…"),
         )
     report_dict = report.to_dict()
     print_summary(console, report_dict)
@@ -181,7 +224,9 @@ def lock_command(
     a: Annotated[str, typer.Option("--a", help="Recipe A: name or YAML path.")],
     b: Annotated[str, typer.Option("--b", help="Recipe B: name or YAML path.")],
     output: Annotated[str, typer.Option("-o", "--output", help="Lock file to write.")] = "parity.lock",
-    data: Annotated[str, typer.Option("--data", help="Fixed data source for the golden tokenization.")] = "synthetic:800:160",
+    data: Annotated[
+        str, typer.Option("--data", help="Fixed data source for the golden tokenization.")
+    ] = "synthetic:800:160",
     world_size: WorldSize = 1,
     examples: Annotated[int, typer.Option("--examples", help="Golden examples per recipe.")] = 16,
     set_a: SetA = None,
@@ -192,20 +237,35 @@ def lock_command(
 
     lock = build_lock(a, b, data, world_size, examples, set_a or [], set_b or [])
     write_lock(lock, Path(output))
-    print(f"parity lock: wrote {output} ({len(lock['findings'])} findings, {examples} golden examples per recipe)")
+    print(
+        f"parity lock: wrote {output} ({len(lock['findings'])} findings, {examples} golden examples per recipe)"
+    )
 
 
 @app.command("check")
 def check_command(
     lock: Annotated[str, typer.Option("--lock", help="Lock file written by `parity lock`.")] = "parity.lock",
-    update: Annotated[bool, typer.Option("--update", help="Rewrite the lock with the current state.")] = False,
+    update: Annotated[
+        bool, typer.Option("--update", help="Rewrite the lock with the current state.")
+    ] = False,
 ) -> None:
     """Recompute what the locked pair trains on; exit 1 with an explanation when anything changed."""
     from parity.lock import build_lock, check_lock, format_check, read_lock, write_lock
 
     if update:
         pair = read_lock(Path(lock))["pair"]
-        write_lock(build_lock(pair["a"], pair["b"], pair["data"], pair["world_size"], pair["examples"], pair.get("set_a"), pair.get("set_b")), Path(lock))
+        write_lock(
+            build_lock(
+                pair["a"],
+                pair["b"],
+                pair["data"],
+                pair["world_size"],
+                pair["examples"],
+                pair.get("set_a"),
+                pair.get("set_b"),
+            ),
+            Path(lock),
+        )
         print(f"parity check: updated {lock}")
         return
     result = check_lock(Path(lock))

@@ -48,7 +48,10 @@ def effective_values(resolved: Resolved) -> dict[str, dict[str, Any]]:
             key = f"{section}.{f.name}"
             value = getattr(getattr(recipe, section), f.name)
             is_default = value == getattr(spec_default, f.name)
-            out[key] = {"value": plain(value), "source": _source(recipe, key, "spec default" if is_default else "recipe")}
+            out[key] = {
+                "value": plain(value),
+                "source": _source(recipe, key, "spec default" if is_default else "recipe"),
+            }
     for key, value in sorted(recipe.env.items()):
         out[f"env.{key}"] = {"value": value, "source": _source(recipe, f"env.{key}", "recipe")}
     out["peft.method"] = {"value": recipe.peft.method, "source": _source(recipe, "peft.method", "recipe")}

@@ -20,7 +20,9 @@ def supports_fast_path(rows: list[dict], sft_config: Any) -> bool:
         return False
     first = rows[0]
     conversational_pc = (
-        set(first) == {"prompt", "completion"} and isinstance(first["prompt"], list) and isinstance(first["completion"], list)
+        set(first) == {"prompt", "completion"}
+        and isinstance(first["prompt"], list)
+        and isinstance(first["completion"], list)
     )
     return (
         conversational_pc
@@ -31,9 +33,13 @@ def supports_fast_path(rows: list[dict], sft_config: Any) -> bool:
     )
 
 
-def prepare_fast(rows: list[dict], tokenizer: Any, sft_config: Any, completion_only_loss: bool) -> dict[str, list]:
+def prepare_fast(
+    rows: list[dict], tokenizer: Any, sft_config: Any, completion_only_loss: bool
+) -> dict[str, list]:
     """input_ids and labels for conversational prompt/completion rows, as TRL would produce them."""
-    prompts = [tokenizer.apply_chat_template(r["prompt"], tokenize=False, add_generation_prompt=True) for r in rows]
+    prompts = [
+        tokenizer.apply_chat_template(r["prompt"], tokenize=False, add_generation_prompt=True) for r in rows
+    ]
     full = [tokenizer.apply_chat_template(r["prompt"] + r["completion"], tokenize=False) for r in rows]
     prompt_ids = tokenizer(prompts, add_special_tokens=False)["input_ids"]
     full_ids = tokenizer(full, add_special_tokens=False)["input_ids"]

@@ -13,7 +13,20 @@ from typing import Any
 
 from parity.plain import plain
 
-AXES = ("config", "batch", "data", "prompt", "template", "tokens", "loss_mask", "schedule", "peft", "precision", "answer", "env")
+AXES = (
+    "config",
+    "batch",
+    "data",
+    "prompt",
+    "template",
+    "tokens",
+    "loss_mask",
+    "schedule",
+    "peft",
+    "precision",
+    "answer",
+    "env",
+)
 SEVERITIES = ("high", "medium", "low", "info")
 SEVERITY_RANK = {name: rank for rank, name in enumerate(SEVERITIES)}
 

@@ -33,13 +33,19 @@ def plan_launch(recipe: Recipe, visible_gpus: int, sft_defaults: dict) -> Launch
     elif isinstance(spec.num_processes, int) and spec.num_processes >= 1:
         processes = min(spec.num_processes, visible_gpus) if spec.num_processes > 1 else 1
     else:
-        raise ParityError(f"launch.num_processes must be 'world' or a positive integer, got {spec.num_processes!r}")
-    per_device = int(recipe.training.get("per_device_train_batch_size", sft_defaults["per_device_train_batch_size"]))
+        raise ParityError(
+            f"launch.num_processes must be 'world' or a positive integer, got {spec.num_processes!r}"
+        )
+    per_device = int(
+        recipe.training.get("per_device_train_batch_size", sft_defaults["per_device_train_batch_size"])
+    )
     if spec.global_batch is not None:
         accumulation = max(1, spec.global_batch // (per_device * processes))
         rule = f"accumulation = max(1, {spec.global_batch} // ({per_device} x {processes}))"
     else:
-        accumulation = int(recipe.training.get("gradient_accumulation_steps", sft_defaults["gradient_accumulation_steps"]))
+        accumulation = int(
+            recipe.training.get("gradient_accumulation_steps", sft_defaults["gradient_accumulation_steps"])
+        )
         rule = f"fixed accumulation {accumulation}, {processes} process(es)"
     use_deepspeed = spec.deepspeed_config is not None and visible_gpus >= spec.deepspeed_min_gpus
     return LaunchPlan(

@@ -31,11 +31,20 @@ LONG_VALUE = 120
 """Strings longer than this are stored as a sha256 digest to keep the lock reviewable."""
 LIBRARIES = ("trl", "transformers", "tokenizers", "peft", "datasets", "torch")
 WORLD_SIZES = (1, 2, 4, 8)
-SPEC_KEYS = ("template.chat_template", "template.force", "tokenizer.pad_token", "prompt.user_template", "prompt.instruction")
+SPEC_KEYS = (
+    "template.chat_template",
+    "template.force",
+    "tokenizer.pad_token",
+    "prompt.user_template",
+    "prompt.instruction",
+)
 
 
 def digest(value: Any) -> str:
-    return "sha256:" + hashlib.sha256(json.dumps(value, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
+    return (
+        "sha256:"
+        + hashlib.sha256(json.dumps(value, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
+    )
 
 
 def compact(value: Any) -> Any:
@@ -64,17 +73,32 @@ def recipe_section(m: Materialized, examples: int) -> dict[str, Any]:
 
     training = {k: v for k, v in config_values(m.sft_config).items() if k not in CONTEXT_FIELDS}
     lora = config_values(m.lora_config) if m.lora_config is not None else None
-    config: dict[str, Any] = {f"training.{k}": compact(training[k]) for k in sorted(FIELD_AXIS) if k in training}
+    config: dict[str, Any] = {
+        f"training.{k}": compact(training[k]) for k in sorted(FIELD_AXIS) if k in training
+    }
     config["peft.method"] = m.recipe.peft.method
     for key in sorted(lora or {}):
-        if key in ("r", "lora_alpha", "lora_dropout", "target_modules", "bias", "use_rslora", "use_dora", "task_type"):
+        if key in (
+            "r",
+            "lora_alpha",
+            "lora_dropout",
+            "target_modules",
+            "bias",
+            "use_rslora",
+            "use_dora",
+            "task_type",
+        ):
             config[f"peft.lora.{key}"] = compact(lora[key])
     for key in SPEC_KEYS:
         section, name = key.split(".")
         config[key] = compact(plain(getattr(getattr(m.recipe, section), name)))
     config["data.preprocess"] = compact(plain(m.recipe.data.preprocess))
     config["data.split_rule"] = m.data.split_rule
-    full = {"training": training, "lora": lora, "recipe": {k: plain(v) for k, v in vars(m.recipe).items() if k != "provenance"}}
+    full = {
+        "training": training,
+        "lora": lora,
+        "recipe": {k: plain(v) for k, v in vars(m.recipe).items() if k != "provenance"},
+    }
     batch = {}
     for n in WORLD_SIZES:
         plan = plan_launch(m.recipe, n, sft_defaults())
@@ -137,7 +161,9 @@ def build_lock(
 
 def dump_lock(lock: dict[str, Any]) -> str:
     header = "# parity.lock: what this recipe pair trains on. Regenerate with `parity check --update`.\n"
-    return header + yaml.safe_dump(lock, sort_keys=False, allow_unicode=True, width=100000, default_flow_style=None)
+    return header + yaml.safe_dump(
+        lock, sort_keys=False, allow_unicode=True, width=100000, default_flow_style=None
+    )
 
 
 def write_lock(lock: dict[str, Any], path: Path) -> None:
@@ -177,11 +203,15 @@ def _lock_problem(lock: Any) -> str | None:
     if not isinstance(recipes, dict) or set(recipes) != {"a", "b"}:
         return "recipes must have entries a and b"
     for side, entry in recipes.items():
-        if not isinstance(entry, dict) or not {"config_digest", "config", "batch", "tokenization"} <= set(entry):
+        if not isinstance(entry, dict) or not {"config_digest", "config", "batch", "tokenization"} <= set(
+            entry
+        ):
             return f"recipes.{side} needs config_digest, config, batch and tokenization"
         tokens = entry["tokenization"]
-        if not isinstance(tokens, dict) or not isinstance(tokens.get("input_ids"), list) or not isinstance(
-            tokens.get("example_0", {}).get("input_ids"), list
+        if (
+            not isinstance(tokens, dict)
+            or not isinstance(tokens.get("input_ids"), list)
+            or not isinstance(tokens.get("example_0", {}).get("input_ids"), list)
         ):
             return f"recipes.{side}.tokenization is incomplete"
     return None
@@ -209,7 +239,9 @@ class CheckResult:
 
     def entries(self) -> list[str]:
         """Every checkable entry name (one pytest item each)."""
-        return ["findings"] + [f"{side}.{part}" for side in ("a", "b") for part in ("config", "batch", "tokenization")]
+        return ["findings"] + [
+            f"{side}.{part}" for side in ("a", "b") for part in ("config", "batch", "tokenization")
+        ]
 
     def differences_for(self, entry: str) -> list[LockDifference]:
         return [d for d in self.differences if d.entry == entry]
@@ -228,7 +260,9 @@ def compare_findings(locked: list[dict], current: list[dict]) -> list[LockDiffer
         out.append(LockDifference("findings", f"new finding {key[0]} {key[1]}: a={f['a']!r} b={f['b']!r}"))
     for key in sorted(old.keys() - new.keys()):
         f = old[key]
-        out.append(LockDifference("findings", f"vanished finding {key[0]} {key[1]} (was a={f['a']!r} b={f['b']!r})"))
+        out.append(
+            LockDifference("findings", f"vanished finding {key[0]} {key[1]} (was a={f['a']!r} b={f['b']!r})")
+        )
     for key in sorted(old.keys() & new.keys()):
         for side in ("a", "b"):
             if old[key][side] != new[key][side]:
@@ -241,7 +275,9 @@ def compare_findings(locked: list[dict], current: list[dict]) -> list[LockDiffer
     return out
 
 
-def compare_recipe(side: str, name: str, locked: dict, current: dict, tokenizer: Any | None) -> list[LockDifference]:
+def compare_recipe(
+    side: str, name: str, locked: dict, current: dict, tokenizer: Any | None
+) -> list[LockDifference]:
     out = []
     if locked["config_digest"] != current["config_digest"]:
         changed = [
@@ -250,30 +286,52 @@ def compare_recipe(side: str, name: str, locked: dict, current: dict, tokenizer:
             if locked["config"].get(key) != current["config"].get(key)
         ]
         message = f"effective config of recipe {name} changed" + (
-            f" ({len(changed)} training-relevant value(s))" if changed else " (a run-management value; digest differs)"
+            f" ({len(changed)} training-relevant value(s))"
+            if changed
+            else " (a run-management value; digest differs)"
         )
         out.append(LockDifference(f"{side}.config", message, changed))
     for n, plan in current["batch"].items():
         old = locked["batch"].get(n) or locked["batch"].get(str(n))
         if old != plan:
             out.append(
-                LockDifference(f"{side}.batch", f"effective batch of recipe {name} at world size {n} changed: was {old}, now {plan}")
+                LockDifference(
+                    f"{side}.batch",
+                    f"effective batch of recipe {name} at world size {n} changed: was {old}, now {plan}",
+                )
             )
     out += _compare_tokenization(side, name, locked["tokenization"], current["tokenization"], tokenizer)
     return out
 
 
-def _compare_tokenization(side: str, name: str, old: dict, new: dict, tokenizer: Any | None) -> list[LockDifference]:
+def _compare_tokenization(
+    side: str, name: str, old: dict, new: dict, tokenizer: Any | None
+) -> list[LockDifference]:
     out = []
     for i, (old_ids, new_ids, old_mask, new_mask) in enumerate(
         zip(old["input_ids"], new["input_ids"], old["loss_mask"], new["loss_mask"], strict=False)
     ):
-        what = [w for w, changed in (("input_ids", old_ids != new_ids), ("loss mask", old_mask != new_mask)) if changed]
+        what = [
+            w
+            for w, changed in (("input_ids", old_ids != new_ids), ("loss mask", old_mask != new_mask))
+            if changed
+        ]
         if what:
             detail = token_diff(old["example_0"], new["example_0"], tokenizer) if i == 0 else []
-            out.append(LockDifference(f"{side}.tokenization", f"tokenization of recipe {name} changed at example {i}: {' and '.join(what)}", detail))
+            out.append(
+                LockDifference(
+                    f"{side}.tokenization",
+                    f"tokenization of recipe {name} changed at example {i}: {' and '.join(what)}",
+                    detail,
+                )
+            )
     if old["examples"] != new["examples"]:
-        out.append(LockDifference(f"{side}.tokenization", f"number of golden examples changed: {old['examples']} -> {new['examples']}"))
+        out.append(
+            LockDifference(
+                f"{side}.tokenization",
+                f"number of golden examples changed: {old['examples']} -> {new['examples']}",
+            )
+        )
     return out
 
 
@@ -282,18 +340,31 @@ def token_diff(old: dict, new: dict, tokenizer: Any | None, context: int = 3) ->
     import difflib
 
     def show(ids: list[int], mask: str, start: int, end: int) -> str:
-        tokens = tokenizer.convert_ids_to_tokens(ids[start:end]) if tokenizer is not None else [str(i) for i in ids[start:end]]
-        return " ".join(f"{tok!r}:{tid}{'*' if mask[start + j : start + j + 1] == '1' else ''}" for j, (tok, tid) in enumerate(zip(tokens, ids[start:end], strict=True)))
+        tokens = (
+            tokenizer.convert_ids_to_tokens(ids[start:end])
+            if tokenizer is not None
+            else [str(i) for i in ids[start:end]]
+        )
+        return " ".join(
+            f"{tok!r}:{tid}{'*' if mask[start + j : start + j + 1] == '1' else ''}"
+            for j, (tok, tid) in enumerate(zip(tokens, ids[start:end], strict=True))
+        )
 
     lines = []
     matcher = difflib.SequenceMatcher(a=old["input_ids"], b=new["input_ids"], autojunk=False)
     for op, i1, i2, j1, j2 in matcher.get_opcodes():
         if op == "equal":
             continue
-        lines.append(f"{op} at token {i1}: locked [{show(old['input_ids'], old['loss_mask'], i1, i2)}] -> now [{show(new['input_ids'], new['loss_mask'], j1, j2)}]")
+        lines.append(
+            f"{op} at token {i1}: locked [{show(old['input_ids'], old['loss_mask'], i1, i2)}] -> now [{show(new['input_ids'], new['loss_mask'], j1, j2)}]"
+        )
     if not lines and old["loss_mask"] != new["loss_mask"]:
-        first = next(i for i, (x, y) in enumerate(zip(old["loss_mask"], new["loss_mask"], strict=False)) if x != y)
-        lines.append(f"loss mask differs from token {first}: locked {old['loss_mask'][first : first + 12]} -> now {new['loss_mask'][first : first + 12]} (1 = carries loss)")
+        first = next(
+            i for i, (x, y) in enumerate(zip(old["loss_mask"], new["loss_mask"], strict=False)) if x != y
+        )
+        lines.append(
+            f"loss mask differs from token {first}: locked {old['loss_mask'][first : first + 12]} -> now {new['loss_mask'][first : first + 12]} (1 = carries loss)"
+        )
     if lines:
         lines.append("(* marks tokens that carry loss)")
     return lines[:12]
@@ -303,13 +374,27 @@ def check_lock(path: Path) -> CheckResult:
     """Recompute the pair named in the lock and compare every entry."""
     lock = read_lock(path)
     pair = lock["pair"]
-    current = build_lock(pair["a"], pair["b"], pair["data"], pair["world_size"], pair["examples"], pair.get("set_a"), pair.get("set_b"))
+    current = build_lock(
+        pair["a"],
+        pair["b"],
+        pair["data"],
+        pair["world_size"],
+        pair["examples"],
+        pair.get("set_a"),
+        pair.get("set_b"),
+    )
     tokenizer = _tokenizer_for(pair["a"], pair.get("set_a"))
     differences = compare_findings(lock["findings"], current["findings"])
     for side in ("a", "b"):
-        differences += compare_recipe(side, pair[side], lock["recipes"][side], current["recipes"][side], tokenizer)
+        differences += compare_recipe(
+            side, pair[side], lock["recipes"][side], current["recipes"][side], tokenizer
+        )
     if differences and lock.get("libraries") != current["libraries"]:
-        changed = {k: f"{lock.get('libraries', {}).get(k)} -> {v}" for k, v in current["libraries"].items() if lock.get("libraries", {}).get(k) != v}
+        changed = {
+            k: f"{lock.get('libraries', {}).get(k)} -> {v}"
+            for k, v in current["libraries"].items()
+            if lock.get("libraries", {}).get(k) != v
+        }
         differences.append(LockDifference("libraries", f"library versions changed since the lock: {changed}"))
     return CheckResult(lock, current, differences)
 
@@ -328,5 +413,7 @@ def format_check(result: CheckResult, path: Path) -> str:
     for d in result.differences:
         lines.append(f"  - [{d.entry}] {d.message}")
         lines += [f"      {line}" for line in d.detail]
-    lines.append("If the change is intended, accept it with `parity check --lock " + str(path) + " --update`.")
+    lines.append(
+        "If the change is intended, accept it with `parity check --lock " + str(path) + " --update`."
+    )
     return "\n".join(lines)

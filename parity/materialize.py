@@ -93,14 +93,18 @@ def build_sft_config(recipe: Recipe, launch: LaunchPlan, extra: dict[str, Any] |
     kwargs["gradient_accumulation_steps"] = launch.gradient_accumulation_steps
     kwargs.setdefault("output_dir", OUTPUT_DIR)
     if not torch.cuda.is_available():
-        kwargs["use_cpu"] = True  # lets bf16/fp16 recipes materialize here; the precision probe reads the flags
+        kwargs["use_cpu"] = (
+            True  # lets bf16/fp16 recipes materialize here; the precision probe reads the flags
+        )
     kwargs.update(extra or {})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
             return SFTConfig(**kwargs)
         except (ValueError, TypeError) as err:
-            raise ParityError(f"recipe '{recipe.name}': trl.SFTConfig rejects its training section: {_first_line(err)}") from None
+            raise ParityError(
+                f"recipe '{recipe.name}': trl.SFTConfig rejects its training section: {_first_line(err)}"
+            ) from None
 
 
 def build_lora_config(recipe: Recipe):
@@ -115,7 +119,9 @@ def build_lora_config(recipe: Recipe):
     try:
         return LoraConfig(**recipe.peft.lora)
     except (ValueError, TypeError) as err:
-        raise ParityError(f"recipe '{recipe.name}': peft.LoraConfig rejects peft.lora: {_first_line(err)}") from None
+        raise ParityError(
+            f"recipe '{recipe.name}': peft.LoraConfig rejects peft.lora: {_first_line(err)}"
+        ) from None
 
 
 def _first_line(err: Exception) -> str:
@@ -156,5 +162,9 @@ def materialize(
         lora_config=lora_config,
         launch=launch,
         samples=samples,
-        context={"data": raw.source, "world_size": world_size, "samples": samples if samples is not None else "all"},
+        context={
+            "data": raw.source,
+            "world_size": world_size,
+            "samples": samples if samples is not None else "all",
+        },
     )

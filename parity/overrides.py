@@ -92,7 +92,9 @@ def apply_override(recipe: Recipe, key: str, value: Any, where: str = "override"
     elif section == "env":
         recipe.env[rest] = str(value)
     elif section == "peft" and rest.startswith("lora."):
-        _set_mapping(recipe.peft.lora, rest[5:], _numbers(value), lora_config_fields(), "LoRA key", "peft.lora.")
+        _set_mapping(
+            recipe.peft.lora, rest[5:], _numbers(value), lora_config_fields(), "LoRA key", "peft.lora."
+        )
     else:
         target = getattr(recipe, section)
         names = section_fields(section)
@@ -107,7 +109,9 @@ def _set_mapping(
 ) -> None:
     if name in RENAMED_TRAINING_KEYS and prefix == "training.":
         new = RENAMED_TRAINING_KEYS[name]
-        raise ParityError(f"'training.{name}' is called 'training.{new}' in the installed libraries; set that instead")
+        raise ParityError(
+            f"'training.{name}' is called 'training.{new}' in the installed libraries; set that instead"
+        )
     if name not in valid:
         raise unknown_key_error(kind, prefix + name, [prefix + v for v in valid])
     if value == RESET:
@@ -130,7 +134,9 @@ def _coerce(target: Any, name: str, value: Any, key: str) -> Any:
     if float in allowed and isinstance(value, int) and not isinstance(value, bool):
         return float(value) if int not in allowed else value
     if not any(_isinstance(value, t) for t in allowed):
-        names = " or ".join(sorted("null" if t is type(None) else getattr(t, "__name__", str(t)) for t in allowed))
+        names = " or ".join(
+            sorted("null" if t is type(None) else getattr(t, "__name__", str(t)) for t in allowed)
+        )
         raise ParityError(f"'{key}' expects {names}, got {value!r}")
     return value
 
@@ -152,7 +158,9 @@ def _isinstance(value: Any, expected: Any) -> bool:
 
 def _preprocess_steps(value: Any, key: str) -> list[PreprocessStep]:
     if not isinstance(value, list):
-        raise ParityError(f"'{key}' expects a list of steps like {{op: replace, pattern: '####', replacement: 'A:'}}")
+        raise ParityError(
+            f"'{key}' expects a list of steps like {{op: replace, pattern: '####', replacement: 'A:'}}"
+        )
     steps = []
     valid = [f.name for f in dataclasses.fields(PreprocessStep)]
     for item in value:

@@ -13,7 +13,13 @@ import pytest
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("parity")
-    group.addoption("--parity-lock", action="append", default=[], metavar="PATH", help="Check this parity.lock; one test per entry.")
+    group.addoption(
+        "--parity-lock",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="Check this parity.lock; one test per entry.",
+    )
 
 
 class ParityLockItem(pytest.Item):
@@ -34,7 +40,10 @@ class ParityLockItem(pytest.Item):
         if isinstance(excinfo.value, ParityLockMismatch):
             return "\n".join(
                 [f"{self.lock_path}: {self.entry} changed"]
-                + [f"  {d.message}" + "".join(f"\n      {line}" for line in d.detail) for d in excinfo.value.differences]
+                + [
+                    f"  {d.message}" + "".join(f"\n      {line}" for line in d.detail)
+                    for d in excinfo.value.differences
+                ]
             )
         return super().repr_failure(excinfo)
 
@@ -60,14 +69,22 @@ def _cached_check(config: pytest.Config, path: Path):
     return cache[path]
 
 
-ENTRIES = ["findings"] + [f"{side}.{part}" for side in ("a", "b") for part in ("config", "batch", "tokenization")]
+ENTRIES = ["findings"] + [
+    f"{side}.{part}" for side in ("a", "b") for part in ("config", "batch", "tokenization")
+]
 
 
-def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(
+    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+) -> None:
     for raw in config.getoption("parity_lock") or []:
         path = Path(raw).resolve()
         for entry in ENTRIES:
-            items.append(ParityLockItem.from_parent(session, name=f"parity-lock[{path.name}::{entry}]", lock_path=path, entry=entry))
+            items.append(
+                ParityLockItem.from_parent(
+                    session, name=f"parity-lock[{path.name}::{entry}]", lock_path=path, entry=entry
+                )
+            )
 
 
 @pytest.fixture

@@ -60,7 +60,9 @@ def _build_target(target: str) -> Recipe:
         raise ParityError(f"cannot load recipe adapter '{target}': {err}") from None
     recipe = obj() if callable(obj) else obj
     if not isinstance(recipe, Recipe):
-        raise ParityError(f"recipe adapter '{target}' returned {type(recipe).__name__}, expected parity.spec.Recipe")
+        raise ParityError(
+            f"recipe adapter '{target}' returned {type(recipe).__name__}, expected parity.spec.Recipe"
+        )
     return recipe
 
 
@@ -96,7 +98,9 @@ def _load_yaml_recipe(path: Path, seen: tuple[str, ...]) -> Recipe:
         mark = getattr(err, "context_mark", None) or getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         problem = getattr(err, "problem", None)
-        raise ParityError(f"recipe {path}: malformed YAML{where}" + (f" ({problem})" if problem else "")) from None
+        raise ParityError(
+            f"recipe {path}: malformed YAML{where}" + (f" ({problem})" if problem else "")
+        ) from None
     except (OSError, UnicodeDecodeError) as err:
         raise ParityError(f"recipe {path}: cannot read ({err})") from None
     if not isinstance(doc, dict):
@@ -110,7 +114,9 @@ def _load_yaml_recipe(path: Path, seen: tuple[str, ...]) -> Recipe:
     else:
         if not isinstance(base, str):
             raise ParityError(f"recipe {path}: 'extends' must be a recipe name or a path")
-        base_ref = str((path.parent / base)) if looks_like_path(base) and not Path(base).is_absolute() else base
+        base_ref = (
+            str(path.parent / base) if looks_like_path(base) and not Path(base).is_absolute() else base
+        )
         recipe = resolve_recipe(base_ref, (), (*seen, resolved))
     recipe.name = str(doc.get("name") or path.stem)
     recipe.origin = f"yaml ({path.name}, extends {base})" if base else f"yaml ({path.name})"

@@ -66,7 +66,9 @@ def _resolve_source(name_or_path: str) -> tuple[str, str]:
                 AutoTokenizer.from_pretrained(name_or_path)
                 return name_or_path, "hub"
             except (OSError, ValueError) as err:
-                raise ParityError(f"cannot load tokenizer '{name_or_path}': {str(err).splitlines()[0]}") from None
+                raise ParityError(
+                    f"cannot load tokenizer '{name_or_path}': {str(err).splitlines()[0]}"
+                ) from None
         raise ParityError(f"tokenizer '{name_or_path}' is not cached locally and the hub is offline")
     package, folder = offline
     try:
@@ -79,7 +81,9 @@ def _resolve_source(name_or_path: str) -> tuple[str, str]:
     path = Path(module.__file__).parent / folder
     if name_or_path.lower() not in _warned:
         _warned.add(name_or_path.lower())
-        log.warning("tokenizer %s: not in the hub cache, using the packaged offline copy (%s)", name_or_path, package)
+        log.warning(
+            "tokenizer %s: not in the hub cache, using the packaged offline copy (%s)", name_or_path, package
+        )
     return str(path), f"packaged:{package}"
 
 

@@ -33,7 +33,9 @@ def prepare_dataset(
     return prepare_with_trl(rows, tokenizer, sft_config, name)
 
 
-def prepare_with_trl(rows: list[dict], tokenizer: Any, sft_config: Any, name: str = "train") -> datasets.Dataset:
+def prepare_with_trl(
+    rows: list[dict], tokenizer: Any, sft_config: Any, name: str = "train"
+) -> datasets.Dataset:
     """Tokenize rows into input_ids/labels with SFTTrainer's own preparation code."""
     from trl import SFTTrainer
     from trl.chat_template_utils import get_training_chat_template, has_generation_markers
@@ -41,7 +43,9 @@ def prepare_with_trl(rows: list[dict], tokenizer: Any, sft_config: Any, name: st
     trainer = SFTTrainer.__new__(SFTTrainer)
     trainer._tokenizer = tokenizer
     trainer.completion_only_loss = resolve_completion_only_loss(sft_config, rows[0])
-    needs_training_template = sft_config.assistant_only_loss and not has_generation_markers(tokenizer.chat_template)
+    needs_training_template = sft_config.assistant_only_loss and not has_generation_markers(
+        tokenizer.chat_template
+    )
     trainer.chat_template = get_training_chat_template(tokenizer) if needs_training_template else None
     dataset = datasets.Dataset.from_list(rows)
     previous = datasets.logging.get_verbosity()
@@ -60,7 +64,9 @@ def build_collator(tokenizer: Any, sft_config: Any) -> Any:
     """The collator SFTTrainer builds by default for text data."""
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
-    padding_free = sft_config.padding_free or (sft_config.packing and sft_config.packing_strategy in {"bfd", "bfd_split"})
+    padding_free = sft_config.padding_free or (
+        sft_config.packing and sft_config.packing_strategy in {"bfd", "bfd_split"}
+    )
     return DataCollatorForLanguageModeling(
         pad_token_id=tokenizer.pad_token_id,
         padding_free=padding_free,

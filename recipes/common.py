@@ -23,7 +23,12 @@ FACT_ALIASES = {
     "launch.per_device_train_batch_size": "training.per_device_train_batch_size",
     "launch.per_device_eval_batch_size": "training.per_device_eval_batch_size",
 }
-LORA_FACTS = {"lora_rank": "r", "lora_alpha": "lora_alpha", "lora_dropout": "lora_dropout", "lora_target": "target_modules"}
+LORA_FACTS = {
+    "lora_rank": "r",
+    "lora_alpha": "lora_alpha",
+    "lora_dropout": "lora_dropout",
+    "lora_target": "target_modules",
+}
 
 
 def training_args(raw: dict[str, Any], skip: dict[str, str], only_sft_fields: bool = False) -> dict[str, Any]:

@@ -49,7 +49,11 @@ def build() -> Recipe:
     """The llmhalluc recipe: train_args.py defaults merged with the GSM8K experiment YAML."""
     facts = load_facts("llmhalluc")
     experiment = facts["experiment_config"]
-    defaults = {name.removeprefix("defaults."): fact.value for name, fact in facts.facts.items() if name.startswith("defaults.")}
+    defaults = {
+        name.removeprefix("defaults."): fact.value
+        for name, fact in facts.facts.items()
+        if name.startswith("defaults.")
+    }
     training = training_args(
         {
             **{k: defaults[k] for k in TRAINING_DEFAULTS},
@@ -62,10 +66,14 @@ def build() -> Recipe:
     recipe = Recipe(
         name="llmhalluc",
         description="llmhalluc GSM8K SFT: LoRA r=8 on Llama 3.2 1B, per-device 16 x accumulation 8, one process.",
-        model=ModelSpec(name_or_path=experiment["model_name_or_path"], attn_implementation=ATTN[defaults["flash_attn"]]),
+        model=ModelSpec(
+            name_or_path=experiment["model_name_or_path"], attn_implementation=ATTN[defaults["flash_attn"]]
+        ),
         tokenizer=TokenizerSpec(pad_token=facts["tokenizer.pad_token_policy"]),
         template=TemplateSpec(
-            chat_template=facts["template.chat_template"], force=False, source=facts.source("template.chat_template")
+            chat_template=facts["template.chat_template"],
+            force=False,
+            source=facts.source("template.chat_template"),
         ),
         data=DataSpec(
             hub_path=facts["data.train_hub_path"],
@@ -73,7 +81,9 @@ def build() -> Recipe:
             hub_eval_split=facts["data.eval_hub_split"],
             eval_from="test",
         ),
-        prompt=PromptSpec(user_template=facts["prompt.user_message"], instruction=facts["prompt.instruction"]),
+        prompt=PromptSpec(
+            user_template=facts["prompt.user_message"], instruction=facts["prompt.instruction"]
+        ),
         training=training,
         peft=PeftSpec(
             method=experiment["finetuning_type"],
@@ -81,7 +91,9 @@ def build() -> Recipe:
                 "r": defaults["lora_rank"],
                 "lora_alpha": defaults["lora_alpha"],
                 "lora_dropout": defaults["lora_dropout"],
-                "target_modules": "all-linear" if defaults["lora_target"] == "all" else defaults["lora_target"],
+                "target_modules": "all-linear"
+                if defaults["lora_target"] == "all"
+                else defaults["lora_target"],
                 "task_type": "CAUSAL_LM",
             },
         ),
@@ -91,8 +103,12 @@ def build() -> Recipe:
             deepspeed_stage=0,
             deepspeed_min_gpus=2,
             launcher="python -m llmhalluc (single process)",
-            early_stopping_patience=defaults["early_stopping_patience"] if experiment["early_stopping"] else None,
-            early_stopping_threshold=defaults["early_stopping_threshold"] if experiment["early_stopping"] else None,
+            early_stopping_patience=defaults["early_stopping_patience"]
+            if experiment["early_stopping"]
+            else None,
+            early_stopping_threshold=defaults["early_stopping_threshold"]
+            if experiment["early_stopping"]
+            else None,
         ),
         eval=EvalSpec(
             task=experiment["tasks"],
@@ -104,7 +120,11 @@ def build() -> Recipe:
             flexible_regex=facts["eval.flexible_regex"],
             ignore_patterns=[",", r"\$"],
         ),
-        env={name.removeprefix("env."): fact.value for name, fact in facts.facts.items() if name.startswith("env.")},
+        env={
+            name.removeprefix("env."): fact.value
+            for name, fact in facts.facts.items()
+            if name.startswith("env.")
+        },
         upstream=UpstreamSpec(
             repo=facts.repo,
             commit=facts.commit,

@@ -33,7 +33,11 @@ SCRIPT_ONLY_ARGS = {
 def build() -> Recipe:
     """The revise recipe, as its launch script, sft.py, preprocess.py and prompts.py define it."""
     facts = load_facts("revise")
-    script_args = {name.removeprefix("args."): fact.value for name, fact in facts.facts.items() if name.startswith("args.")}
+    script_args = {
+        name.removeprefix("args."): fact.value
+        for name, fact in facts.facts.items()
+        if name.startswith("args.")
+    }
     training = training_args(script_args, skip=SCRIPT_ONLY_ARGS)
     training["per_device_train_batch_size"] = facts["launch.per_device_train_batch_size"]
     training["per_device_eval_batch_size"] = facts["launch.per_device_eval_batch_size"]
@@ -47,14 +51,20 @@ def build() -> Recipe:
         ),
         tokenizer=TokenizerSpec(pad_token=facts["tokenizer.pad_token_policy"]),
         template=TemplateSpec(
-            chat_template=facts["template.chat_template"], force=False, source=facts.source("template.chat_template")
+            chat_template=facts["template.chat_template"],
+            force=False,
+            source=facts.source("template.chat_template"),
         ),
         data=DataSpec(
             hub_path=facts["data.hub_path"],
             hub_config=facts["data.hub_config"],
             preprocess=[
                 PreprocessStep(op="regex_sub", pattern=facts["data.strip_pattern"], replacement=""),
-                PreprocessStep(op="replace", pattern=facts["data.final_marker_old"], replacement=facts["data.final_marker_new"]),
+                PreprocessStep(
+                    op="replace",
+                    pattern=facts["data.final_marker_old"],
+                    replacement=facts["data.final_marker_new"],
+                ),
             ],
             eval_from="train_holdout",
             eval_fraction=facts["data.eval_test_size"],
@@ -75,7 +85,11 @@ def build() -> Recipe:
             flexible_regex=facts["eval.extract_regex"],
             ignore_patterns=[",", r"\$", "(?s).*#### ", r"\.$"],
         ),
-        env={name.removeprefix("env."): fact.value for name, fact in facts.facts.items() if name.startswith("env.")},
+        env={
+            name.removeprefix("env."): fact.value
+            for name, fact in facts.facts.items()
+            if name.startswith("env.")
+        },
         upstream=UpstreamSpec(
             repo=facts.repo,
             commit=facts.commit,

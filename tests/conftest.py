@@ -19,16 +19,26 @@ needs_real_gsm8k = pytest.mark.skipif(
 )
 
 
-def make(name: str, overrides: list[str] | None = None, data: str = SMALL_SYNTHETIC, world_size: int = 1, samples: int = 32) -> Materialized:
+def make(
+    name: str,
+    overrides: list[str] | None = None,
+    data: str = SMALL_SYNTHETIC,
+    world_size: int = 1,
+    samples: int = 32,
+) -> Materialized:
     """Materialize a recipe (name or YAML path) with dotted overrides."""
-    return materialize(resolve_recipe(name, overrides or []), data=data, world_size=world_size, samples=samples)
+    return materialize(
+        resolve_recipe(name, overrides or []), data=data, world_size=world_size, samples=samples
+    )
 
 
 @pytest.fixture(scope="session")
 def real_pair() -> tuple[Materialized, Materialized]:
     if not (REAL_GSM8K / "train.jsonl").is_file():
         pytest.skip(f"real GSM8K not found at {REAL_GSM8K}")
-    return make("llmhalluc", data=str(REAL_GSM8K), samples=64), make("revise", data=str(REAL_GSM8K), samples=64)
+    return make("llmhalluc", data=str(REAL_GSM8K), samples=64), make(
+        "revise", data=str(REAL_GSM8K), samples=64
+    )
 
 
 @pytest.fixture(scope="session")

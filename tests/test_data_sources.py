@@ -61,7 +61,10 @@ def test_local_dir_is_read(tmp_path):
     [
         ({}, "missing"),
         ({"train.jsonl": "not json\n", "test.jsonl": "{}\n"}, "train.jsonl:1: not valid JSON"),
-        ({"train.jsonl": '{"question": 1}\n', "test.jsonl": "{}\n"}, "expected an object with string 'question' and 'answer'"),
+        (
+            {"train.jsonl": '{"question": 1}\n', "test.jsonl": "{}\n"},
+            "expected an object with string 'question' and 'answer'",
+        ),
     ],
 )
 def test_bad_local_dir_is_a_clear_error(tmp_path, files, message):

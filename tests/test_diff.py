@@ -50,13 +50,35 @@ def test_builtin_pair_on_real_gsm8k_measures_the_known_differences(real_report):
     assert mask["a"]["prompt_tokens_trained"] is False and mask["b"]["prompt_tokens_trained"] is True
     assert real_report["probes"]["peft"]["a"]["trainable_params"] == 5636096
     assert real_report["probes"]["peft"]["b"]["trainable_params"] == 1235814400
-    by_world = {row["world_size"]: (row["a_global_batch"], row["b_global_batch"]) for row in real_report["probes"]["batch"]["by_world_size"]}
+    by_world = {
+        row["world_size"]: (row["a_global_batch"], row["b_global_batch"])
+        for row in real_report["probes"]["batch"]["by_world_size"]
+    }
     assert by_world == {1: (128, 32), 2: (128, 32), 4: (128, 32), 8: (128, 64)}
     assert real_report["probes"]["template"]["b"]["deterministic"] is True
 
 
 def test_identical_recipes_have_no_findings(capsys, tmp_path):
-    assert main(["diff", "--a", "revise", "--b", "revise", "--data", SMALL_SYNTHETIC, "--samples", "16", "--out", str(tmp_path), "--fail-on", "info"]) == 0
+    assert (
+        main(
+            [
+                "diff",
+                "--a",
+                "revise",
+                "--b",
+                "revise",
+                "--data",
+                SMALL_SYNTHETIC,
+                "--samples",
+                "16",
+                "--out",
+                str(tmp_path),
+                "--fail-on",
+                "info",
+            ]
+        )
+        == 0
+    )
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["findings"] == []
     assert report["schema_version"] == 1 and report["a"] == "revise" and report["b"] == "revise"
@@ -74,7 +96,19 @@ def test_reports_are_byte_identical_and_path_free(tmp_path):
 
 
 def test_fail_on_high_exits_1_for_the_builtin_pair(tmp_path):
-    args = ["diff", "--a", "llmhalluc", "--b", "revise", "--data", SMALL_SYNTHETIC, "--samples", "16", "--out", str(tmp_path)]
+    args = [
+        "diff",
+        "--a",
+        "llmhalluc",
+        "--b",
+        "revise",
+        "--data",
+        SMALL_SYNTHETIC,
+        "--samples",
+        "16",
+        "--out",
+        str(tmp_path),
+    ]
     assert main([*args, "--fail-on", "high"]) == 1
     assert main([*args, "--only", "env", "--fail-on", "medium"]) == 0
 
@@ -89,13 +123,36 @@ def test_only_and_format_select_probes_and_files(tmp_path):
 
 
 def test_show_example_prints_both_masks(capsys, tmp_path):
-    assert main(["diff", "--a", "llmhalluc", "--b", "revise", "--data", SMALL_SYNTHETIC, "--samples", "8", "--only", "loss_mask", "--show-example", "2", "--out", str(tmp_path)]) == 0
+    assert (
+        main(
+            [
+                "diff",
+                "--a",
+                "llmhalluc",
+                "--b",
+                "revise",
+                "--data",
+                SMALL_SYNTHETIC,
+                "--samples",
+                "8",
+                "--only",
+                "loss_mask",
+                "--show-example",
+                "2",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "loss mask of one example" in out
 
 
 def test_one_differing_override_gives_its_finding():
-    report = run_diff("revise", "revise", data=SMALL_SYNTHETIC, samples=16, set_b=["training.lr_scheduler_type=cosine"]).to_dict()
+    report = run_diff(
+        "revise", "revise", data=SMALL_SYNTHETIC, samples=16, set_b=["training.lr_scheduler_type=cosine"]
+    ).to_dict()
     keys = {(f["axis"], f["key"]) for f in report["findings"]}
     assert ("schedule", "training.lr_scheduler_type") in keys
     assert {axis for axis, _ in keys} == {"schedule"}
@@ -115,7 +172,23 @@ def test_one_differing_override_gives_its_finding():
     ],
 )
 def test_bad_diff_input_is_one_line_exit_2(capsys, tmp_path, extra, message):
-    assert main(["diff", "--a", "llmhalluc", "--b", "revise", "--data", SMALL_SYNTHETIC, "--out", str(tmp_path), *extra]) == 2
+    assert (
+        main(
+            [
+                "diff",
+                "--a",
+                "llmhalluc",
+                "--b",
+                "revise",
+                "--data",
+                SMALL_SYNTHETIC,
+                "--out",
+                str(tmp_path),
+                *extra,
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err
     assert not (tmp_path / "report.json").exists()

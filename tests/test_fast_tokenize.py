@@ -33,7 +33,9 @@ def test_identical_on_real_gsm8k(name):
         ["training.max_length=40"],
         ["training.max_length=40", "training.truncation_mode=keep_end"],
         ["training.max_length=60", "training.completion_only_loss=true"],
-        ["template.chat_template={{ messages[0]['content'] }}{% if add_generation_prompt %}A:{% endif %}{{ messages[-1]['content'] }}"],
+        [
+            "template.chat_template={{ messages[0]['content'] }}{% if add_generation_prompt %}A:{% endif %}{{ messages[-1]['content'] }}"
+        ],
     ],
 )
 def test_identical_under_config_variants(overrides):

@@ -15,7 +15,12 @@ DATA = "synthetic:120:24"
 REVISE_TEMPLATE = "{% for message in messages %}{% if message['role'] == 'user' %}{{ '<|user|>\\n' + message['content'] + '\\n' }}{% else %}{{ '<|assistant|>\\n' + message['content'] + eos_token }}{% endif %}{% endfor %}"
 
 
-def write_recipe(tmp_path, template: str = REVISE_TEMPLATE, instruction: str = "Think step by step.", replacement: str = "The answer is:"):
+def write_recipe(
+    tmp_path,
+    template: str = REVISE_TEMPLATE,
+    instruction: str = "Think step by step.",
+    replacement: str = "The answer is:",
+):
     path = tmp_path / "mine.yaml"
     doc = {
         "extends": "revise",
@@ -53,7 +58,12 @@ def test_lock_records_findings_batch_and_golden_tokens(locked):
     keys = {(f["axis"], f["key"]) for f in lock["findings"]}
     assert ("template", "template.chat_template") in keys
     assert ("prompt", "prompt.user_message") in keys
-    assert lock["recipes"]["b"]["batch"][1] == {"processes": 1, "per_device": 8, "accumulation": 4, "global_batch": 32}
+    assert lock["recipes"]["b"]["batch"][1] == {
+        "processes": 1,
+        "per_device": 8,
+        "accumulation": 4,
+        "global_batch": 32,
+    }
     assert lock["recipes"]["b"]["batch"][8]["global_batch"] == 64
     tokens = lock["recipes"]["a"]["tokenization"]
     assert tokens["examples"] == 4 and len(tokens["input_ids"]) == 4
@@ -111,7 +121,11 @@ def test_library_default_change_is_caught(locked, monkeypatch):
     import parity.materialize as materialize
 
     real = materialize.build_sft_config
-    monkeypatch.setattr(materialize, "build_sft_config", lambda recipe, launch, extra=None: real(recipe, launch, {"max_length": 512, **(extra or {})}))
+    monkeypatch.setattr(
+        materialize,
+        "build_sft_config",
+        lambda recipe, launch, extra=None: real(recipe, launch, {"max_length": 512, **(extra or {})}),
+    )
     result = check_lock(lock_path)
     text = format_check(result, lock_path)
     assert "training.max_length: was 1024, now 512" in text
@@ -160,7 +174,17 @@ def test_pytest_plugin_adds_one_test_per_entry(locked, tmp_path):
         f"def test_pair(parity_check):\n    parity_check({str(lock_path)!r})\n", encoding="utf-8"
     )
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--parity-lock", str(lock_path), str(tmp_path)],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--parity-lock",
+            str(lock_path),
+            str(tmp_path),
+        ],
         capture_output=True,
         text=True,
         cwd=tmp_path,

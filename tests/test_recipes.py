@@ -76,7 +76,9 @@ def test_revise_first_raw_row_renders_as_upstream(revise):
 @needs_real_gsm8k
 def test_revise_holds_out_ten_percent_with_the_seeded_split(revise):
     assert len(revise.data.train) == 6725 and len(revise.data.eval) == 748
-    assert revise.data.train[0]["question"].startswith("Jean is trying to motivate herself to write her final paper.")
+    assert revise.data.train[0]["question"].startswith(
+        "Jean is trying to motivate herself to write her final paper."
+    )
     assert not revise.data.eval_is_benchmark_test
     assert "UNSEEDED upstream" in revise.data.split_rule
 

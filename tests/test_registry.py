@@ -53,7 +53,11 @@ def test_yaml_can_extend_another_yaml_and_cli_overrides_win(tmp_path):
 
 
 def test_template_override_changes_the_rendering(tmp_path):
-    path = write(tmp_path, "t.yaml", 'extends: revise\nset:\n  template.chat_template: "{{ messages[0][\'content\'] }}"\n')
+    path = write(
+        tmp_path,
+        "t.yaml",
+        "extends: revise\nset:\n  template.chat_template: \"{{ messages[0]['content'] }}\"\n",
+    )
     recipe = resolve_recipe(str(path))
     assert recipe.template.chat_template == "{{ messages[0]['content'] }}"
 

@@ -59,14 +59,23 @@ def test_rich_format_summarizes_the_launch(capsys):
     ("args", "message"),
     [
         (["show", "revsie"], "unknown recipe 'revsie'; did you mean 'revise'?"),
-        (["show", "revise", "--set", "training.lr_schedular_type=linear"], "did you mean 'training.lr_scheduler_type'?"),
+        (
+            ["show", "revise", "--set", "training.lr_schedular_type=linear"],
+            "did you mean 'training.lr_scheduler_type'?",
+        ),
         (["show", "revise", "--set", "trainng.seed=1"], "unknown recipe key 'trainng.seed'"),
-        (["show", "revise", "--set", "launch.global_batch=abc"], "'launch.global_batch' expects int or null, got 'abc'"),
+        (
+            ["show", "revise", "--set", "launch.global_batch=abc"],
+            "'launch.global_batch' expects int or null, got 'abc'",
+        ),
         (["show", "revise", "--set", "noequals"], "override 'noequals' is not KEY=VALUE"),
         (["show", "revise", "--format", "xml"], "--format must be rich, yaml or json"),
         (["show", "revise", "--world-size", "0"], "parity: error:"),
         (["show", "revise", "--bogus"], "No such option: --bogus"),
-        (["show", "revise", "--set", "training.optim=not_an_optimizer"], "trl.SFTConfig rejects its training section"),
+        (
+            ["show", "revise", "--set", "training.optim=not_an_optimizer"],
+            "trl.SFTConfig rejects its training section",
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(capsys, args, message):

@@ -16,9 +16,18 @@ def plain_trainer_dataset(m, rows, tmp_path):
     """Build SFTTrainer the ordinary way (model, args, train_dataset, processing_class) and return its dataset."""
     torch.manual_seed(0)
     model = LlamaForCausalLM(
-        LlamaConfig(vocab_size=len(m.tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1)
+        LlamaConfig(
+            vocab_size=len(m.tokenizer),
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+        )
     )
-    args = dataclasses.replace(m.sft_config, output_dir=str(tmp_path), report_to=[], push_to_hub=False, bf16=False)
+    args = dataclasses.replace(
+        m.sft_config, output_dir=str(tmp_path), report_to=[], push_to_hub=False, bf16=False
+    )
     trainer = SFTTrainer(
         model=model,
         args=args,
@@ -36,8 +45,12 @@ def test_materialized_tokens_equal_plain_sft_trainer(name, tmp_path):
     trainer_dataset, trainer_collator = plain_trainer_dataset(m, m.train_rows[:24], tmp_path)
     assert trainer_dataset["input_ids"] == m.tokenized["input_ids"]
     assert trainer_dataset["labels"] == m.tokenized["labels"]
-    batch_ours = m.collator([dict(input_ids=r["input_ids"], labels=r["labels"]) for r in m.tokenized.select(range(4))])
-    batch_trl = trainer_collator([dict(input_ids=r["input_ids"], labels=r["labels"]) for r in trainer_dataset.select(range(4))])
+    batch_ours = m.collator(
+        [dict(input_ids=r["input_ids"], labels=r["labels"]) for r in m.tokenized.select(range(4))]
+    )
+    batch_trl = trainer_collator(
+        [dict(input_ids=r["input_ids"], labels=r["labels"]) for r in trainer_dataset.select(range(4))]
+    )
     assert torch.equal(batch_ours["input_ids"], batch_trl["input_ids"])
     assert torch.equal(batch_ours["labels"], batch_trl["labels"])
 

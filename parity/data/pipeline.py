@@ -63,14 +63,20 @@ def split_rows(recipe: Recipe, raw: RawData) -> RecipeData:
     spec = recipe.data
     train = preprocess_rows(raw.train, spec.preprocess)
     if spec.eval_from == "test":
-        return RecipeData(train, preprocess_rows(raw.test, spec.preprocess), True, "eval = benchmark test split")
+        return RecipeData(
+            train, preprocess_rows(raw.test, spec.preprocess), True, "eval = benchmark test split"
+        )
     if spec.eval_from != "train_holdout":
         raise ParityError(f"data.eval_from must be 'test' or 'train_holdout', got '{spec.eval_from}'")
     import datasets
 
-    parts = datasets.Dataset.from_list(train).train_test_split(test_size=spec.eval_fraction, seed=spec.split_seed)
+    parts = datasets.Dataset.from_list(train).train_test_split(
+        test_size=spec.eval_fraction, seed=spec.split_seed
+    )
     seeded = "seeded upstream" if spec.upstream_split_seeded else "UNSEEDED upstream"
-    rule = f"train_test_split(test_size={spec.eval_fraction}) of train, seed {spec.split_seed} here ({seeded})"
+    rule = (
+        f"train_test_split(test_size={spec.eval_fraction}) of train, seed {spec.split_seed} here ({seeded})"
+    )
     return RecipeData(parts["train"].to_list(), parts["test"].to_list(), False, rule)
 
 

@@ -74,7 +74,9 @@ def _synthetic(n_train: int, n_test: int, seed: int) -> RawData:
 
 def _local(path: Path) -> RawData:
     if not path.is_dir():
-        raise ParityError(f"--data {path}: not a directory (expected train.jsonl and test.jsonl, or 'synthetic'/'hub')")
+        raise ParityError(
+            f"--data {path}: not a directory (expected train.jsonl and test.jsonl, or 'synthetic'/'hub')"
+        )
     return RawData(f"local:{path.name}", _read_jsonl(path / "train.jsonl"), _read_jsonl(path / "test.jsonl"))
 
 
@@ -90,7 +92,11 @@ def _read_jsonl(path: Path) -> list[dict[str, str]]:
                 row = json.loads(line)
             except json.JSONDecodeError:
                 raise ParityError(f"{path}:{number}: not valid JSON") from None
-            if not isinstance(row, dict) or not isinstance(row.get("question"), str) or not isinstance(row.get("answer"), str):
+            if (
+                not isinstance(row, dict)
+                or not isinstance(row.get("question"), str)
+                or not isinstance(row.get("answer"), str)
+            ):
                 raise ParityError(f"{path}:{number}: expected an object with string 'question' and 'answer'")
             rows.append({"question": row["question"], "answer": row["answer"]})
     if not rows:
@@ -112,6 +118,11 @@ def _hub(recipe: Recipe) -> RawData:
         raise ParityError(f"--data hub: cannot load '{spec.hub_path}' ({first_line})") from None
     columns = loaded["train"].column_names
     if not {"question", "answer"} <= set(columns):
-        raise ParityError(f"--data hub: '{spec.hub_path}' has columns {columns}, expected question and answer")
-    rows = {split: [{"question": r["question"], "answer": r["answer"]} for r in ds] for split, ds in loaded.items()}
+        raise ParityError(
+            f"--data hub: '{spec.hub_path}' has columns {columns}, expected question and answer"
+        )
+    rows = {
+        split: [{"question": r["question"], "answer": r["answer"]} for r in ds]
+        for split, ds in loaded.items()
+    }
     return RawData(f"hub:{spec.hub_path}", rows["train"], rows["test"])

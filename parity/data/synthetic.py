@@ -462,7 +462,9 @@ def _write_jsonl(path: Path, rows: list[dict[str, str]]) -> None:
             f.write("\n")
 
 
-def generate_splits(n_train: int, n_test: int, seed: int = 0) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+def generate_splits(
+    n_train: int, n_test: int, seed: int = 0
+) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
     """Train and test rows; no test question appears in train."""
     if n_test < 0:
         raise ValueError(f"n_test must be >= 0, got {n_test}")

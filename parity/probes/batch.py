@@ -145,7 +145,10 @@ def findings_for(a: Materialized, b: Materialized, pa: StepPlan, pb: StepPlan) -
                     "a_at": list(at_a),
                     "b_at": list(at_b),
                 },
-                "eval" if (sa, getattr(a.sft_config, f"{kind}_steps")) != (sb, getattr(b.sft_config, f"{kind}_steps")) else step_count_cause(a, b),
+                "eval"
+                if (sa, getattr(a.sft_config, f"{kind}_steps"))
+                != (sb, getattr(b.sft_config, f"{kind}_steps"))
+                else step_count_cause(a, b),
             )
         )
     return findings

@@ -16,7 +16,9 @@ def report_json(report_dict: dict[str, Any]) -> str:
     return json.dumps(report_dict, indent=2, ensure_ascii=False) + "\n"
 
 
-def write_reports(report_dict: dict[str, Any], out_dir: Path, formats: tuple[str, ...] = FORMATS) -> list[Path]:
+def write_reports(
+    report_dict: dict[str, Any], out_dir: Path, formats: tuple[str, ...] = FORMATS
+) -> list[Path]:
     """Render the requested formats and write each file atomically; returns the written paths."""
     from parity.report.html import render_html
     from parity.report.markdown import render_markdown

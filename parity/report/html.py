@@ -23,7 +23,11 @@ def _series(values: dict[str, Any], side: str, *names: str) -> list[float] | Non
     if not isinstance(data, dict):
         return None
     for name in names:
-        if isinstance(data.get(name), list) and data[name] and all(isinstance(v, int | float) for v in data[name]):
+        if (
+            isinstance(data.get(name), list)
+            and data[name]
+            and all(isinstance(v, int | float) for v in data[name])
+        ):
             return [float(v) for v in data[name]]
     return None
 
@@ -44,7 +48,12 @@ def render_html(report: dict[str, Any]) -> str:
     schedule = probes.get("schedule", {})
     lr_a, lr_b = _series(schedule, "a", "lr", "lrs"), _series(schedule, "b", "lr", "lrs")
     if lr_a and lr_b:
-        plots.append(("Learning rate at every optimizer step", line_chart_svg({a: lr_a, b: lr_b}, "optimizer step", "LR")))
+        plots.append(
+            (
+                "Learning rate at every optimizer step",
+                line_chart_svg({a: lr_a, b: lr_b}, "optimizer step", "LR"),
+            )
+        )
     histogram = probes.get("tokens", {}).get("length_histogram")
     if histogram:
         plots.append(
@@ -57,7 +66,9 @@ def render_html(report: dict[str, Any]) -> str:
         parts.append("<h2>Plots</h2><div class='plots'>")
         parts += [f"<figure>{svg}<figcaption>{esc(caption)}</figcaption></figure>" for caption, svg in plots]
         parts.append("</div>")
-    parts.append("<h2>Findings</h2><table><tr><th>#</th><th>severity</th><th>axis</th><th>key</th><th>A</th><th>B</th><th>summary</th><th>align</th></tr>")
+    parts.append(
+        "<h2>Findings</h2><table><tr><th>#</th><th>severity</th><th>axis</th><th>key</th><th>A</th><th>B</th><th>summary</th><th>align</th></tr>"
+    )
     for i, f in enumerate(findings, 1):
         parts.append(
             f"<tr><td>{i}</td><td class='{f['severity']}'>{f['severity']}</td><td>{esc(f['axis'])}</td>"
@@ -76,7 +87,10 @@ def render_html(report: dict[str, Any]) -> str:
         rows = scalar_rows(values)
         if rows:
             parts.append(f"<h3>{esc(probe)}</h3><table><tr><th>value</th><th>A</th><th>B</th></tr>")
-            parts += [f"<tr><td>{esc(k)}</td><td>{esc(short(va))}</td><td>{esc(short(vb))}</td></tr>" for k, va, vb in rows]
+            parts += [
+                f"<tr><td>{esc(k)}</td><td>{esc(short(va))}</td><td>{esc(short(vb))}</td></tr>"
+                for k, va, vb in rows
+            ]
             parts.append("</table>")
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"

@@ -25,15 +25,26 @@ def render_markdown(report: dict[str, Any]) -> str:
         "",
         "## Summary",
         "",
-        f"{len(findings)} findings: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n) + ("." if findings else "none."),
+        f"{len(findings)} findings: "
+        + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+        + ("." if findings else "none."),
         "",
     ]
     for finding in [f for f in findings if f["severity"] == "high"]:
         lines.append(f"- **{finding['axis']} · `{finding['key']}`**: {finding['summary']}")
     axes = align_suggestion(findings)
     if axes:
-        lines += ["", f"To test how much of the gap these explain: `parity run --a {a} --b {b} --align {','.join(axes)}`."]
-    lines += ["", "## Findings, highest severity first", "", "| # | severity | axis | key | A | B | align |", "|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            f"To test how much of the gap these explain: `parity run --a {a} --b {b} --align {','.join(axes)}`.",
+        ]
+    lines += [
+        "",
+        "## Findings, highest severity first",
+        "",
+        "| # | severity | axis | key | A | B | align |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for i, f in enumerate(findings, 1):
         lines.append(
             f"| {i} | {f['severity']} | {f['axis']} | `{f['key']}` | {_cell(f['a'])} | {_cell(f['b'])} | {f['align'] or '—'} |"
@@ -42,7 +53,12 @@ def render_markdown(report: dict[str, Any]) -> str:
     for i, f in enumerate(findings, 1):
         lines += [f"### {i}. [{f['severity']}] {f['axis']} · `{f['key']}`", "", f["summary"], ""]
         if f["evidence"]:
-            lines += ["```yaml", yaml.safe_dump(f["evidence"], sort_keys=False, allow_unicode=True, width=100).rstrip(), "```", ""]
+            lines += [
+                "```yaml",
+                yaml.safe_dump(f["evidence"], sort_keys=False, allow_unicode=True, width=100).rstrip(),
+                "```",
+                "",
+            ]
     lines += ["## Measured values", ""]
     for probe, values in report["probes"].items():
         rows = scalar_rows(values)

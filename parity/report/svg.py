@@ -26,7 +26,8 @@ def _frame(x_label: str, y_label: str, x_max: float, y_min: float, y_max: float)
 
 def _legend(names: list[str]) -> list[str]:
     return [
-        f"<text x='{PAD + 8}' y='{26 + 14 * i}' fill='{COLORS[i % 2]}'>{html.escape(name)}</text>" for i, name in enumerate(names)
+        f"<text x='{PAD + 8}' y='{26 + 14 * i}' fill='{COLORS[i % 2]}'>{html.escape(name)}</text>"
+        for i, name in enumerate(names)
     ]
 
 

@@ -22,10 +22,15 @@ def print_summary(console: Console, report: dict[str, Any]) -> None:
         line.append(f"{n} {severity}  ", style=SEVERITY_STYLE[severity] if n else "dim")
     console.print(line)
     context = report["context"]
-    console.print(f"data {context.get('data')} · world size {context.get('world_size')} · samples {context.get('samples')}", style="dim")
+    console.print(
+        f"data {context.get('data')} · world size {context.get('world_size')} · samples {context.get('samples')}",
+        style="dim",
+    )
     for finding in findings:
         if finding["severity"] == "high":
-            console.print(Text.assemble(("  ● ", "bold red"), (f"{finding['axis']}: ", "bold"), finding["summary"]))
+            console.print(
+                Text.assemble(("  ● ", "bold red"), (f"{finding['axis']}: ", "bold"), finding["summary"])
+            )
     axes = align_suggestion(findings)
     if axes:
         console.print(f"next: parity run --a {a} --b {b} --align {','.join(axes)}", style="dim")
