@@ -296,7 +296,6 @@ _register_run()
 
 def _configure_logging() -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("parity: note: %(message)s"))
     logger = logging.getLogger("parity")

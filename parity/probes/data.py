@@ -28,6 +28,8 @@ def annotation_tokens(m: Materialized, answers: list[str]) -> dict[str, Any]:
     for answer, offsets in zip(answers, encoded["offset_mapping"], strict=True):
         spans = [match.span() for match in ANNOTATION.finditer(answer)]
         total += len(offsets)
+        if not spans:
+            continue
         inside += sum(
             1 for start, end in offsets if any(start < s_end and end > s_start for s_start, s_end in spans)
         )

@@ -21,10 +21,16 @@ IGNORE_INDEX = -100
 
 def prompt_length(m: Materialized, prompt: list[dict], input_ids: list[int]) -> int:
     """Prompt tokens at the start of input_ids: the prompt alone with the generation prompt, as TRL splits it."""
-    from trl.trainer.sft_trainer import _tokenize, common_prefix_length
+    return prompt_lengths(m, [prompt], [input_ids])[0]
 
-    prompt_ids = _tokenize(m.tokenizer, prompt, add_generation_prompt=True)["input_ids"]
-    return common_prefix_length(prompt_ids, input_ids)
+
+def prompt_lengths(m: Materialized, prompts: list[list[dict]], input_ids: list[list[int]]) -> list[int]:
+    """prompt_length for many rows: the prompts rendered as TRL renders them, tokenized in one batch."""
+    from trl.trainer.sft_trainer import common_prefix_length
+
+    texts = [m.tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
+    prompt_ids = m.tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
+    return [common_prefix_length(p, ids) for p, ids in zip(prompt_ids, input_ids, strict=True)]
 
 
 def _with_prompts(m: Materialized) -> tuple[Any, list[list[dict]]]:
@@ -47,8 +53,8 @@ def mask_stats(m: Materialized) -> dict[str, Any]:
     total = trained = prompt_tokens = prompt_trained = completion_tokens = completion_trained = 0
     ends_eos = eos_trained = bos_first = 0
     eos, bos = m.tokenizer.eos_token_id, m.tokenizer.bos_token_id
-    for ids, labels, prompt in zip(dataset["input_ids"], dataset["labels"], prompts, strict=True):
-        split = prompt_length(m, prompt, ids)
+    all_ids, all_labels = dataset["input_ids"], dataset["labels"]
+    for ids, labels, split in zip(all_ids, all_labels, prompt_lengths(m, prompts, all_ids), strict=True):
         flags = [label != IGNORE_INDEX for label in labels]
         total += len(ids)
         trained += sum(flags)

@@ -39,10 +39,14 @@ def untruncated_lengths(m: Materialized) -> list[int]:
     """Lengths TRL produces for the sampled train rows with max_length=None (no truncation, no packing)."""
     from parity.trl_bridge import prepare_dataset
 
+    rows = m.train_rows if m.samples is None else m.train_rows[: m.samples]
+    lengths = [len(ids) for ids in m.tokenized["input_ids"]]
+    max_length = m.sft_config.max_length
+    if not m.sft_config.packing and len(lengths) == len(rows) and (max_length is None or max(lengths) < max_length):
+        return lengths  # nothing reached max_length and no row was dropped: nothing was truncated
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         config = dataclasses.replace(m.sft_config, max_length=None, packing=False)
-    rows = m.train_rows if m.samples is None else m.train_rows[: m.samples]
     return [len(ids) for ids in prepare_dataset(rows, m.tokenizer, config, "untruncated")["input_ids"]]
 
 
