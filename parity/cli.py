@@ -250,22 +250,10 @@ def check_command(
     ] = False,
 ) -> None:
     """Recompute what the locked pair trains on; exit 1 with an explanation when anything changed."""
-    from parity.lock import build_lock, check_lock, format_check, read_lock, write_lock
+    from parity.lock import check_lock, format_check, update_lock
 
     if update:
-        pair = read_lock(Path(lock))["pair"]
-        write_lock(
-            build_lock(
-                pair["a"],
-                pair["b"],
-                pair["data"],
-                pair["world_size"],
-                pair["examples"],
-                pair.get("set_a"),
-                pair.get("set_b"),
-            ),
-            Path(lock),
-        )
+        update_lock(Path(lock))
         print(f"parity check: updated {lock}")
         return
     result = check_lock(Path(lock))

@@ -370,11 +370,10 @@ def token_diff(old: dict, new: dict, tokenizer: Any | None, context: int = 3) ->
     return lines[:12]
 
 
-def check_lock(path: Path) -> CheckResult:
-    """Recompute the pair named in the lock and compare every entry."""
-    lock = read_lock(path)
+def rebuild_lock(lock: dict[str, Any]) -> dict[str, Any]:
+    """Recompute a lock document for the pair, data and options it records."""
     pair = lock["pair"]
-    current = build_lock(
+    return build_lock(
         pair["a"],
         pair["b"],
         pair["data"],
@@ -383,6 +382,18 @@ def check_lock(path: Path) -> CheckResult:
         pair.get("set_a"),
         pair.get("set_b"),
     )
+
+
+def update_lock(path: Path) -> None:
+    """Rewrite a lock with the current state of its pair (accepting every change)."""
+    write_lock(rebuild_lock(read_lock(path)), path)
+
+
+def check_lock(path: Path) -> CheckResult:
+    """Recompute the pair named in the lock and compare every entry."""
+    lock = read_lock(path)
+    pair = lock["pair"]
+    current = rebuild_lock(lock)
     tokenizer = _tokenizer_for(pair["a"], pair.get("set_a"))
     differences = compare_findings(lock["findings"], current["findings"])
     for side in ("a", "b"):

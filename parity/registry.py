@@ -114,9 +114,7 @@ def _load_yaml_recipe(path: Path, seen: tuple[str, ...]) -> Recipe:
     else:
         if not isinstance(base, str):
             raise ParityError(f"recipe {path}: 'extends' must be a recipe name or a path")
-        base_ref = (
-            str(path.parent / base) if looks_like_path(base) and not Path(base).is_absolute() else base
-        )
+        base_ref = str(path.parent / base) if looks_like_path(base) and not Path(base).is_absolute() else base
         recipe = resolve_recipe(base_ref, (), (*seen, resolved))
     recipe.name = str(doc.get("name") or path.stem)
     recipe.origin = f"yaml ({path.name}, extends {base})" if base else f"yaml ({path.name})"

@@ -42,7 +42,11 @@ def untruncated_lengths(m: Materialized) -> list[int]:
     rows = m.train_rows if m.samples is None else m.train_rows[: m.samples]
     lengths = [len(ids) for ids in m.tokenized["input_ids"]]
     max_length = m.sft_config.max_length
-    if not m.sft_config.packing and len(lengths) == len(rows) and (max_length is None or max(lengths) < max_length):
+    if (
+        not m.sft_config.packing
+        and len(lengths) == len(rows)
+        and (max_length is None or max(lengths) < max_length)
+    ):
         return lengths  # nothing reached max_length and no row was dropped: nothing was truncated
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -1,4 +1,4 @@
-"""Run-directory files: atomic writes (temp file + os.replace), JSONL step logs, the INCOMPLETE marker.
+"""Run-directory files: atomic JSON writes (parity.atomic), JSONL step logs, the INCOMPLETE marker.
 
 A JSONL line is written in one call; a reader drops a torn last line left by a killed run.
 """
@@ -6,38 +6,12 @@ A JSONL line is written in one call; a reader drops a torn last line left by a k
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from parity.atomic import write_text_atomic
+
 INCOMPLETE = "INCOMPLETE"
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write `data` to a temp file in the same directory, then os.replace it over `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    current = os.umask(0)
-    os.umask(current)
-    return current
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    write_bytes_atomic(path, text.encode("utf-8"))
 
 
 def write_json_atomic(path: Path, value: Any) -> None:

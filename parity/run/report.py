@@ -12,7 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from parity.run.files import write_bytes_atomic, write_json_atomic, write_text_atomic
+from parity.atomic import write_bytes_atomic, write_text_atomic
+from parity.run.files import write_json_atomic
 
 SCHEMA_VERSION = 1
 IDENTICAL_TOL = 1e-6
