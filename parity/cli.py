@@ -317,7 +317,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def entry() -> None:
-    sys.exit(main())
+    """Console-script entry: run, flush, and exit without tearing down torch and transformers module by module
+    (that teardown costs about a second; every file parity writes is already complete and closed)."""
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(code)
 
 
 if __name__ == "__main__":

@@ -32,12 +32,27 @@ SCALING_FIELDS = {"lora_alpha", "lora_dropout", "alpha_pattern", "use_rslora", "
 IGNORED_FIELDS = {"peft_version"}
 
 
+_base_params: list[int] = []
+"""Parameter count of the unwrapped architecture, once measured (saves a second meta-device build)."""
+
+
 @cache
 def count_parameters(lora_json: str | None) -> dict[str, Any]:
     """Trainable and total parameters of Llama-3.2-1B, full or wrapped with the LoraConfig given as JSON.
 
     Parameters are counted once each (model.parameters() deduplicates the tied embedding / lm_head weight)."""
+    if lora_json is None and _base_params:
+        total = _base_params[0]  # counted on an earlier build of the same architecture, before wrapping
+        return {
+            "trainable_params": total,
+            "total_params": total,
+            "trainable_fraction": 1.0,
+            "targeted_modules": 0,
+            "target_names": [],
+        }
     model = meta_model()
+    if not _base_params:
+        _base_params.append(sum(p.numel() for p in model.parameters()))
     targets: list[str] = []
     if lora_json is not None:
         from peft import LoraConfig, get_peft_model
