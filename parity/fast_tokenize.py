@@ -36,7 +36,8 @@ def supports_fast_path(rows: list[dict], sft_config: Any) -> bool:
 def prepare_fast(
     rows: list[dict], tokenizer: Any, sft_config: Any, completion_only_loss: bool
 ) -> dict[str, list]:
-    """input_ids and labels for conversational prompt/completion rows, as TRL would produce them."""
+    """input_ids and labels for conversational prompt/completion rows, as TRL would produce them, plus where each
+    untruncated completion starts (TRL's common-prefix split), which the loss_mask probe reuses."""
     prompts = [
         tokenizer.apply_chat_template(r["prompt"], tokenize=False, add_generation_prompt=True) for r in rows
     ]
@@ -45,13 +46,10 @@ def prepare_fast(
     full_ids = tokenizer(full, add_special_tokens=False)["input_ids"]
     max_length = sft_config.max_length
     keep_end = sft_config.truncation_mode == "keep_end"
-    out: dict[str, list] = {"input_ids": [], "labels": []}
+    out: dict[str, list] = {"input_ids": [], "labels": [], "completion_start": []}
     for p_ids, ids in zip(prompt_ids, full_ids, strict=True):
-        if completion_only_loss:
-            start = common_prefix_length(p_ids, ids)
-            labels = [-100] * start + ids[start:]
-        else:
-            labels = list(ids)
+        start = common_prefix_length(p_ids, ids)
+        labels = [-100] * start + ids[start:] if completion_only_loss else list(ids)
         if max_length is not None:
             cut = slice(-max_length, None) if keep_end else slice(None, max_length)
             ids, labels = ids[cut], labels[cut]
@@ -59,4 +57,5 @@ def prepare_fast(
                 continue
         out["input_ids"].append(ids)
         out["labels"].append(labels)
+        out["completion_start"].append(start)
     return out

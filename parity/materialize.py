@@ -52,12 +52,21 @@ class Materialized:
         return conversational(self.data.eval, self.recipe.prompt)
 
     @cached_property
-    def tokenized(self):
-        """The first `samples` train examples as TRL's dataset preparation tokenizes them (input_ids, labels)."""
-        from parity.trl_bridge import prepare_dataset
+    def _prepared(self):
+        from parity.trl_bridge import prepare_with_starts
 
         rows = self.train_rows if self.samples is None else self.train_rows[: self.samples]
-        return prepare_dataset(rows, self.tokenizer, self.sft_config, "train")
+        return prepare_with_starts(rows, self.tokenizer, self.sft_config, "train")
+
+    @property
+    def tokenized(self):
+        """The first `samples` train examples as TRL's dataset preparation tokenizes them (input_ids, labels)."""
+        return self._prepared[0]
+
+    @property
+    def completion_starts(self) -> list[int] | None:
+        """Per tokenized row, where the untruncated completion starts (None when TRL's own path prepared them)."""
+        return self._prepared[1]
 
     def conversational_raw(self, rows: list[dict[str, str]]) -> list[dict]:
         """Raw question/answer rows through this recipe's preprocessing and prompt, in TRL's format."""

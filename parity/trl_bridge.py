@@ -25,12 +25,21 @@ def prepare_dataset(
 ) -> datasets.Dataset:
     """Tokenize rows into input_ids/labels: TRL's own preparation ('trl'), or its proven-identical batched
     fast path where it applies ('auto')."""
+    return prepare_with_starts(rows, tokenizer, sft_config, name, engine)[0]
+
+
+def prepare_with_starts(
+    rows: list[dict], tokenizer: Any, sft_config: Any, name: str = "train", engine: str = "auto"
+) -> tuple[datasets.Dataset, list[int] | None]:
+    """prepare_dataset, plus each kept row's untruncated completion start when the fast path measured it."""
     from parity.fast_tokenize import prepare_fast, supports_fast_path
 
     if engine == "auto" and supports_fast_path(rows, sft_config):
         completion_only = resolve_completion_only_loss(sft_config, rows[0])
-        return datasets.Dataset.from_dict(prepare_fast(rows, tokenizer, sft_config, completion_only))
-    return prepare_with_trl(rows, tokenizer, sft_config, name)
+        prepared = prepare_fast(rows, tokenizer, sft_config, completion_only)
+        starts = prepared.pop("completion_start")
+        return datasets.Dataset.from_dict(prepared), starts
+    return prepare_with_trl(rows, tokenizer, sft_config, name), None
 
 
 def prepare_with_trl(

@@ -52,3 +52,14 @@ def test_truncation_that_leaves_no_loss_drops_the_row_like_trl():
 def test_packing_falls_back_to_trl():
     m = make("revise", ["training.packing=true"], samples=1)
     assert not supports_fast_path(m.train_rows[:4], m.sft_config)
+
+
+@pytest.mark.parametrize("name", ["llmhalluc", "revise"])
+def test_completion_starts_equal_the_measured_prompt_lengths(name):
+    from parity.probes.loss_mask import prompt_lengths
+
+    m = make(name, samples=40)
+    rows = m.train_rows[:40]
+    measured = prompt_lengths(m, [r["prompt"] for r in rows], m.tokenized["input_ids"])
+    assert m.completion_starts == measured
+    assert all(start > 5 for start in measured)

@@ -47,6 +47,21 @@ def _with_prompts(m: Materialized) -> tuple[Any, list[list[dict]]]:
     return dataset, [row["prompt"] for row in rows]
 
 
+def _splits(m: Materialized, dataset: Any, prompts: list[list[dict]], all_ids: list[list[int]]) -> list[int]:
+    """Prompt lengths of the rows: reused from the tokenization when it measured them on these very rows and
+    nothing was truncated, else measured here."""
+    starts = m.completion_starts
+    max_length = m.sft_config.max_length
+    if (
+        starts is not None
+        and dataset is m.tokenized
+        and len(starts) == len(all_ids)
+        and all(max_length is None or len(ids) < max_length for ids in all_ids)
+    ):
+        return starts
+    return prompt_lengths(m, prompts, all_ids)
+
+
 def mask_stats(m: Materialized) -> dict[str, Any]:
     """Trained-token counts over the recipe's TRL-prepared train sample."""
     dataset, prompts = _with_prompts(m)
@@ -54,7 +69,7 @@ def mask_stats(m: Materialized) -> dict[str, Any]:
     ends_eos = eos_trained = bos_first = 0
     eos, bos = m.tokenizer.eos_token_id, m.tokenizer.bos_token_id
     all_ids, all_labels = dataset["input_ids"], dataset["labels"]
-    for ids, labels, split in zip(all_ids, all_labels, prompt_lengths(m, prompts, all_ids), strict=True):
+    for ids, labels, split in zip(all_ids, all_labels, _splits(m, dataset, prompts, all_ids), strict=True):
         flags = [label != IGNORE_INDEX for label in labels]
         total += len(ids)
         trained += sum(flags)
