@@ -42,8 +42,8 @@ def prepare_fast(
         tokenizer.apply_chat_template(r["prompt"], tokenize=False, add_generation_prompt=True) for r in rows
     ]
     full = [tokenizer.apply_chat_template(r["prompt"] + r["completion"], tokenize=False) for r in rows]
-    prompt_ids = tokenizer(prompts, add_special_tokens=False)["input_ids"]
-    full_ids = tokenizer(full, add_special_tokens=False)["input_ids"]
+    prompt_ids = _encode(tokenizer, prompts)
+    full_ids = _encode(tokenizer, full)
     max_length = sft_config.max_length
     keep_end = sft_config.truncation_mode == "keep_end"
     out: dict[str, list] = {"input_ids": [], "labels": [], "completion_start": []}
@@ -59,3 +59,12 @@ def prepare_fast(
         out["labels"].append(labels)
         out["completion_start"].append(start)
     return out
+
+
+def _encode(tokenizer: Any, texts: list[str]) -> list[list[int]]:
+    """Token ids without special tokens, as `tokenizer(texts, add_special_tokens=False)` gives them; through the
+    Rust backend's batch encoder directly when the tokenizer has one (same ids, no Python-side wrapping)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None and hasattr(backend, "encode_batch_fast") and texts:
+        return [encoding.ids for encoding in backend.encode_batch_fast(texts, add_special_tokens=False)]
+    return tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
