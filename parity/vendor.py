@@ -36,6 +36,14 @@ class FactSheet:
     def __getitem__(self, name: str) -> Any:
         return self.facts[name].value
 
+    def group(self, prefix: str) -> dict[str, Any]:
+        """Values of the facts named '<prefix>.<key>', keyed by <key> (e.g. group('env') -> {'trl': '==0.17.0'})."""
+        return {
+            name.removeprefix(f"{prefix}."): fact.value
+            for name, fact in self.facts.items()
+            if name.startswith(f"{prefix}.")
+        }
+
     def source(self, name: str) -> str:
         """'repo@commit:file' for a fact, for provenance columns."""
         return f"{self.repo}@{self.commit}:{self.facts[name].file}"

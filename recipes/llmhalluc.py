@@ -49,11 +49,7 @@ def build() -> Recipe:
     """The llmhalluc recipe: train_args.py defaults merged with the GSM8K experiment YAML."""
     facts = load_facts("llmhalluc")
     experiment = facts["experiment_config"]
-    defaults = {
-        name.removeprefix("defaults."): fact.value
-        for name, fact in facts.facts.items()
-        if name.startswith("defaults.")
-    }
+    defaults = facts.group("defaults")
     training = training_args(
         {
             **{k: defaults[k] for k in TRAINING_DEFAULTS},
@@ -120,11 +116,7 @@ def build() -> Recipe:
             flexible_regex=facts["eval.flexible_regex"],
             ignore_patterns=[",", r"\$"],
         ),
-        env={
-            name.removeprefix("env."): fact.value
-            for name, fact in facts.facts.items()
-            if name.startswith("env.")
-        },
+        env=facts.group("env"),
         upstream=UpstreamSpec(
             repo=facts.repo,
             commit=facts.commit,

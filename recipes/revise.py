@@ -33,11 +33,7 @@ SCRIPT_ONLY_ARGS = {
 def build() -> Recipe:
     """The revise recipe, as its launch script, sft.py, preprocess.py and prompts.py define it."""
     facts = load_facts("revise")
-    script_args = {
-        name.removeprefix("args."): fact.value
-        for name, fact in facts.facts.items()
-        if name.startswith("args.")
-    }
+    script_args = facts.group("args")
     training = training_args(script_args, skip=SCRIPT_ONLY_ARGS)
     training["per_device_train_batch_size"] = facts["launch.per_device_train_batch_size"]
     training["per_device_eval_batch_size"] = facts["launch.per_device_eval_batch_size"]
@@ -85,11 +81,7 @@ def build() -> Recipe:
             flexible_regex=facts["eval.extract_regex"],
             ignore_patterns=[",", r"\$", "(?s).*#### ", r"\.$"],
         ),
-        env={
-            name.removeprefix("env."): fact.value
-            for name, fact in facts.facts.items()
-            if name.startswith("env.")
-        },
+        env=facts.group("env"),
         upstream=UpstreamSpec(
             repo=facts.repo,
             commit=facts.commit,

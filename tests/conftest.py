@@ -32,6 +32,11 @@ def make(
     )
 
 
+def by_key(result) -> dict:
+    """A probe result's findings by key."""
+    return {f.key: f for f in result.findings}
+
+
 @pytest.fixture(scope="session")
 def real_pair() -> tuple[Materialized, Materialized]:
     if not (REAL_GSM8K / "train.jsonl").is_file():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import make
+from conftest import by_key, make
 
 from parity.probes import ProbeContext
 from parity.probes.answer import answer_probe, answers_match, extract_answer
@@ -18,10 +18,6 @@ LLMHALLUC_EVAL = EvalSpec(
 REVISE_EVAL = EvalSpec(
     flexible_regex=r"(-?[$0-9.,]{2,})|(-?[0-9]+)", ignore_patterns=[",", r"\$", "(?s).*#### ", r"\.$"]
 )
-
-
-def by_key(result):
-    return {f.key: f for f in result.findings}
 
 
 @pytest.fixture(scope="module")

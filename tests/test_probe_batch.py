@@ -5,17 +5,13 @@ from __future__ import annotations
 import math
 
 import pytest
-from conftest import make
+from conftest import by_key, make
 
 from parity.probes import ProbeContext
 from parity.probes.batch import probe
 from parity.steps import plan_steps, train_dataloader
 
 CTX = ProbeContext()
-
-
-def by_key(result):
-    return {f.key: f for f in result.findings}
 
 
 @pytest.fixture(scope="module")

@@ -5,16 +5,12 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from conftest import make
+from conftest import by_key, make
 
 from parity.probes import ProbeContext
 from parity.probes.config import model_loader_kwargs, probe, unread_keys
 
 CTX = ProbeContext()
-
-
-def by_key(result):
-    return {f.key: f for f in result.findings}
 
 
 @pytest.fixture(scope="module")

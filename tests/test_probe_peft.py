@@ -22,10 +22,6 @@ LORA_AS_REVISE = [
 ]
 
 
-def by_key(result):
-    return {f.key: f for f in result.findings}
-
-
 @pytest.fixture(scope="module")
 def revise(synthetic_pair):
     return synthetic_pair[1]

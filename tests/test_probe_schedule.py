@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from conftest import make
+from conftest import by_key, make
 
 from parity.probes import ProbeContext
 from parity.probes.schedule import probe, sig
 
 CTX = ProbeContext()
-
-
-def by_key(result):
-    return {f.key: f for f in result.findings}
 
 
 @pytest.fixture(scope="module")
