@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
+import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -40,14 +39,20 @@ for name in ("llmhalluc", "revise"):
 """
 
 
+MEASURE = r"""
+import resource, subprocess, sys, time
+start = time.perf_counter()
+subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+print(time.perf_counter() - start, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+"""
+
+
 def timed(cmd: list[str]) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB) of a child process."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    start = time.perf_counter()
-    subprocess.run(cmd, check=True, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wall = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return wall, max(peak, before) / 1024
+    """Wall seconds and peak RSS (MB) of one child process (measured by a fresh parent, so earlier runs'
+    peaks do not leak into it)."""
+    out = subprocess.run([sys.executable, "-c", MEASURE, *cmd], check=True, cwd=REPO, capture_output=True)
+    wall, peak_kb = out.stdout.split()
+    return float(wall), float(peak_kb) / 1024
 
 
 def identical_on_every_row(data: str) -> tuple[bool, int]:
@@ -97,40 +102,38 @@ def identical_on_every_row(data: str) -> tuple[bool, int]:
     return True, rows
 
 
+def summary(samples: list[tuple[float, float]]) -> tuple[float, str]:
+    """Median wall seconds, and 'median s (min-max), peak RSS N MB' over repeated runs."""
+    walls = sorted(wall for wall, _ in samples)
+    median = statistics.median(walls)
+    spread = f" ({walls[0]:.2f}-{walls[-1]:.2f} over {len(walls)} runs)" if len(walls) > 1 else ""
+    return median, f"{median:.2f} s{spread}, peak RSS {max(rss for _, rss in samples):.0f} MB"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(DEFAULT_DATA))
+    parser.add_argument("--repeat", type=int, default=3, help="Runs of each command, interleaved (median).")
     parser.add_argument("--skip-identity", action="store_true")
     args = parser.parse_args()
     parity = str(Path(sys.executable).parent / "parity")
-    env_out = tempfile.mkdtemp()
-    base_wall, base_rss = timed([sys.executable, "-c", BASELINE, args.data])
-    all_wall, all_rss = timed(
-        [
-            parity,
-            "diff",
-            "--a",
-            "llmhalluc",
-            "--b",
-            "revise",
-            "--data",
-            args.data,
-            "--samples",
-            "all",
-            "--out",
-            env_out,
-        ]
-    )
-    default_wall, default_rss = timed([parity, "diff", "--a", "llmhalluc", "--b", "revise", "--out", env_out])
-    print(
-        f"baseline (plain SFTTrainer, both recipes, {args.data}): {base_wall:.2f} s, peak RSS {base_rss:.0f} MB"
-    )
-    print(
-        f"parity diff --samples all: {all_wall:.2f} s, peak RSS {all_rss:.0f} MB, ratio {all_wall / base_wall:.2f}x baseline (target <= 0.50x)"
-    )
-    print(
-        f"parity diff (default, synthetic, cold): {default_wall:.2f} s (target < 6 s), peak RSS {default_rss:.0f} MB (target < 1500 MB)"
-    )
+    out = tempfile.mkdtemp()
+    commands = {
+        "baseline": [sys.executable, "-c", BASELINE, args.data],
+        "all": [parity, "diff", "--a", "llmhalluc", "--b", "revise", "--data", args.data]
+        + ["--samples", "all", "--out", out],
+        "default": [parity, "diff", "--a", "llmhalluc", "--b", "revise", "--out", out],
+    }
+    runs: dict[str, list[tuple[float, float]]] = {name: [] for name in commands}
+    for _ in range(max(1, args.repeat)):
+        for name, cmd in commands.items():
+            runs[name].append(timed(cmd))
+    base, base_text = summary(runs["baseline"])
+    every, all_text = summary(runs["all"])
+    _, default_text = summary(runs["default"])
+    print(f"baseline (plain SFTTrainer, both recipes, {args.data}): {base_text}")
+    print(f"parity diff --samples all: {all_text}; ratio {every / base:.2f}x baseline (target <= 0.50x)")
+    print(f"parity diff (default, synthetic, cold): {default_text} (targets < 6 s, < 1500 MB)")
     if not args.skip_identity:
         same, rows = identical_on_every_row(args.data)
         print(f"bit-identical input_ids and labels on every row: {same} ({rows} rows over both recipes)")

@@ -118,7 +118,7 @@ def run_diff(
     recipe_a = resolve_recipe(a_ref, list(set_a))
     recipe_b = resolve_recipe(b_ref, list(set_b))
     ma, mb = materialize_pair(recipe_a, recipe_b, data, world_size, samples)
-    if show_example < 0 or show_example >= min(len(ma.train_rows), len(mb.train_rows)):
+    if show_example < 0 or show_example >= min(len(ma.data.train), len(mb.data.train)):
         raise ParityError(f"--show-example {show_example} is out of range")
     context = ProbeContext(world_sizes=tuple(sorted({1, 2, 4, 8, world_size})), show_example=show_example)
     return diff_materialized(ma, mb, axes, context, on_probe)

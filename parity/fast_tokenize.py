@@ -1,17 +1,19 @@
 """A batched fast path for TRL's prompt/completion preparation, bit-identical to `SFTTrainer._prepare_dataset`.
 
-Same steps in the same order: render the prompt alone (with generation prompt) and prompt+completion through the
-tokenizer's chat template, tokenize both (batched, without special tokens, as `apply_chat_template` does),
-completion starts at their common prefix, labels masked by completion_only_loss, truncation by max_length and
-truncation_mode, fully masked rows dropped. tests/test_fast_tokenize.py and benchmarks/diff_bench.py prove the
-output identical to TRL's on every row; anything outside these cases falls back to TRL.
-"""
+Same steps in the same order: render the prompt alone (with generation prompt) and prompt+completion through
+the tokenizer's chat template (one batched `apply_chat_template` call each, which renders every conversation
+on its own), tokenize both (batched, without special tokens, as `apply_chat_template` does), completion starts
+at their common prefix, labels masked by completion_only_loss, truncation by max_length and truncation_mode,
+fully masked rows dropped. tests/test_fast_tokenize.py and benchmarks/diff_bench.py prove the output identical
+to TRL's on every row; anything outside these cases falls back to TRL."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from trl.data_utils import common_prefix_length
+
+from parity.trl_bridge import IGNORE_INDEX
 
 
 def supports_fast_path(rows: list[dict], sft_config: Any) -> bool:
@@ -38,22 +40,22 @@ def prepare_fast(
 ) -> dict[str, list]:
     """input_ids and labels for conversational prompt/completion rows, as TRL would produce them, plus where each
     untruncated completion starts (TRL's common-prefix split), which the loss_mask probe reuses."""
-    prompts = [
-        tokenizer.apply_chat_template(r["prompt"], tokenize=False, add_generation_prompt=True) for r in rows
-    ]
-    full = [tokenizer.apply_chat_template(r["prompt"] + r["completion"], tokenize=False) for r in rows]
-    prompt_ids = _encode(tokenizer, prompts)
-    full_ids = _encode(tokenizer, full)
+    prompts = tokenizer.apply_chat_template(
+        [r["prompt"] for r in rows], tokenize=False, add_generation_prompt=True
+    )
+    full = tokenizer.apply_chat_template([r["prompt"] + r["completion"] for r in rows], tokenize=False)
+    prompt_ids = encode_texts(tokenizer, prompts)
+    full_ids = encode_texts(tokenizer, full)
     max_length = sft_config.max_length
     keep_end = sft_config.truncation_mode == "keep_end"
     out: dict[str, list] = {"input_ids": [], "labels": [], "completion_start": []}
     for p_ids, ids in zip(prompt_ids, full_ids, strict=True):
         start = common_prefix_length(p_ids, ids)
-        labels = [-100] * start + ids[start:] if completion_only_loss else list(ids)
+        labels = [IGNORE_INDEX] * start + ids[start:] if completion_only_loss else list(ids)
         if max_length is not None:
             cut = slice(-max_length, None) if keep_end else slice(None, max_length)
             ids, labels = ids[cut], labels[cut]
-            if all(label == -100 for label in labels):
+            if labels.count(IGNORE_INDEX) == len(labels):
                 continue
         out["input_ids"].append(ids)
         out["labels"].append(labels)
@@ -61,7 +63,7 @@ def prepare_fast(
     return out
 
 
-def _encode(tokenizer: Any, texts: list[str]) -> list[list[int]]:
+def encode_texts(tokenizer: Any, texts: list[str]) -> list[list[int]]:
     """Token ids without special tokens, as `tokenizer(texts, add_special_tokens=False)` gives them; through the
     Rust backend's batch encoder directly when the tokenizer has one (same ids, no Python-side wrapping)."""
     backend = getattr(tokenizer, "backend_tokenizer", None)

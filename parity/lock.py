@@ -23,6 +23,7 @@ from parity.launch import plan_launch
 from parity.materialize import Materialized, sft_defaults
 from parity.probes import ProbeContext
 from parity.registry import resolve_recipe
+from parity.trl_bridge import IGNORE_INDEX
 
 LOCK_SCHEMA_VERSION = 1
 DEFAULT_EXAMPLES = 16
@@ -110,7 +111,7 @@ def recipe_section(m: Materialized, examples: int) -> dict[str, Any]:
         }
     rows = m.prepare_raw(m.raw.train[:examples])
     ids = [list(r["input_ids"]) for r in rows]
-    masks = ["".join("1" if label != -100 else "0" for label in r["labels"]) for r in rows]
+    masks = ["".join("1" if label != IGNORE_INDEX else "0" for label in r["labels"]) for r in rows]
     return {
         "config_digest": digest(full),
         "config": config,

@@ -52,21 +52,29 @@ class Materialized:
         return conversational(self.data.eval, self.recipe.prompt)
 
     @cached_property
-    def _prepared(self):
-        from parity.trl_bridge import prepare_with_starts
+    def sample_rows(self) -> list[dict]:
+        """The first `samples` train rows in TRL's format (all of them when samples is None)."""
+        if self.samples is None or "train_rows" in self.__dict__:
+            return self.train_rows[: self.samples]
+        return conversational(self.data.train[: self.samples], self.recipe.prompt)
 
-        rows = self.train_rows if self.samples is None else self.train_rows[: self.samples]
-        return prepare_with_starts(rows, self.tokenizer, self.sft_config, "train")
+    @cached_property
+    def prepared(self):
+        """The first `samples` train examples as TRL's dataset preparation tokenizes them (`trl_bridge.Prepared`:
+        input_ids and labels as lists, completion starts where measured)."""
+        from parity.trl_bridge import prepare_rows
+
+        return prepare_rows(self.sample_rows, self.tokenizer, self.sft_config, "train")
 
     @property
     def tokenized(self):
-        """The first `samples` train examples as TRL's dataset preparation tokenizes them (input_ids, labels)."""
-        return self._prepared[0]
+        """`prepared` as the `datasets.Dataset` TRL returns (input_ids, labels)."""
+        return self.prepared.dataset
 
     @property
     def completion_starts(self) -> list[int] | None:
         """Per tokenized row, where the untruncated completion starts (None when TRL's own path prepared them)."""
-        return self._prepared[1]
+        return self.prepared.completion_starts
 
     def conversational_raw(self, rows: list[dict[str, str]]) -> list[dict]:
         """Raw question/answer rows through this recipe's preprocessing and prompt, in TRL's format."""

@@ -8,9 +8,13 @@ result identical to a plain `SFTTrainer` build.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import datasets
+
+IGNORE_INDEX = -100
+"""The label value the loss ignores (transformers' and TRL's convention)."""
 
 
 def resolve_completion_only_loss(sft_config: Any, first_example: dict) -> bool:
@@ -20,26 +24,54 @@ def resolve_completion_only_loss(sft_config: Any, first_example: dict) -> bool:
     return bool(sft_config.completion_only_loss)
 
 
+@dataclass
+class Prepared:
+    """Rows as TRL's preparation tokenizes them: input_ids and labels as plain lists (what the probes read), each
+    kept row's untruncated completion start when the fast path measured it, and the `datasets.Dataset` form."""
+
+    input_ids: list[list[int]]
+    labels: list[list[int]]
+    completion_starts: list[int] | None = None
+    prompts: list[list[dict]] | None = None
+    """The prompt messages of each kept row, where TRL's dataset carries them."""
+    _dataset: datasets.Dataset | None = None
+
+    @classmethod
+    def from_dataset(cls, dataset: datasets.Dataset) -> Prepared:
+        prompts = dataset["prompt"][:] if "prompt" in dataset.column_names else None
+        return cls(dataset["input_ids"][:], dataset["labels"][:], None, prompts, dataset)
+
+    @property
+    def dataset(self) -> datasets.Dataset:
+        """TRL's dataset (the fast path builds it on first use: the probes need only the lists)."""
+        if self._dataset is None:
+            self._dataset = datasets.Dataset.from_dict({"input_ids": self.input_ids, "labels": self.labels})
+        return self._dataset
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+
 def prepare_dataset(
     rows: list[dict], tokenizer: Any, sft_config: Any, name: str = "train", engine: str = "auto"
 ) -> datasets.Dataset:
     """Tokenize rows into input_ids/labels: TRL's own preparation ('trl'), or its proven-identical batched
     fast path where it applies ('auto')."""
-    return prepare_with_starts(rows, tokenizer, sft_config, name, engine)[0]
+    return prepare_rows(rows, tokenizer, sft_config, name, engine).dataset
 
 
-def prepare_with_starts(
+def prepare_rows(
     rows: list[dict], tokenizer: Any, sft_config: Any, name: str = "train", engine: str = "auto"
-) -> tuple[datasets.Dataset, list[int] | None]:
-    """prepare_dataset, plus each kept row's untruncated completion start when the fast path measured it."""
+) -> Prepared:
+    """prepare_dataset as plain lists, plus each kept row's untruncated completion start when the fast path
+    measured it."""
     from parity.fast_tokenize import prepare_fast, supports_fast_path
 
     if engine == "auto" and supports_fast_path(rows, sft_config):
         completion_only = resolve_completion_only_loss(sft_config, rows[0])
         prepared = prepare_fast(rows, tokenizer, sft_config, completion_only)
-        starts = prepared.pop("completion_start")
-        return datasets.Dataset.from_dict(prepared), starts
-    return prepare_with_trl(rows, tokenizer, sft_config, name), None
+        return Prepared(prepared["input_ids"], prepared["labels"], prepared["completion_start"])
+    return Prepared.from_dataset(prepare_with_trl(rows, tokenizer, sft_config, name))
 
 
 def prepare_with_trl(

@@ -92,3 +92,43 @@ def test_leakage_differs_when_only_selection_differs(synthetic_pair):
     assert finding.severity == "high"
     assert finding.a == finding.b == "eval = benchmark test split"
     assert result.values["b"]["selection_uses_eval"] is False
+
+
+def brute_force_overlaps(offsets, spans):
+    """Reference: a token counts when its characters intersect any span."""
+    return sum(
+        1 for start, end in offsets if any(start < s_end and end > s_start for s_start, s_end in spans)
+    )
+
+
+@pytest.mark.parametrize(
+    ("offsets", "spans", "expected"),
+    [
+        ([(0, 2), (2, 4), (4, 6)], [], 0),
+        ([(0, 2), (2, 4), (4, 6)], [(2, 4)], 1),
+        ([(0, 3), (3, 6), (6, 9)], [(2, 4)], 2),  # a span cutting through two tokens
+        ([(0, 4), (4, 8)], [(1, 2), (3, 5)], 2),  # token 0 overlaps both spans and counts once
+        ([(0, 1), (1, 1), (1, 2)], [(0, 2)], 3),  # a zero-width token inside the span
+        ([(0, 2), (2, 4)], [(4, 6)], 0),  # span past the last token
+    ],
+)
+def test_tokens_overlapping_hand_made(offsets, spans, expected):
+    from parity.probes.data import tokens_overlapping
+
+    assert tokens_overlapping(offsets, spans) == expected == brute_force_overlaps(offsets, spans)
+
+
+def test_tokens_overlapping_equals_brute_force_on_every_synthetic_answer(revise):
+    from parity.data.synthetic import generate_rows
+    from parity.probes.data import ANNOTATION, token_offsets, tokens_overlapping
+
+    answers = [row["answer"] for row in generate_rows(400, seed=3)]
+    offsets = token_offsets(revise.tokenizer, answers)
+    reference = revise.tokenizer(answers, add_special_tokens=False, return_offsets_mapping=True)
+    assert offsets == [list(map(tuple, row)) for row in reference["offset_mapping"]]
+    spans = [[match.span() for match in ANNOTATION.finditer(answer)] for answer in answers]
+    counts = [
+        (tokens_overlapping(o, s), brute_force_overlaps(o, s)) for o, s in zip(offsets, spans, strict=True)
+    ]
+    assert all(fast == slow for fast, slow in counts)
+    assert sum(fast for fast, _ in counts) > 1000

@@ -11,19 +11,21 @@ from parity.materialize import Materialized
 from parity.plain import plain
 from parity.probes import ProbeContext, ProbeResult, register_probe
 from parity.steps import StepPlan, plan_steps, step_count_cause
+from parity.trl_bridge import IGNORE_INDEX
 
 VERB = {"eval": "evaluates", "save": "saves"}
 
 
 def token_counts(m: Materialized) -> dict[str, Any]:
     """Mean tokens and loss-carrying tokens (labels != -100) per example over the tokenized sample."""
-    lengths = [len(ids) for ids in m.tokenized["input_ids"]]
-    trained = [sum(1 for label in labels if label != -100) for labels in m.tokenized["labels"]]
-    n = len(lengths)
+    all_labels = m.prepared.labels
+    n = len(all_labels)
+    tokens = sum(map(len, all_labels))
+    trained = tokens - sum(labels.count(IGNORE_INDEX) for labels in all_labels)
     return {
         "examples": n,
-        "mean_tokens": round(sum(lengths) / n, 6) if n else None,
-        "mean_trained_tokens": round(sum(trained) / n, 6) if n else None,
+        "mean_tokens": round(tokens / n, 6) if n else None,
+        "mean_trained_tokens": round(trained / n, 6) if n else None,
     }
 
 

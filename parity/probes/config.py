@@ -59,8 +59,8 @@ def unread_keys(m: Materialized) -> dict[str, Any]:
 
 def effective_field(m: Materialized, name: str) -> Any:
     """The value training uses for an SFTConfig field (completion_only_loss resolved as SFTTrainer does)."""
-    if name == "completion_only_loss" and m.train_rows:
-        return resolve_completion_only_loss(m.sft_config, m.train_rows[0])
+    if name == "completion_only_loss" and m.sample_rows:
+        return resolve_completion_only_loss(m.sft_config, m.sample_rows[0])
     return plain(getattr(m.sft_config, name))
 
 

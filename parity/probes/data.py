@@ -4,10 +4,13 @@ Measures row counts, content hashes, preprocessing effects, eval/test overlap an
 from __future__ import annotations
 
 import re
+from bisect import bisect_left, bisect_right
+from operator import itemgetter
 from typing import Any
 
 from parity.data.pipeline import preprocess_rows
 from parity.data.sources import rows_digest
+from parity.fast_tokenize import encode_texts
 from parity.findings import Finding
 from parity.materialize import Materialized
 from parity.plain import plain
@@ -23,22 +26,45 @@ def annotation_tokens(m: Materialized, answers: list[str]) -> dict[str, Any]:
     """Tokens of the recipe's tokenizer that fall inside <<...>> spans of the answers, and all answer tokens."""
     if not answers:
         return {"rows": 0, "annotation_tokens": 0, "completion_tokens": 0, "annotation_token_share": 0.0}
-    encoded = m.tokenizer(answers, add_special_tokens=False, return_offsets_mapping=True)
-    inside = total = 0
-    for answer, offsets in zip(answers, encoded["offset_mapping"], strict=True):
-        spans = [match.span() for match in ANNOTATION.finditer(answer)]
+    spans = [[match.span() for match in ANNOTATION.finditer(answer)] for answer in answers]
+    annotated = [i for i, row_spans in enumerate(spans) if row_spans]
+    plain_answers = [answer for answer, row_spans in zip(answers, spans, strict=True) if not row_spans]
+    total = sum(map(len, encode_texts(m.tokenizer, plain_answers)))  # offsets are needed only where spans are
+    inside = 0
+    for i, offsets in zip(
+        annotated, token_offsets(m.tokenizer, [answers[i] for i in annotated]), strict=True
+    ):
         total += len(offsets)
-        if not spans:
-            continue
-        inside += sum(
-            1 for start, end in offsets if any(start < s_end and end > s_start for s_start, s_end in spans)
-        )
+        inside += tokens_overlapping(offsets, spans[i])
     return {
         "rows": len(answers),
         "annotation_tokens": inside,
         "completion_tokens": total,
         "annotation_token_share": round(inside / total, 6) if total else 0.0,
     }
+
+
+def token_offsets(tokenizer: Any, texts: list[str]) -> list[list[tuple[int, int]]]:
+    """Character offsets of each text's tokens (no special tokens), through the Rust batch encoder when the
+    tokenizer has one (the offsets `tokenizer(..., return_offsets_mapping=True)` reports, without its wrapping)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if not texts:
+        return []
+    if backend is not None:
+        return [encoding.offsets for encoding in backend.encode_batch(texts, add_special_tokens=False)]
+    return tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+
+
+def tokens_overlapping(offsets: list[tuple[int, int]], spans: list[tuple[int, int]]) -> int:
+    """How many tokens overlap at least one of the sorted, disjoint character spans (token offsets are sorted,
+    so each span's tokens are one index range, found by bisection; ranges shared by two spans count once)."""
+    count = reached = 0
+    for span_start, span_end in spans:
+        first = max(bisect_right(offsets, span_start, key=itemgetter(1)), reached)
+        last = bisect_left(offsets, span_end, key=itemgetter(0))
+        count += max(0, last - first)
+        reached = max(reached, last)
+    return count
 
 
 def selection_uses_eval(m: Materialized) -> bool:

@@ -12,11 +12,9 @@ from parity.plain import plain
 from parity.probes import ProbeContext, ProbeResult, register_probe
 from parity.probes.template import CLOCKS, frozen_clock
 from parity.textdiff import pair_names
-from parity.trl_bridge import resolve_completion_only_loss
+from parity.trl_bridge import IGNORE_INDEX, Prepared, resolve_completion_only_loss
 
 AXIS = "loss_mask"
-IGNORE_INDEX = -100
-"""The label value the loss ignores (transformers' and TRL's convention)."""
 
 
 def prompt_length(m: Materialized, prompt: list[dict], input_ids: list[int]) -> int:
@@ -33,28 +31,28 @@ def prompt_lengths(m: Materialized, prompts: list[list[dict]], input_ids: list[l
     return [common_prefix_length(p, ids) for p, ids in zip(prompt_ids, input_ids, strict=True)]
 
 
-def _with_prompts(m: Materialized) -> tuple[Any, list[list[dict]]]:
-    """m.tokenized with the prompt messages of each of its rows (re-prepared by TRL when rows cannot be matched)."""
+def _with_prompts(m: Materialized) -> tuple[Prepared, list[list[dict]]]:
+    """m.prepared with the prompt messages of each of its rows (re-prepared by TRL when rows cannot be matched)."""
     from parity.trl_bridge import prepare_with_trl
 
-    dataset = m.tokenized
-    if "prompt" in dataset.column_names:
-        return dataset, dataset["prompt"]
-    rows = m.train_rows if m.samples is None else m.train_rows[: m.samples]
-    if len(dataset) != len(rows) or m.sft_config.shuffle_dataset:
-        dataset = prepare_with_trl(rows, m.tokenizer, m.sft_config, "train")
-        return dataset, dataset["prompt"]
-    return dataset, [row["prompt"] for row in rows]
+    prepared = m.prepared
+    if prepared.prompts is not None:
+        return prepared, prepared.prompts
+    rows = m.sample_rows
+    if len(prepared) != len(rows) or m.sft_config.shuffle_dataset:
+        prepared = Prepared.from_dataset(prepare_with_trl(rows, m.tokenizer, m.sft_config, "train"))
+        return prepared, prepared.prompts
+    return prepared, [row["prompt"] for row in rows]
 
 
-def _splits(m: Materialized, dataset: Any, prompts: list[list[dict]], all_ids: list[list[int]]) -> list[int]:
+def _splits(m: Materialized, prepared: Prepared, prompts: list[list[dict]]) -> list[int]:
     """Prompt lengths of the rows: reused from the tokenization when it measured them on these very rows and
     nothing was truncated, else measured here."""
-    starts = m.completion_starts
+    starts = prepared.completion_starts
     max_length = m.sft_config.max_length
+    all_ids = prepared.input_ids
     if (
         starts is not None
-        and dataset is m.tokenized
         and len(starts) == len(all_ids)
         and all(max_length is None or len(ids) < max_length for ids in all_ids)
     ):
@@ -64,24 +62,27 @@ def _splits(m: Materialized, dataset: Any, prompts: list[list[dict]], all_ids: l
 
 def mask_stats(m: Materialized) -> dict[str, Any]:
     """Trained-token counts over the recipe's TRL-prepared train sample."""
-    dataset, prompts = _with_prompts(m)
+    prepared, prompts = _with_prompts(m)
     total = trained = prompt_tokens = prompt_trained = completion_tokens = completion_trained = 0
     ends_eos = eos_trained = bos_first = 0
     eos, bos = m.tokenizer.eos_token_id, m.tokenizer.bos_token_id
-    all_ids, all_labels = dataset["input_ids"], dataset["labels"]
-    for ids, labels, split in zip(all_ids, all_labels, _splits(m, dataset, prompts, all_ids), strict=True):
-        flags = [label != IGNORE_INDEX for label in labels]
+    for ids, labels, split in zip(
+        prepared.input_ids, prepared.labels, _splits(m, prepared, prompts), strict=True
+    ):
+        row_trained = len(labels) - labels.count(IGNORE_INDEX)
+        head = labels[:split]
+        head_trained = len(head) - head.count(IGNORE_INDEX)
         total += len(ids)
-        trained += sum(flags)
+        trained += row_trained
         prompt_tokens += split
-        prompt_trained += sum(flags[:split])
+        prompt_trained += head_trained
         completion_tokens += len(ids) - split
-        completion_trained += sum(flags[split:])
+        completion_trained += row_trained - head_trained
         if ids and ids[-1] == eos:
             ends_eos += 1
-            eos_trained += flags[-1]
+            eos_trained += labels[-1] != IGNORE_INDEX
         bos_first += bool(ids) and ids[0] == bos
-    examples = len(dataset)
+    examples = len(prepared)
     return {
         "examples": examples,
         "tokens": total,
@@ -103,7 +104,7 @@ def mask_stats(m: Materialized) -> dict[str, Any]:
 def completion_only_loss(m: Materialized) -> dict[str, Any]:
     """The effective completion_only_loss as TRL resolves it, with where it comes from."""
     raw = m.sft_config.completion_only_loss
-    effective = resolve_completion_only_loss(m.sft_config, m.train_rows[0])
+    effective = resolve_completion_only_loss(m.sft_config, m.sample_rows[0])
     if "completion_only_loss" in m.recipe.training:
         provenance = f"set by recipe ({m.recipe.provenance.get('training.completion_only_loss', 'recipe')})"
     else:

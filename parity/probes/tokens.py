@@ -39,8 +39,8 @@ def untruncated_lengths(m: Materialized) -> list[int]:
     """Lengths TRL produces for the sampled train rows with max_length=None (no truncation, no packing)."""
     from parity.trl_bridge import prepare_dataset
 
-    rows = m.train_rows if m.samples is None else m.train_rows[: m.samples]
-    lengths = [len(ids) for ids in m.tokenized["input_ids"]]
+    rows = m.sample_rows
+    lengths = [len(ids) for ids in m.prepared.input_ids]
     max_length = m.sft_config.max_length
     if (
         not m.sft_config.packing
@@ -56,7 +56,7 @@ def untruncated_lengths(m: Materialized) -> list[int]:
 
 def _recipe_values(m: Materialized, row: dict[str, str]) -> dict[str, Any]:
     ids = list(m.prepare_raw([row])[0]["input_ids"])
-    lengths = [len(x) for x in m.tokenized["input_ids"]]
+    lengths = [len(x) for x in m.prepared.input_ids]
     full = untruncated_lengths(m)
     max_length = m.sft_config.max_length
     return {
@@ -180,7 +180,7 @@ def tokens_probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeRe
         "example_first_difference": first,
         "example_ops": ops,
         "length_histogram": length_histogram(
-            [len(x) for x in a.tokenized["input_ids"]], [len(x) for x in b.tokenized["input_ids"]]
+            [len(x) for x in a.prepared.input_ids], [len(x) for x in b.prepared.input_ids]
         ),
     }
     return ProbeResult(findings=findings, values=plain(values))
