@@ -65,8 +65,20 @@ def prepare_fast(
 
 def encode_texts(tokenizer: Any, texts: list[str]) -> list[list[int]]:
     """Token ids without special tokens, as `tokenizer(texts, add_special_tokens=False)` gives them; through the
-    Rust backend's batch encoder directly when the tokenizer has one (same ids, no Python-side wrapping)."""
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is not None and hasattr(backend, "encode_batch_fast") and texts:
+    Rust backend's batch encoder directly when that is the same (no Python-side wrapping)."""
+    if not texts:
+        return []
+    backend = direct_backend(tokenizer)
+    if backend is not None:
         return [encoding.ids for encoding in backend.encode_batch_fast(texts, add_special_tokens=False)]
-    return tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
+    return tokenizer(texts, add_special_tokens=False)["input_ids"]
+
+
+def direct_backend(tokenizer: Any) -> Any:
+    """The tokenizer's Rust backend when calling it directly gives what the tokenizer's own call gives, else None.
+    transformers leaves the padding and truncation of its last call set on the backend (a padded generation
+    batch, say); its own calls reset them, direct calls would pad or truncate."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None or not hasattr(backend, "encode_batch_fast"):
+        return None
+    return backend if backend.padding is None and backend.truncation is None else None

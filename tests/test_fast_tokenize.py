@@ -63,3 +63,16 @@ def test_completion_starts_equal_the_measured_prompt_lengths(name):
     measured = prompt_lengths(m, [r["prompt"] for r in rows], m.tokenized["input_ids"])
     assert m.completion_starts == measured
     assert all(start > 5 for start in measured)
+
+
+def test_direct_encoding_ignores_padding_and_truncation_left_by_an_earlier_call():
+    from parity.fast_tokenize import encode_texts
+
+    tokenizer = make("revise", samples=1).tokenizer
+    texts = ["a b c", "a"]
+    assert encode_texts(tokenizer, texts) == [[64, 293, 272], [64]]
+    tokenizer(texts, padding=True)  # a left-padded generation batch leaves padding set on the backend
+    assert tokenizer.backend_tokenizer.padding is not None
+    assert encode_texts(tokenizer, texts) == [[64, 293, 272], [64]]
+    tokenizer(texts, truncation=True, max_length=2)
+    assert encode_texts(tokenizer, texts) == [[64, 293, 272], [64]]

@@ -112,3 +112,21 @@ def test_lora_config_is_peft_own():
     assert (m.lora_config.r, m.lora_config.lora_alpha, m.lora_config.lora_dropout) == (8, 16, 0.05)
     assert m.lora_config.target_modules == "all-linear"
     assert make("revise", samples=1).lora_config is None
+
+
+def test_recipes_patch_their_own_tokenizer_over_one_parsed_backend():
+    from transformers import AutoTokenizer
+
+    from parity.diff import diff_materialized
+
+    a, b = make("llmhalluc", samples=8), make("revise", ["tokenizer.pad_token=eos"], samples=8)
+    assert a.tokenizer is not b.tokenizer
+    assert a.tokenizer.backend_tokenizer is b.tokenizer.backend_tokenizer
+    assert a.tokenizer.chat_template.startswith("\n{% for message in messages %}")
+    assert a.tokenizer.chat_template != b.tokenizer.chat_template
+    assert (a.tokenizer.pad_token, b.tokenizer.pad_token) == ("<|finetune_right_pad_id|>", "<|end_of_text|>")
+    diff_materialized(a, b)
+    fresh = AutoTokenizer.from_pretrained(a.tokenizer.name_or_path)
+    assert fresh.chat_template is None and fresh.pad_token == "<|finetune_right_pad_id|>"
+    assert a.tokenizer.backend_tokenizer.to_str() == fresh.backend_tokenizer.to_str()
+    assert make("revise", samples=1).tokenizer.pad_token == "<|finetune_right_pad_id|>"

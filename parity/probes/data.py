@@ -10,7 +10,7 @@ from typing import Any
 
 from parity.data.pipeline import preprocess_rows
 from parity.data.sources import rows_digest
-from parity.fast_tokenize import encode_texts
+from parity.fast_tokenize import direct_backend, encode_texts
 from parity.findings import Finding
 from parity.materialize import Materialized
 from parity.plain import plain
@@ -47,9 +47,9 @@ def annotation_tokens(m: Materialized, answers: list[str]) -> dict[str, Any]:
 def token_offsets(tokenizer: Any, texts: list[str]) -> list[list[tuple[int, int]]]:
     """Character offsets of each text's tokens (no special tokens), through the Rust batch encoder when the
     tokenizer has one (the offsets `tokenizer(..., return_offsets_mapping=True)` reports, without its wrapping)."""
-    backend = getattr(tokenizer, "backend_tokenizer", None)
     if not texts:
         return []
+    backend = direct_backend(tokenizer)
     if backend is not None:
         return [encoding.offsets for encoding in backend.encode_batch(texts, add_special_tokens=False)]
     return tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
