@@ -2,7 +2,7 @@
 
 Targets (issue "parity diff"): `--samples all` on the 7,473 real training rows at <= 0.5x the baseline's wall time
 with bit-identical input_ids and labels on every row; default-mode `parity diff` under 6 s cold with peak RSS
-under 1.5 GB. Run: python benchmarks/diff_bench.py [--data ../shared/data/gsm8k]
+under 1.5 GB. Run: python benchmarks/diff_bench.py [--data ../shared/data/gsm8k] [--repeat 3] [--skip-identity]
 """
 
 from __future__ import annotations
