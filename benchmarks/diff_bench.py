@@ -19,24 +19,47 @@ REPO = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "gsm8k"
 
 BASELINE = r"""
-import dataclasses, sys, tempfile, warnings
+import sys, warnings
 warnings.simplefilter("ignore")
-import datasets, torch
-from transformers import LlamaConfig, LlamaForCausalLM
-from trl import SFTTrainer
+sys.path.insert(0, sys.argv[2])
+from diff_bench import plain_trainer
 from parity.materialize import materialize
 from parity.registry import resolve_recipe
-datasets.disable_progress_bars()
 for name in ("llmhalluc", "revise"):
     m = materialize(resolve_recipe(name), data=sys.argv[1], samples=1)
-    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(m.tokenizer), hidden_size=16, intermediate_size=32,
-                                         num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1))
-    args = dataclasses.replace(m.sft_config, output_dir=tempfile.mkdtemp(), report_to=[], push_to_hub=False, bf16=False)
-    trainer = SFTTrainer(model=model, args=args, train_dataset=datasets.Dataset.from_list(m.train_rows),
-                         eval_dataset=datasets.Dataset.from_list(m.eval_rows), processing_class=m.tokenizer,
-                         peft_config=m.lora_config)
-    print(name, len(trainer.train_dataset))
+    print(name, len(plain_trainer(m, m.eval_rows).train_dataset))
 """
+"""Both recipes' datasets built the ordinary way: an SFTTrainer given the rows, config and tokenizer."""
+
+
+def plain_trainer(m, eval_rows: list[dict]):
+    """A plain trl.SFTTrainer (tiny Llama, the recipe's own SFTConfig, rows, tokenizer and LoraConfig)."""
+    import dataclasses
+
+    import datasets
+    from transformers import LlamaConfig, LlamaForCausalLM
+    from trl import SFTTrainer
+
+    datasets.disable_progress_bars()
+    config = LlamaConfig(
+        vocab_size=len(m.tokenizer),
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+    )
+    args = dataclasses.replace(
+        m.sft_config, output_dir=tempfile.mkdtemp(), report_to=[], push_to_hub=False, bf16=False
+    )
+    return SFTTrainer(
+        model=LlamaForCausalLM(config),
+        args=args,
+        train_dataset=datasets.Dataset.from_list(m.train_rows),
+        eval_dataset=datasets.Dataset.from_list(eval_rows),
+        processing_class=m.tokenizer,
+        peft_config=m.lora_config,
+    )
 
 
 MEASURE = r"""
@@ -57,48 +80,22 @@ def timed(cmd: list[str]) -> tuple[float, float]:
 
 def identical_on_every_row(data: str) -> tuple[bool, int]:
     """Compare parity's tokenization of all train rows with a plain SFTTrainer's, for both recipes."""
-    import dataclasses
     import warnings
-
-    import datasets
-    from transformers import LlamaConfig, LlamaForCausalLM
-    from trl import SFTTrainer
 
     from parity.materialize import materialize
     from parity.registry import resolve_recipe
 
     warnings.simplefilter("ignore")
-    datasets.disable_progress_bars()
     rows = 0
     for name in ("llmhalluc", "revise"):
         m = materialize(resolve_recipe(name), data=data, samples=None)
-        model = LlamaForCausalLM(
-            LlamaConfig(
-                vocab_size=len(m.tokenizer),
-                hidden_size=16,
-                intermediate_size=32,
-                num_hidden_layers=1,
-                num_attention_heads=2,
-                num_key_value_heads=1,
-            )
-        )
-        args = dataclasses.replace(
-            m.sft_config, output_dir=tempfile.mkdtemp(), report_to=[], push_to_hub=False, bf16=False
-        )
-        trainer = SFTTrainer(
-            model=model,
-            args=args,
-            train_dataset=datasets.Dataset.from_list(m.train_rows),
-            eval_dataset=datasets.Dataset.from_list(m.eval_rows[:8]),
-            processing_class=m.tokenizer,
-            peft_config=m.lora_config,
-        )
+        trainer = plain_trainer(m, m.eval_rows[:8])
         if (
-            trainer.train_dataset["input_ids"] != m.tokenized["input_ids"]
-            or trainer.train_dataset["labels"] != m.tokenized["labels"]
+            trainer.train_dataset["input_ids"][:] != m.prepared.input_ids
+            or trainer.train_dataset["labels"][:] != m.prepared.labels
         ):
             return False, rows
-        rows += len(m.tokenized)
+        rows += len(m.prepared)
     return True, rows
 
 
@@ -119,7 +116,7 @@ def main() -> None:
     parity = str(Path(sys.executable).parent / "parity")
     out = tempfile.mkdtemp()
     commands = {
-        "baseline": [sys.executable, "-c", BASELINE, args.data],
+        "baseline": [sys.executable, "-c", BASELINE, args.data, str(Path(__file__).parent)],
         "all": [parity, "diff", "--a", "llmhalluc", "--b", "revise", "--data", args.data]
         + ["--samples", "all", "--out", out],
         "default": [parity, "diff", "--a", "llmhalluc", "--b", "revise", "--out", out],
