@@ -320,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
 GC_THRESHOLDS = (50_000, 20, 20)
 """Cyclic-GC thresholds for the console script. Importing torch, transformers, TRL and peft and holding token
 lists allocates millions of long-lived objects; at Python's default (700, 10, 10) the collector rescans them
-so often that it costs about a quarter of a default `parity diff`. Cycles are still collected."""
+so often that it costs about a second of a default `parity diff` (5.5 s -> 4.5 s). Cycles are still collected."""
 
 
 def entry() -> None:
