@@ -54,8 +54,6 @@ class Materialized:
     @cached_property
     def sample_rows(self) -> list[dict]:
         """The first `samples` train rows in TRL's format (all of them when samples is None)."""
-        if self.samples is None or "train_rows" in self.__dict__:
-            return self.train_rows[: self.samples]
         return conversational(self.data.train[: self.samples], self.recipe.prompt)
 
     @cached_property
@@ -70,11 +68,6 @@ class Materialized:
     def tokenized(self):
         """`prepared` as the `datasets.Dataset` TRL returns (input_ids, labels)."""
         return self.prepared.dataset
-
-    @property
-    def completion_starts(self) -> list[int] | None:
-        """Per tokenized row, where the untruncated completion starts (None when TRL's own path prepared them)."""
-        return self.prepared.completion_starts
 
     def conversational_raw(self, rows: list[dict[str, str]]) -> list[dict]:
         """Raw question/answer rows through this recipe's preprocessing and prompt, in TRL's format."""

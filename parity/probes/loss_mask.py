@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from parity.axes import FIELD_AXIS, field_axis, field_probe, field_severity
+from parity.fast_tokenize import encode_texts
 from parity.findings import Finding
 from parity.materialize import Materialized
 from parity.plain import plain
@@ -24,10 +25,12 @@ def prompt_length(m: Materialized, prompt: list[dict], input_ids: list[int]) -> 
 
 def prompt_lengths(m: Materialized, prompts: list[list[dict]], input_ids: list[list[int]]) -> list[int]:
     """prompt_length for many rows: the prompts rendered as TRL renders them, tokenized in one batch."""
-    from trl.trainer.sft_trainer import common_prefix_length
+    from trl.data_utils import common_prefix_length
 
-    texts = [m.tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
-    prompt_ids = m.tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
+    if not prompts:
+        return []
+    texts = m.tokenizer.apply_chat_template(prompts, tokenize=False, add_generation_prompt=True)
+    prompt_ids = encode_texts(m.tokenizer, texts)
     return [common_prefix_length(p, ids) for p, ids in zip(prompt_ids, input_ids, strict=True)]
 
 
@@ -51,11 +54,7 @@ def _splits(m: Materialized, prepared: Prepared, prompts: list[list[dict]]) -> l
     starts = prepared.completion_starts
     max_length = m.sft_config.max_length
     all_ids = prepared.input_ids
-    if (
-        starts is not None
-        and len(starts) == len(all_ids)
-        and all(max_length is None or len(ids) < max_length for ids in all_ids)
-    ):
+    if starts is not None and all(max_length is None or len(ids) < max_length for ids in all_ids):
         return starts
     return prompt_lengths(m, prompts, all_ids)
 
