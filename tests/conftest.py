@@ -49,3 +49,9 @@ def real_pair() -> tuple[Materialized, Materialized]:
 @pytest.fixture(scope="session")
 def synthetic_pair() -> tuple[Materialized, Materialized]:
     return make("llmhalluc"), make("revise")
+
+
+@pytest.fixture(scope="session")
+def revise(synthetic_pair) -> Materialized:
+    """The synthetic pair's revise side (test modules that need their own revise override it)."""
+    return synthetic_pair[1]

@@ -24,6 +24,20 @@ def synthetic_report():
     return run_diff("llmhalluc", "revise", data=SMALL_SYNTHETIC, samples=64).to_dict()
 
 
+def diff_args(a: str = "llmhalluc", b: str = "revise", samples: str | None = "16") -> list[str]:
+    """`parity diff` arguments on the small synthetic data set."""
+    return [
+        "diff",
+        "--a",
+        a,
+        "--b",
+        b,
+        "--data",
+        SMALL_SYNTHETIC,
+        *(["--samples", samples] if samples else []),
+    ]
+
+
 def keyed(report):
     return {(f["axis"], f["key"]): f for f in report["findings"]}
 
@@ -59,33 +73,14 @@ def test_builtin_pair_on_real_gsm8k_measures_the_known_differences(real_report):
 
 
 def test_identical_recipes_have_no_findings(capsys, tmp_path):
-    assert (
-        main(
-            [
-                "diff",
-                "--a",
-                "revise",
-                "--b",
-                "revise",
-                "--data",
-                SMALL_SYNTHETIC,
-                "--samples",
-                "16",
-                "--out",
-                str(tmp_path),
-                "--fail-on",
-                "info",
-            ]
-        )
-        == 0
-    )
+    assert main([*diff_args("revise", "revise"), "--out", str(tmp_path), "--fail-on", "info"]) == 0
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["findings"] == []
     assert report["schema_version"] == 1 and report["a"] == "revise" and report["b"] == "revise"
 
 
 def test_reports_are_byte_identical_and_path_free(tmp_path):
-    args = ["diff", "--a", "llmhalluc", "--b", "revise", "--data", SMALL_SYNTHETIC, "--samples", "16"]
+    args = diff_args()
     assert main([*args, "--out", str(tmp_path / "one")]) == 0
     assert main([*args, "--out", str(tmp_path / "two")]) == 0
     for name in ("report.json", "report.md", "report.html"):
@@ -96,25 +91,13 @@ def test_reports_are_byte_identical_and_path_free(tmp_path):
 
 
 def test_fail_on_high_exits_1_for_the_builtin_pair(tmp_path):
-    args = [
-        "diff",
-        "--a",
-        "llmhalluc",
-        "--b",
-        "revise",
-        "--data",
-        SMALL_SYNTHETIC,
-        "--samples",
-        "16",
-        "--out",
-        str(tmp_path),
-    ]
+    args = [*diff_args(), "--out", str(tmp_path)]
     assert main([*args, "--fail-on", "high"]) == 1
     assert main([*args, "--only", "env", "--fail-on", "medium"]) == 0
 
 
 def test_only_and_format_select_probes_and_files(tmp_path):
-    args = ["diff", "--a", "llmhalluc", "--b", "revise", "--data", SMALL_SYNTHETIC, "--samples", "16"]
+    args = diff_args()
     assert main([*args, "--only", "batch,template", "--format", "json", "--out", str(tmp_path)]) == 0
     report = json.loads((tmp_path / "report.json").read_text())
     assert sorted(report["probes"]) == ["batch", "template"]
@@ -124,25 +107,7 @@ def test_only_and_format_select_probes_and_files(tmp_path):
 
 def test_show_example_prints_both_masks(capsys, tmp_path):
     assert (
-        main(
-            [
-                "diff",
-                "--a",
-                "llmhalluc",
-                "--b",
-                "revise",
-                "--data",
-                SMALL_SYNTHETIC,
-                "--samples",
-                "8",
-                "--only",
-                "loss_mask",
-                "--show-example",
-                "2",
-                "--out",
-                str(tmp_path),
-            ]
-        )
+        main([*diff_args(samples="8"), "--only", "loss_mask", "--show-example", "2", "--out", str(tmp_path)])
         == 0
     )
     out = capsys.readouterr().out
@@ -172,23 +137,7 @@ def test_one_differing_override_gives_its_finding():
     ],
 )
 def test_bad_diff_input_is_one_line_exit_2(capsys, tmp_path, extra, message):
-    assert (
-        main(
-            [
-                "diff",
-                "--a",
-                "llmhalluc",
-                "--b",
-                "revise",
-                "--data",
-                SMALL_SYNTHETIC,
-                "--out",
-                str(tmp_path),
-                *extra,
-            ]
-        )
-        == 2
-    )
+    assert main([*diff_args(samples=None), "--out", str(tmp_path), *extra]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err
     assert not (tmp_path / "report.json").exists()

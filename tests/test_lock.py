@@ -15,6 +15,15 @@ DATA = "synthetic:120:24"
 REVISE_TEMPLATE = "{% for message in messages %}{% if message['role'] == 'user' %}{{ '<|user|>\\n' + message['content'] + '\\n' }}{% else %}{{ '<|assistant|>\\n' + message['content'] + eos_token }}{% endif %}{% endfor %}"
 
 
+def check_with_edited_recipe(tmp_path, lock_path, **changes):
+    """check_lock after editing the locked recipe, with the recipe restored afterwards."""
+    write_recipe(tmp_path, **changes)
+    try:
+        return check_lock(lock_path)
+    finally:
+        write_recipe(tmp_path)
+
+
 def write_recipe(
     tmp_path,
     template: str = REVISE_TEMPLATE,
@@ -79,11 +88,9 @@ def test_unchanged_pair_passes(locked, capsys):
 
 def test_one_character_of_the_template_fails_and_is_named(locked):
     tmp_path, recipe, lock_path = locked
-    write_recipe(tmp_path, template=REVISE_TEMPLATE.replace("<|user|>", "<|User|>"))
-    try:
-        result = check_lock(lock_path)
-    finally:
-        write_recipe(tmp_path)
+    result = check_with_edited_recipe(
+        tmp_path, lock_path, template=REVISE_TEMPLATE.replace("<|user|>", "<|User|>")
+    )
     text = format_check(result, lock_path)
     assert not result.ok
     assert "changed finding template template.chat_template" in text
@@ -94,11 +101,7 @@ def test_one_character_of_the_template_fails_and_is_named(locked):
 
 def test_one_character_of_the_prompt_fails_and_is_named(locked):
     tmp_path, recipe, lock_path = locked
-    write_recipe(tmp_path, instruction="Think step by step!")
-    try:
-        result = check_lock(lock_path)
-    finally:
-        write_recipe(tmp_path)
+    result = check_with_edited_recipe(tmp_path, lock_path, instruction="Think step by step!")
     text = format_check(result, lock_path)
     assert "prompt.instruction: was 'Think step by step.', now 'Think step by step!'" in text
     assert "changed finding prompt prompt.user_message" in text
@@ -106,11 +109,7 @@ def test_one_character_of_the_prompt_fails_and_is_named(locked):
 
 def test_preprocessing_change_fails_and_is_named(locked):
     tmp_path, recipe, lock_path = locked
-    write_recipe(tmp_path, replacement="The answer is")
-    try:
-        result = check_lock(lock_path)
-    finally:
-        write_recipe(tmp_path)
+    result = check_with_edited_recipe(tmp_path, lock_path, replacement="The answer is")
     text = format_check(result, lock_path)
     assert "data.preprocess: was" in text
     assert "changed at example 0" in text

@@ -25,11 +25,6 @@ def real_result(real_pair):
     return answer_probe(*real_pair, CTX)
 
 
-@pytest.fixture(scope="module")
-def revise(synthetic_pair):
-    return synthetic_pair[1]
-
-
 def test_strict_takes_first_match_and_flexible_the_last():
     text = "#### 5 then #### 7 and finally 1,250."
     assert extract_answer(text, LLMHALLUC_EVAL, "strict") == "5"

@@ -19,11 +19,6 @@ def real_result(real_pair):
     return probe(*real_pair, CTX)
 
 
-@pytest.fixture(scope="module")
-def revise(synthetic_pair):
-    return synthetic_pair[1]
-
-
 def test_global_batch_by_world_size(real_result):
     rows = real_result.values["by_world_size"]
     assert [r["world_size"] for r in rows] == [1, 2, 4, 8]

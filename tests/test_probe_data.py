@@ -16,11 +16,6 @@ def real_result(real_pair):
     return data_probe(*real_pair, CTX)
 
 
-@pytest.fixture(scope="module")
-def revise(synthetic_pair):
-    return synthetic_pair[1]
-
-
 def test_eval_on_test_is_flagged_as_leakage_on_real_data(real_result):
     finding = by_key(real_result)["data.eval_split"]
     assert (finding.severity, finding.align) == ("high", "data")

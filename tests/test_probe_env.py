@@ -14,11 +14,6 @@ CTX = ProbeContext()
 
 
 @pytest.fixture(scope="module")
-def revise(synthetic_pair):
-    return synthetic_pair[1]
-
-
-@pytest.fixture(scope="module")
 def result(synthetic_pair):
     return probe(*synthetic_pair, CTX)
 

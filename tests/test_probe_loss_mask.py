@@ -16,11 +16,6 @@ def real_result(real_pair):
     return loss_mask_probe(*real_pair, CTX)
 
 
-@pytest.fixture(scope="module")
-def revise(synthetic_pair):
-    return synthetic_pair[1]
-
-
 def test_exact_trained_fractions_on_first_64_real_examples(real_result):
     a, b = real_result.values["a"], real_result.values["b"]
     assert (a["trained_tokens"], a["tokens"], a["trained_fraction"]) == (6711, 12589, 0.533084)

@@ -23,11 +23,6 @@ LORA_AS_REVISE = [
 
 
 @pytest.fixture(scope="module")
-def revise(synthetic_pair):
-    return synthetic_pair[1]
-
-
-@pytest.fixture(scope="module")
 def llmhalluc(synthetic_pair):
     return synthetic_pair[0]
 

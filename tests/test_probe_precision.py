@@ -11,11 +11,6 @@ from parity.probes.precision import probe
 CTX = ProbeContext()
 
 
-@pytest.fixture(scope="module")
-def revise(synthetic_pair):
-    return synthetic_pair[1]
-
-
 def test_real_pair_only_the_dtype_request_differs(real_pair):
     result = probe(*real_pair, CTX)
     [finding] = result.findings

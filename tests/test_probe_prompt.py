@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 from conftest import make
 
 from parity.probes import ProbeContext
@@ -14,11 +13,6 @@ QUESTION = (
     "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
     "How many clips did Natalia sell altogether in April and May?"
 )
-
-
-@pytest.fixture(scope="module")
-def revise(synthetic_pair):
-    return synthetic_pair[1]
 
 
 def test_exact_user_messages_for_first_real_train_row(real_pair):

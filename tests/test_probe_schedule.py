@@ -16,11 +16,6 @@ def real_result(real_pair):
     return probe(*real_pair, CTX)
 
 
-@pytest.fixture(scope="module")
-def revise(synthetic_pair):
-    return synthetic_pair[1]
-
-
 def test_real_curves(real_result):
     a, b = real_result.values["a"], real_result.values["b"]
     assert (a["scheduler_type"], b["scheduler_type"]) == ("cosine", "linear")

@@ -12,11 +12,6 @@ CTX = ProbeContext()
 
 
 @pytest.fixture(scope="module")
-def revise(synthetic_pair):
-    return synthetic_pair[1]
-
-
-@pytest.fixture(scope="module")
 def real_result(real_pair):
     return template_probe(*real_pair, CTX)
 

@@ -16,11 +16,6 @@ def real_result(real_pair):
     return tokens_probe(*real_pair, CTX)
 
 
-@pytest.fixture(scope="module")
-def revise(synthetic_pair):
-    return synthetic_pair[1]
-
-
 def test_same_example_differs_from_position_zero_on_real_data(real_result):
     finding = by_key(real_result)["tokens.example"]
     assert (finding.severity, finding.align, finding.a, finding.b) == ("high", "template", 117, 110)
