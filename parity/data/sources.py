@@ -7,11 +7,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from parity.errors import ParityError
 from parity.spec import Recipe
+
+log = logging.getLogger("parity")
 
 GSM8K_TRAIN_ROWS = 7473
 GSM8K_TEST_ROWS = 1319
@@ -84,30 +90,78 @@ def _read_jsonl(path: Path) -> list[dict[str, str]]:
     if not path.is_file():
         raise ParityError(f"--data: missing {path}")
     rows = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                raise ParityError(f"{path}:{number}: not valid JSON") from None
-            if (
-                not isinstance(row, dict)
-                or not isinstance(row.get("question"), str)
-                or not isinstance(row.get("answer"), str)
-            ):
-                raise ParityError(f"{path}:{number}: expected an object with string 'question' and 'answer'")
-            rows.append({"question": row["question"], "answer": row["answer"]})
+    try:
+        with path.open("rb") as handle:
+            for number, raw_line in enumerate(handle, 1):
+                row = _parse_line(path, number, raw_line)
+                if row is not None:
+                    rows.append(row)
+    except OSError as err:
+        raise ParityError(f"{path}: cannot read ({err.strerror or err})") from None
     if not rows:
         raise ParityError(f"{path}: no rows")
     return rows
+
+
+def _parse_line(path: Path, number: int, raw_line: bytes) -> dict[str, str] | None:
+    """One JSONL line as a question/answer row (None for a blank line); bad lines name file and line."""
+    try:
+        line = raw_line.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ParityError(f"{path}:{number}: not UTF-8 text (byte {err.start + 1} of the line)") from None
+    if not line.strip():
+        return None
+    try:
+        row = json.loads(line)
+    except (json.JSONDecodeError, RecursionError):
+        raise ParityError(f"{path}:{number}: not valid JSON") from None
+    if (
+        not isinstance(row, dict)
+        or not isinstance(row.get("question"), str)
+        or not isinstance(row.get("answer"), str)
+    ):
+        raise ParityError(f"{path}:{number}: expected an object with string 'question' and 'answer'")
+    return {"question": row["question"], "answer": row["answer"]}
+
+
+OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+TRUE_VALUES = ("1", "true", "yes", "on")
+CONNECT_SECONDS = 5.0
+"""How long --data hub waits for the first connection to the hub before it says the hub is unreachable."""
+
+
+def hub_offline_variable() -> str | None:
+    """The environment variable that puts the hub clients offline, if one does."""
+    for name in OFFLINE_VARIABLES:
+        if os.environ.get(name, "").strip().lower() in TRUE_VALUES:
+            return name
+    return None
+
+
+def hub_unreachable(endpoint: str | None = None, seconds: float = CONNECT_SECONDS) -> str | None:
+    """Why the hub endpoint cannot be reached by one TCP connection (None when it can): checked once, so an
+    offline machine fails at once instead of after the hub client's retries."""
+    url = urlsplit(endpoint or os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    host = url.hostname or "huggingface.co"
+    port = url.port or (80 if url.scheme == "http" else 443)
+    try:
+        with socket.create_connection((host, port), timeout=seconds):
+            return None
+    except OSError as err:
+        return f"cannot connect to {host}:{port} ({err.strerror or type(err).__name__})"
 
 
 def _hub(recipe: Recipe) -> RawData:
     import datasets
 
     spec = recipe.data
+    offline = hub_offline_variable()
+    if offline is None:
+        reason = hub_unreachable()
+        if reason:
+            raise ParityError(
+                f"--data hub: {reason}; use --data DIR or synthetic, or set HF_HUB_OFFLINE=1 to read the hub cache"
+            )
     try:
         loaded = {
             split: datasets.load_dataset(spec.hub_path, spec.hub_config, split=name)
@@ -115,7 +169,8 @@ def _hub(recipe: Recipe) -> RawData:
         }
     except Exception as err:  # the hub client raises many types; any failure here means "unreachable"
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ParityError(f"--data hub: cannot load '{spec.hub_path}' ({first_line})") from None
+        hint = f"; {offline} is set and the dataset is not in the cache" if offline else ""
+        raise ParityError(f"--data hub: cannot load '{spec.hub_path}' ({first_line}){hint}") from None
     columns = loaded["train"].column_names
     if not {"question", "answer"} <= set(columns):
         raise ParityError(
@@ -126,3 +181,35 @@ def _hub(recipe: Recipe) -> RawData:
         for split, ds in loaded.items()
     }
     return RawData(f"hub:{spec.hub_path}", rows["train"], rows["test"])
+
+
+CHARS_PER_TOKEN_CEILING = 32
+"""A row longer than this many characters per token of max_length is far beyond it (English averages ~4)."""
+_warned_long: set[tuple[str, int]] = set()
+
+
+def long_rows(rows: list[dict[str, str]], max_length: int) -> list[int]:
+    """Indices of rows whose question and answer together are far beyond max_length tokens."""
+    limit = CHARS_PER_TOKEN_CEILING * max_length
+    return [i for i, row in enumerate(rows) if len(row["question"]) + len(row["answer"]) > limit]
+
+
+def warn_long_rows(source: str, rows: list[dict[str, str]], max_length: int | None) -> None:
+    """One warning line on stderr (once per source and max_length) when rows are far beyond max_length: they
+    are tokenized whole before truncation, which costs time and memory and trains on a cut-off fragment."""
+    if max_length is None or (source, max_length) in _warned_long:
+        return
+    found = long_rows(rows, max_length)
+    if not found:
+        return
+    _warned_long.add((source, max_length))
+    longest = max(len(rows[i]["question"]) + len(rows[i]["answer"]) for i in found)
+    log.warning(
+        "%s: %d row(s) far beyond max_length %d tokens (first: row %d, longest %s characters); "
+        "they are tokenized whole, then truncated",
+        source,
+        len(found),
+        max_length,
+        found[0],
+        f"{longest:,}",
+    )
