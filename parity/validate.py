@@ -151,12 +151,13 @@ def validate_recipe(recipe: Recipe) -> Recipe:
 
 def problem(recipe: Recipe, key: str, value: Any, expected: str) -> ParityError:
     """The one-line error for a bad value: recipe, dotted key, the value as written, what is expected."""
-    shown = (
-        {None: "null", True: "true", False: "false"}.get(value, None) if _is_singleton(value) else repr(value)
-    )
+    shown = YAML_WORDS[value] if _is_singleton(value) else repr(value)
     if len(shown) > 80:
         shown = shown[:60] + f"... ({len(shown)} characters)"
     return ParityError(f"recipe '{recipe.name}': {key} = {shown}: expected {expected}")
+
+
+YAML_WORDS = {None: "null", True: "true", False: "false"}
 
 
 def _is_singleton(value: Any) -> bool:

@@ -7,15 +7,28 @@ from typing import Any
 
 from parity.findings import SEVERITIES
 
+LIST_HEAD, LIST_TAIL = 6, 2
+"""Items kept at the start and the end of an elided list."""
+
 
 def short(value: Any, limit: int = 80) -> str:
-    """A one-line rendering of a value, shortened in the middle if long."""
+    """A one-line rendering of a value, shortened in the middle if long; a long list keeps its first and last
+    items and says how many it leaves out."""
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    if isinstance(value, list) and len(text) > limit and len(value) > LIST_HEAD + LIST_TAIL:
+        text = elided_list(value)
     text = text.replace("\n", "⏎")
     if len(text) <= limit:
         return text
     half = (limit - 1) // 2
     return text[:half] + "…" + text[-half:]
+
+
+def elided_list(values: list[Any]) -> str:
+    """`[a, b, c, d, e, f, … 90 more …, y, z]`: a long list with the count of the items left out."""
+    dump = [json.dumps(v, ensure_ascii=False) for v in values]
+    hidden = len(values) - LIST_HEAD - LIST_TAIL
+    return "[" + ", ".join(dump[:LIST_HEAD] + [f"… {hidden} more …"] + dump[-LIST_TAIL:]) + "]"
 
 
 def severity_counts(findings: list[dict]) -> dict[str, int]:

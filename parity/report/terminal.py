@@ -1,42 +1,143 @@
-"""Terminal rendering of a diff: a one-screen summary, then Rich tables grouped by axis."""
+"""Terminal rendering of a diff: by default the headline findings in about one screen at 80 columns (readable in a
+CI log, severity spelled out, never colour alone); with --details the per-axis tables; the loss-mask view."""
 
 from __future__ import annotations
 
+import textwrap
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from parity.findings import AXES
+from parity.findings import AXES, SEVERITIES
 from parity.report.tables import align_suggestion, severity_counts, short
 
 SEVERITY_STYLE = {"high": "bold red", "medium": "yellow", "low": "cyan", "info": "dim"}
+SEVERITY_MEANING = {
+    "high": "what is trained on, or how much, differs",
+    "medium": "optimisation or checkpoint selection differs",
+}
+WIDTH = 80
+AXIS_COLUMN = 11
+HIGH_SUMMARY_LINES = 3
+"""Wrapped lines shown per high finding (the full text is in the reports and under --details)."""
+MEDIUM_KEY_LINES = 2
+TRAINED_OPEN, TRAINED_CLOSE = "[", "]"
+"""Runs of tokens that carry loss are bracketed in the mask view, so it reads without colour."""
 
 
-def print_summary(console: Console, report: dict[str, Any]) -> None:
+def headline(report: dict[str, Any], refs: tuple[str, str] | None = None, width: int = WIDTH) -> list[Text]:
+    """The default terminal view: counts, every high finding (wrapped, at most 3 lines), medium findings as keys
+    per axis, low/info as counts per axis, and the suggested `parity run`. `refs` are the recipe names or paths
+    as the user gave them (repeated in the suggestion)."""
     a, b, findings = report["a"], report["b"], report["findings"]
     counts = severity_counts(findings)
-    line = Text(f"parity diff {a} (A) vs {b} (B): {len(findings)} findings  ")
+    lines = [Text(f"parity diff {a} (A) vs {b} (B): {len(findings)} findings", style="bold")]
+    tally = Text("  ")
     for severity, n in counts.items():
-        line.append(f"{n} {severity}  ", style=SEVERITY_STYLE[severity] if n else "dim")
-    console.print(line)
-    context = report["context"]
-    console.print(
-        f"data {context.get('data')} · world size {context.get('world_size')} · samples {context.get('samples')}",
-        style="dim",
-    )
-    for finding in findings:
-        if finding["severity"] == "high":
-            console.print(
-                Text.assemble(("  ● ", "bold red"), (f"{finding['axis']}: ", "bold"), finding["summary"])
-            )
+        tally.append(f"{n} {severity}", style=SEVERITY_STYLE[severity] if n else "dim")
+        tally.append(" · " if severity != SEVERITIES[-1] else "")
+    lines.append(tally)
+    lines.append(Text("  " + _context_line(report.get("context", {})), style="dim"))
+    high = [f for f in findings if f["severity"] == "high"]
+    if high:
+        lines += [Text(""), _section_title("high", len(high))]
+        for finding in high:
+            lines += _wrapped_finding(finding, width)
+    medium = [f for f in findings if f["severity"] == "medium"]
+    if medium:
+        lines += [Text(""), _section_title("medium", len(medium))]
+        for axis, keys in _keys_by_axis(medium).items():
+            lines += _wrapped(axis, ", ".join(keys), width, MEDIUM_KEY_LINES)
+    rest = [(s, [f for f in findings if f["severity"] == s]) for s in ("low", "info")]
+    rest = [(s, group) for s, group in rest if group]
+    if rest:
+        lines.append(Text(""))
+    for severity, group in rest:
+        per_axis = ", ".join(f"{axis} {len(keys)}" for axis, keys in _keys_by_axis(group).items())
+        lines.append(_clip(Text.assemble((f"{severity.upper()} ({len(group)}): ", "bold"), per_axis), width))
     axes = align_suggestion(findings)
     if axes:
-        console.print(f"next: parity run --a {a} --b {b} --align {','.join(axes)}", style="dim")
+        ref_a, ref_b = refs or (a, b)
+        lines += [
+            Text(""),
+            Text(f"next: parity run --a {ref_a} --b {ref_b} --align {','.join(axes)}", style="dim"),
+        ]
+    return lines
+
+
+def print_summary(console: Console, report: dict[str, Any], refs: tuple[str, str] | None = None) -> None:
+    """Print the headline view (see `headline`)."""
+    for line in headline(report, refs, min(console.width, 100)):
+        # the suggested command stays one line (copy-pastable); the terminal wraps it
+        console.print(line, soft_wrap=line.plain.startswith("next: "))
+
+
+def _context_line(context: dict[str, Any]) -> str:
+    samples = context.get("samples")
+    return f"data {context.get('data')} · world size {context.get('world_size')} · samples {samples}"
+
+
+def _section_title(severity: str, n: int) -> Text:
+    meaning = SEVERITY_MEANING.get(severity, "")
+    return Text.assemble(
+        (f"{severity.upper()} ({n})", SEVERITY_STYLE[severity]), f": {meaning}" if meaning else ""
+    )
+
+
+def _wrapped_finding(finding: dict[str, Any], width: int) -> list[Text]:
+    return _wrapped(finding["axis"], finding["summary"], width, HIGH_SUMMARY_LINES)
+
+
+def _wrapped(label: str, body_text: str, width: int, max_lines: int) -> list[Text]:
+    """`label` in a left column, `body_text` wrapped beside it with a hanging indent, at most max_lines."""
+    body = textwrap.wrap(
+        body_text, width=width - AXIS_COLUMN - 1, break_long_words=True, break_on_hyphens=False
+    )
+    if len(body) > max_lines:
+        body = body[:max_lines]
+        body[-1] = body[-1][: width - AXIS_COLUMN - 2].rstrip() + "…"
+    out = []
+    for i, text in enumerate(body or [""]):
+        column = f" {label:<{AXIS_COLUMN - 1}}" if i == 0 else " " * AXIS_COLUMN
+        out.append(Text.assemble((column, "bold" if i == 0 else ""), " ", text))
+    return out
+
+
+def _keys_by_axis(findings: list[dict[str, Any]]) -> dict[str, list[str]]:
+    grouped: dict[str, list[str]] = {}
+    for finding in findings:
+        key = finding["key"]
+        section, _, rest = key.partition(".")
+        grouped.setdefault(finding["axis"], []).append(rest if section == finding["axis"] and rest else key)
+    return grouped
+
+
+def _clip(text: Text, width: int) -> Text:
+    if len(text.plain) <= width:
+        return text
+    clipped = text[: width - 1]
+    clipped.append("…")
+    return clipped
+
+
+def fail_on_lines(findings: list[dict[str, Any]], threshold: str, width: int = WIDTH) -> list[str]:
+    """Why `--fail-on THRESHOLD` fails: a first line with the count, then one line per finding at or above it
+    (severity, axis and key, summary clipped to the width). Empty when nothing is at or above it."""
+    rank = SEVERITIES.index(threshold)
+    failing = [f for f in findings if SEVERITIES.index(f["severity"]) <= rank]
+    if not failing:
+        return []
+    lines = [f"--fail-on {threshold}: {len(failing)} finding(s) at or above {threshold}:"]
+    for f in failing:
+        line = f"  {f['severity']:<6} {f['axis']}: {f['key']}: {f['summary']}"
+        lines.append(line if len(line) <= width else line[: width - 1] + "…")
+    return lines
 
 
 def print_findings(console: Console, report: dict[str, Any]) -> None:
+    """The --details view: one table per axis, highest severity first."""
     grouped: dict[str, list[dict]] = {}
     for finding in report["findings"]:
         grouped.setdefault(finding["axis"], []).append(finding)
@@ -61,24 +162,36 @@ def print_findings(console: Console, report: dict[str, Any]) -> None:
 
 
 def _rank(finding: dict) -> int:
-    return ("high", "medium", "low", "info").index(finding["severity"])
+    return SEVERITIES.index(finding["severity"])
+
+
+def mask_text(tokens: list[list[Any]]) -> Text:
+    """One example's tokens with every run of loss-carrying tokens in [brackets] (and green); spaces shown as ·,
+    newlines as ⏎ followed by a line break."""
+    text = Text()
+    inside = False
+    for token, trained in tokens:
+        if trained and not inside:
+            text.append(TRAINED_OPEN, style="bold green")
+        elif not trained and inside:
+            text.append(TRAINED_CLOSE, style="bold green")
+        inside = bool(trained)
+        shown = token.replace("Ġ", "·").replace("Ċ", "⏎\n")
+        text.append(shown, style="bold green" if trained else "dim")
+        text.append(" ")
+    if inside:
+        text.append(TRAINED_CLOSE, style="bold green")
+    return text
 
 
 def print_mask_example(console: Console, report: dict[str, Any]) -> None:
-    """Both loss masks of one example side by side: trained tokens green, masked tokens dim."""
+    """Both loss masks of one example side by side; tokens that carry loss are [bracketed] and green."""
     example = report["probes"].get("loss_mask", {}).get("example")
     if not example:
         return
-    table = Table(title="loss mask of one example (green = carries loss)", show_lines=True)
+    title = Text(f"loss mask of one example: {TRAINED_OPEN}bracketed{TRAINED_CLOSE} tokens carry loss")
+    table = Table(title=title, show_lines=True)
     for side in ("a", "b"):
         table.add_column(f"{side.upper()} ({report[side]})", overflow="fold")
-    texts = []
-    for side in ("a", "b"):
-        text = Text()
-        for token, trained in example.get(side, []):
-            shown = token.replace("Ġ", "·").replace("Ċ", "⏎\n")
-            text.append(shown, style="bold green" if trained else "dim")
-            text.append(" ")
-        texts.append(text)
-    table.add_row(*texts)
+    table.add_row(*(mask_text(example.get(side, [])) for side in ("a", "b")))
     console.print(table)
