@@ -51,7 +51,7 @@ def plot_curves(
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
-    fig, (ax_loss, ax_lr) = plt.subplots(1, 2, figsize=(11, 4), dpi=100)
+    fig, (ax_loss, ax_lr) = plt.subplots(1, 2, figsize=(11, 4.8), dpi=100)
     styles = {"a": {"color": "tab:blue", "lw": 2.2}, "b": {"color": "tab:orange", "lw": 1.2, "ls": "--"}}
     for leg, records in steps.items():
         xs = [r["step"] for r in records]
@@ -71,7 +71,8 @@ def plot_curves(
     ax_lr.set(title="learning rate", xlabel="optimizer step", ylabel="lr")
     for ax in (ax_loss, ax_lr):
         ax.grid(alpha=0.3)
-        ax.legend()
+        # below the axes, never over the curves
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize="small", frameon=False)
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", metadata={"Software": None})
@@ -110,13 +111,19 @@ def metrics_rows(summary: dict[str, Any]) -> list[list[Any]]:
     ]
     for ext in ("a", "b"):
         for mode in ("strict", "flexible"):
-            cells = [
-                summary["generation"].get(leg, {}).get(ext, {}).get(mode, {}).get("accuracy")
-                for leg in ("a", "b")
-            ]
-            if any(c is not None for c in cells):
+            scores = [summary["generation"].get(leg, {}).get(ext, {}).get(mode, {}) for leg in ("a", "b")]
+            cells = [accuracy_cell(score) for score in scores]
+            if any(score.get("accuracy") is not None for score in scores):
                 rows.append([f"accuracy, {ext.upper()}'s extractor ({summary[ext]}, {mode})", *cells])
     return rows
+
+
+def accuracy_cell(score: dict[str, Any]) -> str | None:
+    """'62.5% (5/8)': accuracy with the number of questions it is over."""
+    accuracy, n = score.get("accuracy"), score.get("n")
+    if accuracy is None:
+        return None
+    return f"{accuracy:.1%} ({round(accuracy * n)}/{n})" if n else f"{accuracy:.1%}"
 
 
 def _batch(run: dict[str, Any]) -> str:
@@ -158,7 +165,8 @@ def render_html(summary: dict[str, Any], png: bytes) -> str:
     ]
     style = (
         "body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse;margin:1em 0}"
-        "td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}img{max-width:100%}"
+        "td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}th{white-space:nowrap}"
+        "td{overflow-wrap:break-word}img{max-width:100%}"
     )
     return f"<!doctype html><html><head><meta charset='utf-8'><title>parity run {html.escape(a)} vs {html.escape(b)}</title><style>{style}</style></head><body>{''.join(parts)}</body></html>\n"
 
