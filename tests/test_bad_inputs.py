@@ -236,7 +236,7 @@ YAML_RECIPES = [
     Case(
         "yaml-no-extends-diff",
         ("diff", "--a", "m.yaml", "--b", "revise", *CHEAP_DIFF, "--out", "out"),
-        "",
+        "chat template",
         {"m.yaml": "set:\n  training.seed: 1\n"},
     ),
     Case(
@@ -786,15 +786,25 @@ TEMPLATE_PIECES = st.sampled_from(
 )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@pytest.fixture(scope="module")
+def llmhalluc_recipe():
+    from parity.registry import resolve_recipe
+
+    return resolve_recipe("llmhalluc")
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(st.lists(st.tuples(RANDOM_KEYS, RANDOM_VALUES), min_size=1, max_size=3))
-def test_random_recipe_values_raise_parity_error_or_validate(assignments):
+def test_random_recipe_values_raise_parity_error_or_validate(llmhalluc_recipe, assignments):
     from parity.effective import resolve
     from parity.overrides import apply_override
-    from parity.registry import resolve_recipe
     from parity.validate import validate_recipe
 
-    recipe = resolve_recipe("llmhalluc")
+    recipe = llmhalluc_recipe.copy()
     try:
         for key, value in assignments:
             apply_override(recipe, key, value)
@@ -813,3 +823,52 @@ def test_random_templates_raise_parity_error_or_render(template):
         check_conversations("random", template, [messages], {"eos_token": "</s>"}, ["{question}"])
     except ParityError as err:
         assert "\n" not in str(err)
+
+
+def test_jsonl_line_that_is_not_utf8_names_file_and_line(tmp_path):
+    from parity.data.sources import _read_jsonl
+
+    path = tmp_path / "train.jsonl"
+    path.write_bytes(GOOD_ROW.encode() * 2 + b'{"question": "caf\xe9", "answer": "1"}\n')
+    with pytest.raises(ParityError, match=r"train.jsonl:3: not UTF-8 text \(byte 18 of the line\)"):
+        _read_jsonl(path)
+
+
+def test_hub_offline_variable_and_refused_connection(monkeypatch):
+    from parity.data.sources import hub_offline_variable, hub_unreachable
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "true")
+    assert hub_offline_variable() == "HF_DATASETS_OFFLINE"
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "0")
+    assert hub_offline_variable() is None
+    assert (
+        hub_unreachable("http://127.0.0.1:9", seconds=2)
+        == "cannot connect to 127.0.0.1:9 (Connection refused)"
+    )
+
+
+def test_rows_far_beyond_max_length_warn_once():
+    import logging
+
+    from parity.data.sources import long_rows, warn_long_rows
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            messages.append(record.getMessage())
+
+    rows = [{"question": "q" * 10_000_000, "answer": "a"}, {"question": "q", "answer": "a"}]
+    assert long_rows(rows, 1024) == [0]
+    assert long_rows(rows, 10**6) == []
+    messages: list[str] = []
+    handler = Collect(logging.WARNING)
+    logging.getLogger("parity").addHandler(handler)
+    try:
+        warn_long_rows("local:big", rows, 1024)
+        warn_long_rows("local:big", rows, 1024)
+    finally:
+        logging.getLogger("parity").removeHandler(handler)
+    assert messages == [
+        "local:big: 1 row(s) far beyond max_length 1024 tokens (first: row 0, longest 10,000,001 characters); "
+        "they are tokenized whole, then truncated"
+    ]
