@@ -164,3 +164,23 @@ def test_svg_legend_sits_above_the_plot_area():
 def test_accuracy_has_its_denominator():
     assert accuracy_cell({"accuracy": 0.625, "n": 8, "extracted": 8}) == "62.5% (5/8)"
     assert accuracy_cell({"accuracy": None, "n": 0}) is None
+
+
+def test_unwritable_report_directory_is_one_parity_error(tmp_path):
+    import pytest
+
+    from parity.errors import ParityError
+    from parity.report import write_reports
+
+    (tmp_path / "f").write_text("x")
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    expected = {
+        "f": "f is a file, not a directory",
+        "f/reports": "f is a file, not a directory",
+        "loop/r": "loop is a broken or looping symbolic link",
+    }
+    for out, reason in expected.items():
+        with pytest.raises(ParityError) as caught:
+            write_reports(REPORT, tmp_path / out, ("json",))
+        assert str(caught.value) == f"--out {tmp_path / out}: cannot write report.json ({tmp_path}/{reason})"
+    assert write_reports(REPORT, tmp_path / "ok", ("json",)) == [tmp_path / "ok" / "report.json"]

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from parity.atomic import write_text_atomic
+from parity.errors import ParityError
 
 FORMATS = ("json", "md", "html")
 
@@ -28,6 +29,21 @@ def write_reports(
     written = []
     for fmt, text in rendered.items():
         path = Path(out_dir) / f"report.{fmt}"
-        write_text_atomic(path, text)
+        try:
+            write_text_atomic(path, text)
+        except OSError as err:
+            raise ParityError(
+                f"--out {out_dir}: cannot write {path.name} ({why_unwritable(Path(out_dir), err)})"
+            ) from None
         written.append(path)
     return written
+
+
+def why_unwritable(directory: Path, err: OSError) -> str:
+    """A short reason a report directory cannot be written: names a file in the way, else the system's words."""
+    for parent in (directory, *directory.parents):
+        if parent.is_symlink() and not parent.exists():
+            return f"{parent} is a broken or looping symbolic link"
+        if parent.exists() and not parent.is_dir():
+            return f"{parent} is a file, not a directory"
+    return err.strerror or type(err).__name__
