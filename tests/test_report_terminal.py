@@ -184,3 +184,16 @@ def test_unwritable_report_directory_is_one_parity_error(tmp_path):
             write_reports(REPORT, tmp_path / out, ("json",))
         assert str(caught.value) == f"--out {tmp_path / out}: cannot write report.json ({tmp_path}/{reason})"
     assert write_reports(REPORT, tmp_path / "ok", ("json",)) == [tmp_path / "ok" / "report.json"]
+
+
+def test_progress_lines_for_logs():
+    from parity.report.terminal import duration_text, progress_due, progress_line
+
+    assert [s for s in range(1, 101) if progress_due(s, 100)] == [1, *range(5, 101, 5)]
+    assert [s for s in range(1, 4) if progress_due(s, 3)] == [1, 2, 3]
+    assert duration_text(42.4) == "42s" and duration_text(185) == "3m05s" and duration_text(7620) == "2h07m"
+    assert (
+        progress_line("A revise", 40, 633, 60.0, 1.23456)
+        == "A revise: step 40/633 (6%) loss 1.2346 · 1.50 s/step · elapsed 1m00s · ETA 14m50s"
+    )
+    assert progress_line("B x", 10, None, 5.0, None) == "B x: step 10 · 0.50 s/step · elapsed 5s"

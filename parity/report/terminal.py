@@ -195,3 +195,40 @@ def print_mask_example(console: Console, report: dict[str, Any]) -> None:
         table.add_column(f"{side.upper()} ({report[side]})", overflow="fold")
     table.add_row(*(mask_text(example.get(side, [])) for side in ("a", "b")))
     console.print(table)
+
+
+PROGRESS_LINES = 20
+"""Progress lines per leg when the output is not a terminal (a CI log): about one per 5% of the steps."""
+
+
+def progress_due(step: int, total: int | None) -> bool:
+    """Whether a non-terminal progress line is printed at this step: every total/20 steps, the first and last."""
+    if not total:
+        return step == 1 or step % 10 == 0
+    every = max(1, total // PROGRESS_LINES)
+    return step == 1 or step == total or step % every == 0
+
+
+def duration_text(seconds: float) -> str:
+    """'42s', '3m05s', '2h07m'."""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def progress_line(label: str, step: int, total: int | None, elapsed: float, loss: float | None) -> str:
+    """One plain progress line with the rate and the time left: 'A revise: step 40/633 (6%) loss 1.2345 ·
+    1.50 s/step · elapsed 1m00s · ETA 14m50s'."""
+    parts = [f"{label}: step {step}" + (f"/{total} ({step / total:.0%})" if total else "")]
+    if loss is not None:
+        parts[0] += f" loss {loss:.4f}"
+    if step > 0 and elapsed > 0:
+        per_step = elapsed / step
+        parts.append(f"{per_step:.2f} s/step")
+        parts.append(f"elapsed {duration_text(elapsed)}")
+        if total and total > step:
+            parts.append(f"ETA {duration_text(per_step * (total - step))}")
+    return " · ".join(parts)
