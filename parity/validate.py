@@ -249,7 +249,8 @@ def _matches(value: Any, annotation: Any) -> tuple[bool, str]:
         if _fits(value, option):
             return True, ""
         names.append(_type_name(option))
-    return False, " or ".join(dict.fromkeys(names))
+    # typing caches unions regardless of order, so the annotation's order is not stable: sort, null last
+    return False, " or ".join(sorted(set(names), key=lambda name: (name == "null", name)))
 
 
 def _flatten(annotation: Any) -> list[Any]:

@@ -53,7 +53,7 @@ def test_built_in_recipes_are_valid(name):
         ),
         ("training.eval_strategy=sometimes", "expected one of epoch, no, steps"),
         ("training.bf16=maybe", "training.bf16 = 'maybe': expected true or false or null"),
-        ("training.report_to=5", "training.report_to = 5: expected null or a string or a list"),
+        ("training.report_to=5", "training.report_to = 5: expected a list or a string or null"),
         ("training.warmup_steps=-0.1", "training.warmup_steps = -0.1: expected a finite number >= 0"),
         ("training.adam_beta1=1.5", "training.adam_beta1 = 1.5: expected a number from 0 to below 1"),
         ("launch.global_batch=0", "launch.global_batch = 0: expected an integer from 1 to 65,536 or null"),
@@ -108,7 +108,7 @@ def test_bad_values_name_key_value_and_expectation(override, message):
         ("peft.lora.lora_alpha=0", "peft.lora.lora_alpha = 0: expected an integer from 1"),
         ("peft.lora.lora_dropout=1", "peft.lora.lora_dropout = 1: expected a number from 0 to below 1"),
         ("peft.lora.bias=some", "peft.lora.bias = 'some': expected one of 'none', 'all', 'lora_only'"),
-        ("peft.lora.target_modules=5", "peft.lora.target_modules = 5: expected a string or a list or null"),
+        ("peft.lora.target_modules=5", "peft.lora.target_modules = 5: expected a list or a string or null"),
         ("peft.lora.use_rslora=yes please", "peft.lora.use_rslora = 'yes please': expected true or false"),
     ],
 )
