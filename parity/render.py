@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 import time
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 from parity.errors import ParityError
@@ -48,11 +48,17 @@ def compile_bounded(template: Any):
             f"the chat template has {len(template):,} characters, more than the limit of {MAX_TEMPLATE_CHARS:,}"
         )
     try:
-        return _bounded_environment().from_string(template)
+        return _compiled(template)
     except jinja2.TemplateSyntaxError as err:
         raise TemplateError(f"syntax error at template line {err.lineno}: {_one_line(err)}") from None
     except (jinja2.TemplateError, RecursionError, MemoryError, ValueError, TypeError) as err:
         raise TemplateError(f"does not compile: {_describe(err)}") from None
+
+
+@lru_cache(maxsize=16)
+def _compiled(template: str):
+    """One compilation per template text (a template that fails to compile raises and is not cached)."""
+    return _bounded_environment().from_string(template)
 
 
 @cache
