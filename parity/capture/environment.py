@@ -202,7 +202,9 @@ class _Reader:
             self.notes.append(f"{where}: optional group(s) {', '.join(missing)} not declared by {name}")
         not_taken = sorted(set(available) - set(taken))
         if not_taken:
-            shown = ", ".join(not_taken[:8]) + (f" and {len(not_taken) - 8} more" if len(not_taken) > 8 else "")
+            shown = ", ".join(not_taken[:8]) + (
+                f" and {len(not_taken) - 8} more" if len(not_taken) > 8 else ""
+            )
             self.notes.append(f"{where}: optional groups of {name} not taken: {shown}")
         if "dynamic" in project and "dependencies" in project["dynamic"]:
             self.notes.append(f"{where}: {name} declares its dependencies dynamically; they were not read")
@@ -410,7 +412,7 @@ def _torch_from_index(torch_asked: Sequence[str]) -> str:
     return f"torch{specifiers}"
 
 
-def commit_date(checkout: Path, explicit: str | date | None = None) -> tuple[str | None, str]:
+def resolution_date(checkout: Path, explicit: str | date | None = None) -> tuple[str | None, str]:
     """The date ranges are resolved as of, and a note saying where it came from (None: newest)."""
     if explicit:
         value = _normalize_date(str(explicit))
@@ -520,22 +522,17 @@ def build_environment(
     declared = declared_requirements(checkout, optional_groups)
     asked = sorted(set(declared.requirements) | {_normalize_extra(text) for text in extra})
     plan = plan_install(asked, find_torch_wheel(torch_wheel), skip)
-    exclude_newer, date_note = _commit_date(checkout, commit_date)
+    exclude_newer, date_note = resolution_date(checkout, commit_date)
     key = environment_key(plan, exclude_newer)
     root = cache_root(cache_dir)
     target = root / key
-    notes = declared.notes + plan.notes
     record = _read_record(target)
     if record is not None:
         return _environment(target, key, asked, record, cached=True)
     log = root / "logs" / f"{key}.log"
-    record = _build(plan, exclude_newer, root, target, log, offline_ok)
-    record["notes"] = notes + [date_note] + record.pop("build_notes")
-    (target / RECORD_FILE).write_text(json.dumps(record, indent=2, sort_keys=True), encoding="utf-8")
+    notes = declared.notes + plan.notes
+    record = _build(plan, exclude_newer, root, target, log, offline_ok, notes, date_note)
     return _environment(target, key, asked, record, cached=False)
-
-
-_commit_date = commit_date  # the keyword argument of build_environment shadows the function's name
 
 
 def resolve_python(spec: str, checkout: Path, **options) -> Environment | Path:
@@ -590,9 +587,18 @@ def _environment(target: Path, key: str, asked: list[str], record: dict, cached:
 
 
 def _build(
-    plan: InstallPlan, exclude_newer: str | None, root: Path, target: Path, log: Path, offline_ok: bool
+    plan: InstallPlan,
+    exclude_newer: str | None,
+    root: Path,
+    target: Path,
+    log: Path,
+    offline_ok: bool,
+    notes: list[str],
+    date_note: str,
 ) -> dict:
-    """Build into a temporary directory next to `target`, then rename it into place; nothing left on failure."""
+    """Build into a temporary directory next to `target`, then rename it into place; nothing left on failure.
+
+    The record file is written last, inside the temporary directory: a directory that has one is complete."""
     root.mkdir(parents=True, exist_ok=True)
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_text("", encoding="utf-8")
@@ -601,36 +607,38 @@ def _build(
     try:
         builder = _Builder(uv_command(), staging, log, offline_ok)
         builder.run(["venv", "--relocatable", "--python", sys.executable, str(staging)], "creating the venv")
-        date_args = ["--exclude-newer", exclude_newer] if exclude_newer else []
-        if plan.torch.wheel:
-            builder.pip_install([*date_args, plan.torch_requirement], "installing torch")
+        if plan.torch.wheel and exclude_newer:
+            builder.install_as_of([plan.torch_requirement], exclude_newer, "torch's own dependencies")
+        elif plan.torch.wheel:
+            builder.pip_install([plan.torch_requirement], "installing torch")
         else:
-            builder.pip_install(
-                ["--index-url", plan.torch.index_url, plan.torch_requirement], "installing torch"
-            )
+            index_args = ["--index-url", str(plan.torch.index_url)]
+            builder.pip_install([*index_args, plan.torch_requirement], "installing torch")
         torch_version = installed_versions(staging / "bin" / "python")["torch"]
         if plan.install:
             overrides = staging / "parity-overrides.txt"
-            lines = [f"torch=={torch_version}"] + [
-                f'{name}; sys_platform == "never"' for name in plan.dropped
-            ]
-            overrides.write_text("\n".join(lines) + "\n", encoding="utf-8")
+            dropped = [f'{name}; sys_platform == "never"' for name in plan.dropped]
+            overrides.write_text("\n".join([f"torch=={torch_version}", *dropped]) + "\n", encoding="utf-8")
             requirements = staging / "parity-requirements.txt"
             requirements.write_text("\n".join(plan.install) + "\n", encoding="utf-8")
             rest = ["--overrides", str(overrides), "-r", str(requirements)]
-            exclude_newer = builder.install_rest(rest, exclude_newer)
+            if not exclude_newer:
+                builder.pip_install(rest, "installing the declared requirements")
+            elif not builder.install_as_of(rest, exclude_newer, "ranges"):
+                exclude_newer, date_note = None, builder.notes.pop()
         installed = installed_versions(staging / "bin" / "python")
         if installed.get("torch") != torch_version:
-            raise ParityError(f"environment build replaced the CPU torch {torch_version}; full log: {log}")
+            raise ParityError(f"environment build replaced the CPU torch {torch_version} (full log: {log})")
         record = {
             "format": BUILD_FORMAT,
             "installed": installed,
             "exclude_newer": exclude_newer,
-            "build_notes": builder.notes,
+            "notes": [*notes, date_note, *builder.notes],
             "build_seconds": round(time.monotonic() - started, 1),
             "built_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         }
         shutil.copyfile(log, staging / "build.log")
+        (staging / RECORD_FILE).write_text(json.dumps(record, indent=2, sort_keys=True), encoding="utf-8")
         _move_into_place(staging, target)
         return record
     finally:
@@ -652,11 +660,15 @@ class _Builder:
     """Runs uv steps into one log; turns a failure into a one-line ParityError that names the log."""
 
     def __init__(self, uv: list[str], venv: Path, log: Path, offline_ok: bool):
-        self.uv, self.venv, self.log, self.offline_ok = uv, venv, log, offline_ok
+        self.uv, self.log, self.offline_ok = uv, log, offline_ok
+        self.python = str(venv / "bin" / "python")
         self.notes: list[str] = []
 
     def run(self, args: list[str], what: str) -> None:
-        output = self._attempt(args)
+        self.settle(args, what, self._attempt(args))
+
+    def settle(self, args: list[str], what: str, output: str | None) -> None:
+        """Accept a finished attempt; retry it offline when the index is down; else raise one line."""
         if output is None:
             return
         if self.offline_ok and _unreachable(output) and self._attempt(args, offline=True) is None:
@@ -667,25 +679,22 @@ class _Builder:
         )
 
     def pip_install(self, args: list[str], what: str) -> None:
-        self.run(["pip", "install", "--python", str(self.venv / "bin" / "python"), *args], what)
+        self.run(["pip", "install", "--python", self.python, *args], what)
 
-    def install_rest(self, args: list[str], exclude_newer: str | None) -> str | None:
-        """Install with the date; when the date excludes a requirement, once more without it (noted)."""
-        what = "installing the declared requirements"
-        if not exclude_newer:
-            self.pip_install(args, what)
-            return None
-        try:
-            self.pip_install(["--exclude-newer", exclude_newer, *args], what)
-            return exclude_newer
-        except ParityError as error:
-            if "exclude-newer" not in self.log.read_text(encoding="utf-8", errors="replace").split("$ ")[-1]:
-                raise
-            self.pip_install(args, what)
-            self.notes.append(
-                f"resolving as of {exclude_newer} failed ({error}); resolved the newest versions"
-            )
-            return None
+    def install_as_of(self, args: list[str], exclude_newer: str, subject: str) -> bool:
+        """Install as of the date; False when the date excluded a requirement and the newest were taken (noted)."""
+        what = "installing torch" if subject != "ranges" else "installing the declared requirements"
+        dated = ["pip", "install", "--python", self.python, "--exclude-newer", exclude_newer, *args]
+        output = self._attempt(dated)
+        if output is None or "exclude-newer" not in output:
+            self.settle(dated, what, output)
+            return True
+        self.pip_install(args, what)
+        self.notes.append(
+            f"{subject} resolved to the newest versions: resolving as of {exclude_newer} failed "
+            f"({_failure_line(output)})"
+        )
+        return False
 
     def _attempt(self, args: list[str], offline: bool = False) -> str | None:
         """Run one uv command (user uv configuration ignored); None on success, its output on failure."""
@@ -704,19 +713,29 @@ class _Builder:
 
 
 def _unreachable(output: str) -> bool:
-    markers = ("failed to fetch", "dns error", "error sending request", "connection refused", "network")
+    markers = (
+        "failed to fetch",
+        "dns error",
+        "error sending request",
+        "connection refused",
+        "could not connect",
+    )
     return any(marker in output.lower() for marker in markers)
 
 
 def _failure_line(output: str) -> str:
-    """uv's own error and cause, on one line."""
+    """uv's own error and its cause, on one line."""
     lines = [line.strip() for line in output.splitlines() if line.strip()]
     error = next(
         (line for line in lines if line.lower().startswith(("error:", "×"))), lines[-1] if lines else ""
     )
-    cause = next((line for line in lines if line.startswith(("cause:", "╰─▶", "Caused by:"))), "")
-    text = " ".join(part.strip("×╰─▶ ") for part in (error, cause) if part)
-    return re.sub(r"\s+", " ", text)[:400]
+    cause = next((line for line in lines if line.lower().startswith(("cause:", "caused by:", "╰─▶"))), "")
+    parts = [
+        re.sub(r"^(error:|cause:|caused by:|×|╰─▶)\s*", "", part, flags=re.I)
+        for part in (error, cause)
+        if part
+    ]
+    return re.sub(r"\s+", " ", ": ".join(parts))[:400]
 
 
 def uv_command() -> list[str]:
