@@ -344,7 +344,9 @@ def test_build_installs_torch_first_then_the_rest_with_overrides_and_a_second_ca
     calls = fake_uv(tmp_path, monkeypatch)
     wheel = write(tmp_path / "wheels" / CPU_WHEEL_NAME, "")
     cache = tmp_path / "cache"
-    options = dict(cache_dir=cache, torch_wheel=wheel, skip=["ray"], commit_date="2025-08-11")
+    options = dict(
+        cache_dir=cache, torch_wheel=wheel, skip=["ray"], commit_date="2025-08-11", extra=["Jinja2>=3"]
+    )
     built = build_environment(checkout, **options)
 
     this_torch = env_module.installed_versions(Path(sys.executable))["torch"]
@@ -352,7 +354,7 @@ def test_build_installs_torch_first_then_the_rest_with_overrides_and_a_second_ca
     assert built.python == cache / built.key / "bin" / "python"
     assert built.exclude_newer == "2025-08-11"
     assert built.installed["torch"] == this_torch
-    assert built.requirements == declared_requirements(checkout).requirements
+    assert built.requirements == sorted(declared_requirements(checkout).requirements + ["jinja2>=3"])
     assert built.notes[-1] == "ranges resolved as of 2025-08-11 (the commit date given)"
     commands = read_calls(calls)
     assert [command[:2] for command in commands] == [
@@ -367,7 +369,16 @@ def test_build_installs_torch_first_then_the_rest_with_overrides_and_a_second_ca
         for name in ["apex", "bitsandbytes", "deepspeed", "flash-attn", "flashinfer-python"]
         + ["nvidia-cublas-cu12", "ray", "torchvision", "triton", "vllm", "xformers"]
     ]
-    assert (env_dir / "parity-requirements.txt").read_text().splitlines()[0] == "accelerate==1.9.0"
+    assert (env_dir / "parity-requirements.txt").read_text().splitlines() == [
+        "accelerate==1.9.0",
+        "datasets==4.0.0",
+        "evaluate>=0.4",
+        "jinja2>=3",
+        'peft>=0.12; python_version >= "3.9"',
+        "sacrebleu>=1.5",
+        "transformers==4.54.1",
+        "trl<1,>=0.9",
+    ]
     assert sorted(path.name for path in cache.iterdir()) == [built.key, "logs"]
 
     started = time.perf_counter()
@@ -395,6 +406,15 @@ def test_a_failed_build_leaves_nothing_behind_and_raises_one_line_with_the_log(t
     )
     assert "no-such-package was not found" in log.read_text()
     assert [path.name for path in cache.iterdir()] == ["logs"]
+
+
+def test_cache_root_is_the_argument_else_parity_cache_dir_else_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("PARITY_CACHE_DIR", str(tmp_path / "parity-cache"))
+    assert env_module.cache_root(tmp_path / "mine") == tmp_path / "mine"
+    assert env_module.cache_root() == tmp_path / "parity-cache" / "envs"
+    monkeypatch.delenv("PARITY_CACHE_DIR")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert env_module.cache_root() == tmp_path / "home" / ".cache" / "parity" / "envs"
 
 
 def test_resolve_python_current_path_or_one_line_error(tmp_path):

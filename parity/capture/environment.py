@@ -621,7 +621,7 @@ def _build(
             overrides.write_text("\n".join([f"torch=={torch_version}", *dropped]) + "\n", encoding="utf-8")
             requirements = staging / "parity-requirements.txt"
             requirements.write_text("\n".join(plan.install) + "\n", encoding="utf-8")
-            rest = ["--overrides", str(overrides), "-r", str(requirements)]
+            rest = ["--override", str(overrides), "-r", str(requirements)]
             if not exclude_newer:
                 builder.pip_install(rest, "installing the declared requirements")
             elif not builder.install_as_of(rest, exclude_newer, "ranges"):
