@@ -614,7 +614,9 @@ def _build(
         else:
             index_args = ["--index-url", str(plan.torch.index_url)]
             builder.pip_install([*index_args, plan.torch_requirement], "installing torch")
-        torch_version = installed_versions(staging / "bin" / "python")["torch"]
+        torch_version = installed_versions(staging / "bin" / "python").get("torch")
+        if not torch_version:
+            raise ParityError(f"environment build did not install torch (full log: {log})")
         if plan.install:
             overrides = staging / "parity-overrides.txt"
             dropped = [f'{name}; sys_platform == "never"' for name in plan.dropped]
