@@ -66,7 +66,9 @@ def option_parameters() -> list[inspect.Parameter]:
             default = None
         annotation = Annotated[kind, typer.Option(*decls, help=flag.help, min=flag.min)]
         parameters.append(
-            inspect.Parameter(item.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+            inspect.Parameter(
+                item.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation
+            )
         )
     return parameters
 
@@ -184,7 +186,6 @@ class _View:
         self.console.print(
             f"report: {summary.run_dir / 'report.html'}  curves: {summary.run_dir / 'curves.png'}"
         )
-
 
 
 def _fmt(value: Any) -> str:
