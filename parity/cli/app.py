@@ -5,6 +5,7 @@ an unexpected error (one line; PARITY_DEBUG=1 re-raises it for the traceback); 1
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import os
@@ -81,31 +82,34 @@ def _run(argv: list[str] | None) -> int:
         return 2
     except click_exceptions.UsageError as err:
         return _error(err.format_message())
-    except (click_exceptions.Abort, KeyboardInterrupt):
+    except (typer.Abort, KeyboardInterrupt):
         print("parity: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
+    except SystemExit as stop:
+        if _closed_pipe(stop):
+            return 0
         raise
+    except BrokenPipeError:
+        return 0
     except Exception as err:  # noqa: BLE001 - the last line of defence: one line instead of a traceback
         return _unexpected(err)
     return result if isinstance(result, int) else 0
 
 
+def _closed_pipe(stop: SystemExit) -> bool:
+    """Whether typer or rich turned a write to a closed stdout pipe into this SystemExit."""
+    cause: BaseException | None = stop
+    while cause is not None:
+        if isinstance(cause, BrokenPipeError):
+            return True
+        cause = cause.__context__
+    return False
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Console-script entry point; returns the exit code (a closed stdout pipe is a normal end)."""
+    """Console-script entry point; returns the exit code (a closed stdout pipe is a normal end, 0)."""
     _configure_logging()
-    try:
-        return _run(argv)
-    except BrokenPipeError:
-        _silence_stdout()
-        return 0
-
-
-def _silence_stdout() -> None:
-    """Point stdout at /dev/null so the final flush of a closed pipe raises nothing."""
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
-    os.close(devnull)
+    return _run(argv)
 
 
 GC_THRESHOLDS = (50_000, 20, 20)
@@ -119,10 +123,8 @@ def entry() -> None:
     (that teardown costs about a second; every file parity writes is already complete and closed)."""
     gc.set_threshold(*GC_THRESHOLDS)
     code = main()
-    try:
+    with contextlib.suppress(BrokenPipeError):
         sys.stdout.flush()
-    except BrokenPipeError:
-        _silence_stdout()
     sys.stderr.flush()
     logging.shutdown()
     os._exit(code)
