@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import typing
-from typing import Annotated, Any
+from typing import Any
 
 import typer
 from rich.markup import escape
 
 from parity.cli.console import console, shorten
-from parity.cli.options import RecipeA, RecipeB
-from parity.run.options import FIELD_DEFAULT, Flag, RunOptions
+from parity.cli.options import RecipeA, RecipeB, run_flag
+from parity.run.options import RunOptions
 
 SHOWN_OVERRIDES = 10
 SHOWN_CHARS = 120
@@ -50,27 +49,7 @@ def run_command(a: str, b: str, **options: Any) -> None:
 
 def option_parameters() -> list[inspect.Parameter]:
     """One keyword parameter per RunOptions field with a Flag, annotated for Typer, in field order."""
-    hints = typing.get_type_hints(RunOptions)
-    parameters = []
-    for item in dataclasses.fields(RunOptions):
-        flag: Flag | None = item.metadata.get("flag")
-        if flag is None:
-            continue
-        kind = flag.cli_type if flag.cli_type is not None else hints[item.name]
-        decls = flag.decls or ("--" + item.name.replace("_", "-"),)
-        if flag.cli_default is not FIELD_DEFAULT:
-            default = flag.cli_default
-        elif item.default is not dataclasses.MISSING:
-            default = item.default
-        else:
-            default = None
-        annotation = Annotated[kind, typer.Option(*decls, help=flag.help, min=flag.min)]
-        parameters.append(
-            inspect.Parameter(
-                item.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation
-            )
-        )
-    return parameters
+    return [run_flag(item) for item in dataclasses.fields(RunOptions) if "flag" in item.metadata]
 
 
 def _signed(command):
