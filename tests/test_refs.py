@@ -331,7 +331,7 @@ def test_verify_returns_a_report_and_prints_nothing(capsys: pytest.CaptureFixtur
     sheet = load_facts("revise")
     report = verify_ref("revise", FIXTURES / "revise")
     assert capsys.readouterr().out == ""
-    assert (report.ref, report.repo, report.commit) == ("revise", sheet.repo, sheet.commit)
+    assert report.sheet is sheet and report.checkout == FIXTURES / "revise"
     assert [check.fact for check in report.facts] == list(sheet.facts.values())
     check = report.by_name("args.learning_rate")
     assert (check.name, check.expected) == ("args.learning_rate", sheet["args.learning_rate"])

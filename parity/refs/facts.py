@@ -34,23 +34,12 @@ class FactCheck:
 
 @dataclass(frozen=True)
 class RefsReport:
-    """Every fact of one pinned FactSheet checked against one checkout."""
+    """Every fact of one pinned FactSheet (ref = sheet.recipe, at sheet.repo @ sheet.commit) checked against one
+    checkout."""
 
     sheet: FactSheet
     checkout: Path
     facts: list[FactCheck]
-
-    @property
-    def ref(self) -> str:
-        return self.sheet.recipe
-
-    @property
-    def repo(self) -> str:
-        return self.sheet.repo
-
-    @property
-    def commit(self) -> str:
-        return self.sheet.commit
 
     @property
     def ok(self) -> bool:

@@ -53,10 +53,10 @@ def _drift_lines(check: FactCheck) -> list[str]:
 
 def format_refs_report(report: RefsReport, show_ok: bool = True) -> str:
     """Readable report: a summary line, then one line per fact, with pinned/found under each drift."""
-    total = len(report.facts)
+    total, sheet = len(report.facts), report.sheet
     counts = f"{report.count('ok')} ok, {report.count('drift')} drift, {report.count('missing')} missing"
     lines = [
-        f"refs verify {report.ref} ({report.repo} @ {report.commit}) against {report.checkout}",
+        f"refs verify {sheet.recipe} ({sheet.repo} @ {sheet.commit}) against {report.checkout}",
         f"{total} facts: {counts}",
     ]
     width = max((len(check.name) for check in report.facts), default=0)
