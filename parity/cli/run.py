@@ -21,32 +21,6 @@ SHOWN_OVERRIDES = 10
 SHOWN_CHARS = 120
 
 
-def run_command(a: str, b: str, **options: Any) -> None:
-    """Train A and B under matched conditions with the chosen axes aligned, and report how far their curves differ."""
-    from parity.run import RunInterrupted, run_pair
-    from parity.run.preflight import PreflightFailed
-
-    terminal = console(soft_wrap=True)
-    view = _View(terminal)
-    align, to = options.pop("align"), options.pop("to")
-    options["set_a"] = options.get("set_a") or []
-    options["set_b"] = options.get("set_b") or []
-    try:
-        with view.progress:
-            summary = run_pair(
-                a, b, align, to, hooks=view.hooks(options["max_steps"], options["force"]), **options
-            )
-    except PreflightFailed as failed:
-        view.print_failed(failed)
-        raise typer.Exit(1) from None
-    except RunInterrupted as stopped:
-        terminal.print(f"[red]stopped:[/] {escape(str(stopped))}")
-        raise typer.Exit(1) from None
-    view.print_summary(summary)
-    if summary.verdict == "unexplained divergence":
-        raise typer.Exit(1)
-
-
 def option_parameters() -> list[inspect.Parameter]:
     """One keyword parameter per RunOptions field with a Flag, annotated for Typer, in field order."""
     return [run_flag(item) for item in dataclasses.fields(RunOptions) if "flag" in item.metadata]
@@ -64,7 +38,30 @@ def _signed(command):
     return command
 
 
-run_command = _signed(run_command)
+@_signed
+def run_command(a: str, b: str, **options: Any) -> None:
+    """Train A and B under matched conditions with the chosen axes aligned, and report how far their curves differ."""
+    from parity.run import RunInterrupted, run_pair
+    from parity.run.preflight import PreflightFailed
+
+    options = {p.name: p.default for p in option_parameters()} | options
+    align, to = options.pop("align"), options.pop("to")
+    terminal = console(soft_wrap=True)
+    view = _View(terminal)
+    try:
+        with view.progress:
+            summary = run_pair(
+                a, b, align, to, hooks=view.hooks(options["max_steps"], options["force"]), **options
+            )
+    except PreflightFailed as failed:
+        view.print_failed(failed)
+        raise typer.Exit(1) from None
+    except RunInterrupted as stopped:
+        terminal.print(f"[red]stopped:[/] {escape(str(stopped))}")
+        raise typer.Exit(1) from None
+    view.print_summary(summary)
+    if summary.verdict == "unexplained divergence":
+        raise typer.Exit(1)
 
 
 class _View:
