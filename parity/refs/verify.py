@@ -9,13 +9,19 @@ from typing import Any
 
 import yaml
 
+import parity.refs.config_locators as config_locators
+import parity.refs.python_locators as python_locators
+import parity.refs.shell_locators as shell_locators
+import parity.refs.snippet_locators as snippet_locators
 from parity.errors import ParityError, unknown_key_error
-from parity.refs import config_locators, python_locators, shell_locators, snippet_locators  # noqa: F401 - importing registers their kinds
 from parity.refs.facts import FactCheck, RefsReport
 from parity.refs.locators import LOCATORS
 from parity.refs.source import NotLocated, SourceFile, one_line, read_source
 from parity.refs.values import values_equal
 from parity.vendor import VENDOR_REFS_DIR, Fact, available_refs, load_facts
+
+LOCATOR_MODULES = (python_locators, shell_locators, config_locators, snippet_locators)
+"""Importing these registers every locator kind in LOCATORS."""
 
 
 def locators_path(ref: str) -> Path:
