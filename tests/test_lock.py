@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from xml.etree import ElementTree
 
 import pytest
 import yaml
 
 from parity.cli import main
 from parity.lock import build_lock, check_lock, dump_lock, format_check, write_lock
+from parity.pytest_plugin import ENTRIES
 
 DATA = "synthetic:120:24"
 REVISE_TEMPLATE = "{% for message in messages %}{% if message['role'] == 'user' %}{{ '<|user|>\\n' + message['content'] + '\\n' }}{% else %}{{ '<|assistant|>\\n' + message['content'] + eos_token }}{% endif %}{% endfor %}"
@@ -172,6 +174,7 @@ def test_pytest_plugin_adds_one_test_per_entry(locked, tmp_path):
     (tmp_path / "test_uses_fixture.py").write_text(
         f"def test_pair(parity_check):\n    parity_check({str(lock_path)!r})\n", encoding="utf-8"
     )
+    junit = tmp_path / "junit.xml"
     proc = subprocess.run(
         [
             sys.executable,
@@ -182,6 +185,7 @@ def test_pytest_plugin_adds_one_test_per_entry(locked, tmp_path):
             "no:cacheprovider",
             "--parity-lock",
             str(lock_path),
+            f"--junitxml={junit}",
             str(tmp_path),
         ],
         capture_output=True,
@@ -190,4 +194,21 @@ def test_pytest_plugin_adds_one_test_per_entry(locked, tmp_path):
         timeout=600,
     )
     assert proc.returncode == 0, proc.stdout[-2000:]
-    assert "8 passed" in proc.stdout  # 7 lock entries + the fixture test
+    suite = ElementTree.parse(junit).getroot().find("testsuite")
+    assert {k: suite.get(k) for k in ("tests", "failures", "errors", "skipped")} == {
+        "tests": "8",
+        "failures": "0",
+        "errors": "0",
+        "skipped": "0",
+    }
+    names = sorted(case.get("name") for case in suite.iter("testcase"))
+    assert names == sorted(["test_pair", *(f"parity-lock[{lock_path.name}::{entry}]" for entry in ENTRIES)])
+    assert ENTRIES == [
+        "findings",
+        "a.config",
+        "a.batch",
+        "a.tokenization",
+        "b.config",
+        "b.batch",
+        "b.tokenization",
+    ]

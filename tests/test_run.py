@@ -9,12 +9,12 @@ import pytest
 from transformers import TrainerCallback
 
 from parity import cli
+from parity.cli.run import run_command
 from parity.errors import ParityError
 from parity.findings import Finding
 from parity.launch import LaunchPlan
 from parity.probes import PROBES, ProbeResult, load_probes
 from parity.run import RunInterrupted, run_pair
-from parity.run.command import run_command
 from parity.run.config import micro_batching
 from parity.run.launch import MachineOptions, gpu_sets, plan_launches
 from parity.run.report import loss_gap, verdict
