@@ -10,6 +10,7 @@ import gc
 import logging
 import os
 import sys
+from typing import Annotated
 
 import typer
 
@@ -30,11 +31,34 @@ from parity.errors import ParityError
 DEBUG_VARIABLE = "PARITY_DEBUG"
 
 app = typer.Typer(
-    add_completion=False,
+    add_completion=True,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     help="Measure what two fine-tuning recipes really train on, and run them side by side.",
 )
+
+
+def _print_version(requested: bool) -> None:
+    if requested:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            print(f"parity {version('parity')}")
+        except PackageNotFoundError:
+            print("parity (not installed as a package)")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _options(
+    show_version: Annotated[
+        bool,
+        typer.Option("--version", is_eager=True, callback=_print_version, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """Measure what two fine-tuning recipes really train on, and run them side by side."""
+
+
 refs_app = typer.Typer(no_args_is_help=True, help="Pinned upstream facts (vendor_refs/).")
 app.add_typer(refs_app, name="refs")
 for _name, _command in (

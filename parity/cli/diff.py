@@ -4,6 +4,7 @@ Reports are written before anything is printed, so `parity diff ... | head -1` s
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -43,12 +44,15 @@ def diff_command(
     ] = None,
     set_a: SetA = None,
     set_b: SetB = None,
+    details: Annotated[
+        bool, typer.Option("--details", "-v", help="Also print one table per axis with every finding.")
+    ] = False,
 ) -> None:
     """Materialize two recipes and report, by measurement, everything that differs in what they train on."""
     from parity.diff import run_diff
     from parity.findings import SEVERITIES, at_or_above
     from parity.report import FORMATS, write_reports
-    from parity.report.terminal import print_findings, print_mask_example, print_summary
+    from parity.report.terminal import fail_on_lines, print_findings, print_mask_example, print_summary
 
     if fail_on is not None and fail_on not in SEVERITIES:
         raise ParityError(f"--fail-on must be one of {', '.join(SEVERITIES)}, got '{fail_on}'")
@@ -72,12 +76,19 @@ def diff_command(
     report_dict = report.to_dict()
     out_dir = Path(out) if out else Path("reports") / f"{slug(report.a)}-vs-{slug(report.b)}"
     written = write_reports(report_dict, out_dir, (fmt,) if fmt else FORMATS)
-    print_summary(terminal, report_dict)
-    print_findings(terminal, report_dict)
+    print_summary(terminal, report_dict, refs=(a, b))
+    if details:
+        print_findings(terminal, report_dict)
     if show_example is not None:
         print_mask_example(terminal, report_dict)
     terminal.print("reports: " + ", ".join(str(p) for p in written), style="dim")
+    if not details:
+        terminal.print("per-axis tables: the same command with --details", style="dim")
     if fail_on and at_or_above(report.findings, fail_on):
+        explanation = fail_on_lines(report_dict["findings"], fail_on, terminal.width)
+        for line in explanation:
+            terminal.print(line, markup=False)
+        print(f"parity: {explanation[0].rstrip(':')} (listed above)", file=sys.stderr)
         raise typer.Exit(1)
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import sys
+import time
 from typing import Any
 
 import typer
@@ -15,6 +17,7 @@ from rich.markup import escape
 
 from parity.cli.console import console, shorten
 from parity.cli.options import RecipeA, RecipeB, run_flag
+from parity.report.terminal import progress_due, progress_line
 from parity.run.options import RunOptions
 
 SHOWN_OVERRIDES = 10
@@ -53,6 +56,9 @@ def run_command(a: str, b: str, **options: Any) -> None:
             summary = run_pair(
                 a, b, align, to, hooks=view.hooks(options["max_steps"], options["force"]), **options
             )
+    except KeyboardInterrupt:
+        print(f"parity: interrupted; {resume_hint(view.run_dir, options.get('save_every'))}", file=sys.stderr)
+        raise typer.Exit(130) from None
     except PreflightFailed as failed:
         view.print_failed(failed)
         raise typer.Exit(1) from None
@@ -64,11 +70,26 @@ def run_command(a: str, b: str, **options: Any) -> None:
         raise typer.Exit(1)
 
 
+def resume_hint(run_dir, save_every: int | None) -> str:
+    """What continues an interrupted run: the same command with --resume (from the last checkpoint)."""
+    where = f" in {run_dir}" if run_dir else ""
+    if save_every:
+        return f"the same command with --resume continues from the last checkpoint{where}"
+    return f"the same command with --resume restarts the legs{where} (add --save-every N to keep checkpoints)"
+
+
 class _View:
     """Console output of a run: alignment, pre-flight, one progress task per leg, final table."""
 
     def __init__(self, console) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         self.console = console
         self.progress = Progress(
@@ -77,15 +98,20 @@ class _View:
             MofNCompleteColumn(),
             TextColumn("{task.fields[loss]}"),
             TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
             console=console,
             disable=not console.is_terminal,
         )
         self.tasks: dict[str, Any] = {}
+        self.started: dict[str, tuple[str, float]] = {}
+        self.run_dir = None
 
     def hooks(self, max_steps: int | None, force: bool):
         from parity.run import Hooks
 
         def on_aligned(pair, run_dir) -> None:
+            self.run_dir = run_dir
             axes = ",".join(pair.axes) or "none"
             self.console.print(
                 f"[bold]parity run[/]: {pair.aligned_a.name} vs {pair.aligned_b.name}, aligned {axes} (to {pair.to.upper()}) -> {run_dir}"
@@ -108,8 +134,19 @@ class _View:
 
         def on_leg_start(leg: str, name: str) -> None:
             self.tasks[leg] = self.progress.add_task(f"{leg.upper()} {name}", total=max_steps, loss="")
+            self.started[leg] = (f"{leg.upper()} {name}", time.monotonic())
 
         def on_step(leg: str, step: int, total: int, record: dict) -> None:
+            if (
+                not self.console.is_terminal
+                and leg in self.started
+                and progress_due(step, total or max_steps)
+            ):
+                label, start = self.started[leg]
+                line = progress_line(
+                    label, step, total or max_steps, time.monotonic() - start, record.get("loss")
+                )
+                self.console.print(line, markup=False, highlight=False)
             if leg in self.tasks:
                 loss = record.get("loss")
                 self.progress.update(

@@ -95,6 +95,13 @@ def verify_ref(ref: str, checkout: Path) -> RefsReport:
     stale = sorted(set(specs) - set(sheet.facts))
     if stale:
         raise ParityError(f"{locators_path(ref)} locates facts that facts.yaml lacks: {', '.join(stale)}")
+    needed = {str(specs[name].get("file", fact.file)) for name, fact in sheet.facts.items()}
+    present = sum((checkout / relative).is_file() for relative in needed)
+    if present * 2 < len(needed):
+        raise ParityError(
+            f"'{checkout}' is not a checkout of {sheet.repo}: only {present} of the {len(needed)} files its facts "
+            f"live in are there (git clone {sheet.repo} <dir> && git -C <dir> checkout {sheet.commit})"
+        )
     files: dict[str, SourceFile] = {}
     checks = [_check(fact, specs[name], checkout, files) for name, fact in sheet.facts.items()]
     return RefsReport(sheet=sheet, checkout=checkout, facts=checks)
