@@ -18,6 +18,7 @@ from parity.errors import ParityError, unknown_key_error
 from parity.overrides import apply_override, parse_assignment
 from parity.registries import Registry
 from parity.spec import Recipe
+from parity.validate import validate_recipe
 
 ENTRY_POINT_GROUP = "parity.recipes"
 YAML_KEYS = ("extends", "name", "description", "set")
@@ -74,12 +75,20 @@ def resolve_recipe(ref: str, overrides: Iterable[str] = (), _seen: tuple[str, ..
     if looks_like_path(ref):
         recipe = _load_yaml_recipe(Path(ref), _seen)
     else:
-        entry = known_recipes().get(ref)
+        recipes = known_recipes()
+        if ref not in recipes:
+            known = ", ".join(recipes.names())
+            raise ParityError(
+                f"{unknown_key_error('recipe', ref, recipes.names())} (known: {known}, or a YAML path)"
+            )
+        entry = recipes.get(ref)
         recipe = _build_target(entry.target)
         recipe.origin = entry.origin
     for text in overrides:
         key, value = parse_assignment(text)
         apply_override(recipe, key, value, where="cli")
+    if not _seen:  # the recipe asked for (a base a YAML extends is checked as part of it)
+        validate_recipe(recipe)
     return recipe
 
 
@@ -88,7 +97,8 @@ def _load_yaml_recipe(path: Path, seen: tuple[str, ...]) -> Recipe:
         raise ParityError(f"recipe file not found: {path}")
     resolved = str(path.resolve())
     if resolved in seen:
-        raise ParityError(f"recipe {path}: 'extends' forms a cycle")
+        chain = " -> ".join(Path(p).name for p in (*seen[seen.index(resolved) :], resolved))
+        raise ParityError(f"recipe {path}: 'extends' forms a cycle: {chain}")
     try:
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
