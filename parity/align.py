@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from parity.atomic import write_text_atomic
 from parity.axes import ALIGN_AXES, field_axis
 from parity.errors import ParityError, unknown_key_error
 from parity.overrides import RESET, apply_override, parse_assignment
@@ -180,8 +181,6 @@ def save_aligned(
     set_b: Iterable[str] = (),
 ) -> dict[str, Path]:
     """Write `<name>.aligned.yaml` for both recipes into `directory`; returns {'a': path, 'b': path}."""
-    from parity.run.files import write_text_atomic
-
     directory.mkdir(parents=True, exist_ok=True)
     same = pair.aligned_a.name == pair.aligned_b.name
     axes = ",".join(pair.axes) or "none"

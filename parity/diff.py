@@ -40,11 +40,6 @@ class DiffReport:
             "probes": plain(self.probes),
         }
 
-    def by_axis(self) -> dict[str, list[Finding]]:
-        grouped: dict[str, list[Finding]] = {}
-        for finding in self.findings:
-            grouped.setdefault(finding.axis, []).append(finding)
-        return grouped
 
 
 def parse_axes(text: str | Iterable[str] | None, valid: Iterable[str] = AXES) -> list[str] | None:

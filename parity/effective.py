@@ -76,7 +76,3 @@ def effective_values(resolved: Resolved) -> dict[str, dict[str, Any]]:
         out[f"effective.{name}"] = {"value": plain(value), "source": "launch rule"}
     return out
 
-
-def defaults_reference() -> dict[str, Any]:
-    """SFTConfig defaults (for documentation and the config probe)."""
-    return {k: plain(v) for k, v in sft_defaults().items()}

@@ -64,11 +64,6 @@ class Materialized:
 
         return prepare_rows(self.sample_rows, self.tokenizer, self.sft_config, "train")
 
-    @property
-    def tokenized(self):
-        """`prepared` as the `datasets.Dataset` TRL returns (input_ids, labels)."""
-        return self.prepared.dataset
-
     def conversational_raw(self, rows: list[dict[str, str]]) -> list[dict]:
         """Raw question/answer rows through this recipe's preprocessing and prompt, in TRL's format."""
         return conversational(preprocess_rows(rows, self.recipe.data.preprocess), self.recipe.prompt)
@@ -78,12 +73,6 @@ class Materialized:
         from parity.trl_bridge import prepare_dataset
 
         return prepare_dataset(self.conversational_raw(rows), self.tokenizer, self.sft_config, "probe")
-
-    @cached_property
-    def collator(self):
-        from parity.trl_bridge import build_collator
-
-        return build_collator(self.tokenizer, self.sft_config)
 
 
 @cache

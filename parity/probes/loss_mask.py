@@ -18,13 +18,8 @@ from parity.trl_bridge import IGNORE_INDEX, Prepared, resolve_completion_only_lo
 AXIS = "loss_mask"
 
 
-def prompt_length(m: Materialized, prompt: list[dict], input_ids: list[int]) -> int:
-    """Prompt tokens at the start of input_ids: the prompt alone with the generation prompt, as TRL splits it."""
-    return prompt_lengths(m, [prompt], [input_ids])[0]
-
-
 def prompt_lengths(m: Materialized, prompts: list[list[dict]], input_ids: list[list[int]]) -> list[int]:
-    """prompt_length for many rows: the prompts rendered as TRL renders them, tokenized in one batch."""
+    """Prompt tokens at the start of each input_ids: the prompts rendered as TRL renders them, tokenized in one batch."""
     from trl.data_utils import common_prefix_length
 
     if not prompts:
