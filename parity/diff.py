@@ -13,6 +13,7 @@ from parity.errors import ParityError
 from parity.findings import AXES, Finding, sort_findings
 from parity.materialize import DEFAULT_SAMPLES, Materialized, materialize
 from parity.plain import plain
+from parity.plan import table_world_sizes
 from parity.probes import ProbeContext, load_probes
 from parity.registry import resolve_recipe
 from parity.spec import Recipe
@@ -39,7 +40,6 @@ class DiffReport:
             "findings": [f.to_dict() for f in self.findings],
             "probes": plain(self.probes),
         }
-
 
 
 def parse_axes(text: str | Iterable[str] | None, valid: Iterable[str] = AXES) -> list[str] | None:
@@ -115,5 +115,5 @@ def run_diff(
     ma, mb = materialize_pair(recipe_a, recipe_b, data, world_size, samples)
     if show_example < 0 or show_example >= min(len(ma.data.train), len(mb.data.train)):
         raise ParityError(f"--show-example {show_example} is out of range")
-    context = ProbeContext(world_sizes=tuple(sorted({1, 2, 4, 8, world_size})), show_example=show_example)
+    context = ProbeContext(world_sizes=table_world_sizes(world_size), show_example=show_example)
     return diff_materialized(ma, mb, axes, context, on_probe)

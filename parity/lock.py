@@ -19,8 +19,8 @@ from parity.atomic import write_text_atomic
 from parity.axes import FIELD_AXIS
 from parity.diff import diff_materialized, materialize_pair
 from parity.errors import ParityError
-from parity.launch import plan_launch
-from parity.materialize import Materialized, sft_defaults
+from parity.materialize import Materialized
+from parity.plan import TABLE_WORLD_SIZES
 from parity.probes import ProbeContext
 from parity.registry import resolve_recipe
 from parity.trl_bridge import IGNORE_INDEX
@@ -31,7 +31,6 @@ DEFAULT_DATA = "synthetic:800:160"
 LONG_VALUE = 120
 """Strings longer than this are stored as a sha256 digest to keep the lock reviewable."""
 LIBRARIES = ("trl", "transformers", "tokenizers", "peft", "datasets", "torch")
-WORLD_SIZES = (1, 2, 4, 8)
 SPEC_KEYS = (
     "template.chat_template",
     "template.force",
@@ -101,8 +100,8 @@ def recipe_section(m: Materialized, examples: int) -> dict[str, Any]:
         "recipe": {k: plain(v) for k, v in vars(m.recipe).items() if k != "provenance"},
     }
     batch = {}
-    for n in WORLD_SIZES:
-        plan = plan_launch(m.recipe, n, sft_defaults())
+    for n in TABLE_WORLD_SIZES:
+        plan = m.launch_plan(n)
         batch[n] = {
             "processes": plan.num_processes,
             "per_device": plan.per_device_train_batch_size,
@@ -139,7 +138,7 @@ def build_lock(
         raise ParityError(f"--examples must be at least 1, got {examples}")
     recipe_a, recipe_b = resolve_recipe(a_ref, set_a or []), resolve_recipe(b_ref, set_b or [])
     ma, mb = materialize_pair(recipe_a, recipe_b, data, world_size, samples=max(64, examples))
-    report = diff_materialized(ma, mb, context=ProbeContext(world_sizes=WORLD_SIZES))
+    report = diff_materialized(ma, mb, context=ProbeContext(world_sizes=TABLE_WORLD_SIZES))
     return {
         "schema_version": LOCK_SCHEMA_VERSION,
         "pair": {

@@ -193,4 +193,3 @@ def section_fields(section: str) -> list[str]:
     """Field names of a dataclass section of Recipe."""
     value = getattr(Recipe(name="_"), section)
     return [f.name for f in dataclasses.fields(value)] if dataclasses.is_dataclass(value) else []
-

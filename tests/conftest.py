@@ -44,6 +44,13 @@ def collator(m: Materialized):
     return build_collator(m.tokenizer, m.sft_config)
 
 
+def with_recipe(m: Materialized, recipe) -> Materialized:
+    """`m` with its recipe replaced (configs, data and tokenizer kept), for probes that read the recipe only."""
+    import dataclasses
+
+    return dataclasses.replace(m, resolved=dataclasses.replace(m.resolved, recipe=recipe))
+
+
 def by_key(result) -> dict:
     """A probe result's findings by key."""
     return {f.key: f for f in result.findings}

@@ -117,11 +117,11 @@ def test_preprocessing_change_fails_and_is_named(locked):
 
 def test_library_default_change_is_caught(locked, monkeypatch):
     _, _, lock_path = locked
-    import parity.materialize as materialize
+    import parity.plan as plan
 
-    real = materialize.build_sft_config
+    real = plan.build_sft_config
     monkeypatch.setattr(
-        materialize,
+        plan,
         "build_sft_config",
         lambda recipe, launch, extra=None: real(recipe, launch, {"max_length": 512, **(extra or {})}),
     )

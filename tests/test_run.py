@@ -11,7 +11,7 @@ from transformers import TrainerCallback
 from parity import cli
 from parity.errors import ParityError
 from parity.findings import Finding
-from parity.launch import LaunchPlan
+from parity.plan import LaunchPlan
 from parity.probes import PROBES, ProbeResult, load_probes
 from parity.run import RunInterrupted, run_pair
 from parity.run.command import run_command

@@ -469,4 +469,3 @@ def generate_splits(
         if row["question"] not in seen:
             test.append(row)
     return train, test
-

@@ -13,13 +13,14 @@ from typing import Any
 
 from parity.findings import Finding
 from parity.materialize import Materialized
+from parity.plan import TABLE_WORLD_SIZES
 
 
 @dataclass(frozen=True)
 class ProbeContext:
     """Options shared by all probes of one diff."""
 
-    world_sizes: tuple[int, ...] = (1, 2, 4, 8)
+    world_sizes: tuple[int, ...] = TABLE_WORLD_SIZES
     show_example: int = 0
     """Index of the example rendered token by token (tokens, loss_mask)."""
 

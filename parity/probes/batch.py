@@ -1,5 +1,5 @@
 """Batch probe: effective global batch, optimizer steps, warmup and eval/save cadence per recipe and world size,
-from the launch rules and the HF Trainer's own step arithmetic (parity.steps), plus tokens per optimizer step."""
+from the launch rules and the HF Trainer's own step arithmetic (parity.plan), plus tokens per optimizer step."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Any
 from parity.findings import Finding
 from parity.materialize import Materialized
 from parity.plain import plain
+from parity.plan import StepPlan, step_count_cause
 from parity.probes import ProbeContext, ProbeResult, register_probe
-from parity.steps import StepPlan, plan_steps, step_count_cause
 from parity.trl_bridge import IGNORE_INDEX
 
 VERB = {"eval": "evaluates", "save": "saves"}
@@ -121,7 +121,7 @@ def findings_for(a: Materialized, b: Materialized, pa: StepPlan, pb: StepPlan) -
                     "steps_per_epoch": [pa.steps_per_epoch, pb.steps_per_epoch],
                     "epochs": [pa.epochs, pb.epochs],
                 },
-                step_count_cause(a, b),
+                step_count_cause(pa, pb),
             )
         )
     for kind in ("eval", "save"):
@@ -150,7 +150,7 @@ def findings_for(a: Materialized, b: Materialized, pa: StepPlan, pb: StepPlan) -
                 "eval"
                 if (sa, getattr(a.sft_config, f"{kind}_steps"))
                 != (sb, getattr(b.sft_config, f"{kind}_steps"))
-                else step_count_cause(a, b),
+                else step_count_cause(pa, pb),
             )
         )
     return findings
@@ -159,10 +159,10 @@ def findings_for(a: Materialized, b: Materialized, pa: StepPlan, pb: StepPlan) -
 @register_probe("batch")
 def probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
     """Global batch and step plan at the selected world size, and the global batch over ctx.world_sizes."""
-    pa, pb = plan_steps(a), plan_steps(b)
+    pa, pb = a.step_plan(), b.step_plan()
     rows = []
     for n in sorted(set(ctx.world_sizes) | {a.world_size}):
-        ra, rb = plan_steps(a, n), plan_steps(b, n)
+        ra, rb = a.step_plan(n), b.step_plan(n)
         rows.append(
             {
                 "world_size": n,

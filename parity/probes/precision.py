@@ -12,8 +12,7 @@ from typing import Any
 from parity.architectures import checkpoint_dtype, default_attn_implementation
 from parity.axes import FIELD_AXIS, field_axis, field_probe, field_severity
 from parity.findings import Finding
-from parity.launch import plan_launch
-from parity.materialize import Materialized, sft_defaults
+from parity.materialize import Materialized
 from parity.plain import config_values, plain
 from parity.probes import ProbeContext, ProbeResult, register_probe
 
@@ -60,7 +59,7 @@ def side_values(m: Materialized, world_sizes: tuple[int, ...]) -> dict[str, Any]
     flags = config_values(m.sft_config)
     by_world = []
     for n in sorted(set(world_sizes) | {m.world_size}):
-        plan = m.launch if n == m.world_size else plan_launch(m.recipe, n, sft_defaults())
+        plan = m.launch_plan(n)
         by_world.append(
             {
                 "world_size": n,

@@ -9,8 +9,8 @@ from parity.axes import FIELD_AXIS, field_axis, field_probe, field_severity
 from parity.findings import Finding
 from parity.materialize import Materialized
 from parity.plain import config_values, plain
+from parity.plan import StepPlan, step_count_cause
 from parity.probes import ProbeContext, ProbeResult, register_probe
-from parity.steps import StepPlan, plan_steps, step_count_cause
 
 SCHEDULE_FIELDS = tuple(name for name in FIELD_AXIS if field_probe(name) == "schedule")
 FRACTIONS = tuple(i / 200 for i in range(201))
@@ -152,7 +152,7 @@ def derived_findings(a: Materialized, b: Materialized, va: dict, vb: dict) -> li
                     "total_steps": [va["total_steps"], vb["total_steps"]],
                     "follows_from": "batch.optimizer_steps",
                 },
-                step_count_cause(a, b),
+                step_count_cause(a.step_plan(), b.step_plan()),
             )
         )
     stop_a, stop_b = va["early_stopping"], vb["early_stopping"]
@@ -201,7 +201,7 @@ def _stopping(stop: dict[str, Any]) -> str:
 @register_probe("schedule")
 def probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
     """LR curves at the selected world size and the differences between them."""
-    va, vb = side_values(a, plan_steps(a)), side_values(b, plan_steps(b))
+    va, vb = side_values(a, a.step_plan()), side_values(b, b.step_plan())
     findings = field_findings(a, b, va, vb) + derived_findings(a, b, va, vb)
     return ProbeResult(
         findings=findings, values=plain({"a": va, "b": vb, "aligned": aligned_difference(va, vb)})

@@ -24,10 +24,10 @@ DESCRIPTIVE_KEYS = ("template.source", "launch.launcher")
 
 def same_recipe(a: Materialized, b: Materialized) -> bool:
     """True when the two recipes resolve to the same effective values (pins and descriptions aside)."""
-    from parity.effective import effective_values, resolve
+    from parity.effective import effective_values
 
     def values(m: Materialized) -> dict[str, Any]:
-        resolved = effective_values(resolve(m.recipe, m.world_size))
+        resolved = effective_values(m.resolved)
         return {
             k: v["value"]
             for k, v in resolved.items()
