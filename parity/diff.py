@@ -9,8 +9,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from parity.axes import AXES, parse_axes
 from parity.errors import ParityError
-from parity.findings import AXES, Finding, sort_findings
+from parity.findings import Finding, sort_findings
 from parity.materialize import DEFAULT_SAMPLES, Materialized, materialize
 from parity.plain import plain
 from parity.plan import table_world_sizes
@@ -40,20 +41,6 @@ class DiffReport:
             "findings": [f.to_dict() for f in self.findings],
             "probes": plain(self.probes),
         }
-
-
-def parse_axes(text: str | Iterable[str] | None, valid: Iterable[str] = AXES) -> list[str] | None:
-    """'batch,template' -> ['batch', 'template']; unknown names are a ParityError."""
-    if text is None:
-        return None
-    names = [n.strip() for n in (text.split(",") if isinstance(text, str) else text) if n.strip()]
-    valid = list(valid)
-    for name in names:
-        if name not in valid:
-            from parity.errors import unknown_key_error
-
-            raise unknown_key_error("axis", name, valid)
-    return names
 
 
 def diff_materialized(

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from parity.atomic import write_text_atomic
-from parity.axes import FIELD_AXIS
+from parity.axes import FIELD_AXIS, lock_keys
 from parity.diff import diff_materialized, materialize_pair
 from parity.errors import ParityError
 from parity.materialize import Materialized
@@ -31,13 +31,8 @@ DEFAULT_DATA = "synthetic:800:160"
 LONG_VALUE = 120
 """Strings longer than this are stored as a sha256 digest to keep the lock reviewable."""
 LIBRARIES = ("trl", "transformers", "tokenizers", "peft", "datasets", "torch")
-SPEC_KEYS = (
-    "template.chat_template",
-    "template.force",
-    "tokenizer.pad_token",
-    "prompt.user_template",
-    "prompt.instruction",
-)
+LOCKED_AXES = ("peft", "template", "prompt", "data")
+"""Axes whose recipe keys the lock records after the training fields, in file order (parity.axes.lock_keys)."""
 
 
 def digest(value: Any) -> str:
@@ -66,6 +61,24 @@ def _library_versions() -> dict[str, str]:
     return found
 
 
+MISSING = object()
+
+
+def locked_value(m: Materialized, lora: dict[str, Any] | None, key: str) -> Any:
+    """The lock's value of one recipe key (MISSING for a LoRA field of a recipe without that field)."""
+    from parity.plain import plain
+
+    if key == "peft.method":
+        return m.recipe.peft.method
+    if key == "data.split_rule":
+        return m.data.split_rule
+    if key.startswith("peft.lora."):
+        name = key.removeprefix("peft.lora.")
+        return compact(lora[name]) if lora and name in lora else MISSING
+    section, name = key.split(".")
+    return compact(plain(getattr(getattr(m.recipe, section), name)))
+
+
 def recipe_section(m: Materialized, examples: int) -> dict[str, Any]:
     """The lock entry of one materialized recipe."""
     from parity.effective import CONTEXT_FIELDS
@@ -76,24 +89,11 @@ def recipe_section(m: Materialized, examples: int) -> dict[str, Any]:
     config: dict[str, Any] = {
         f"training.{k}": compact(training[k]) for k in sorted(FIELD_AXIS) if k in training
     }
-    config["peft.method"] = m.recipe.peft.method
-    for key in sorted(lora or {}):
-        if key in (
-            "r",
-            "lora_alpha",
-            "lora_dropout",
-            "target_modules",
-            "bias",
-            "use_rslora",
-            "use_dora",
-            "task_type",
-        ):
-            config[f"peft.lora.{key}"] = compact(lora[key])
-    for key in SPEC_KEYS:
-        section, name = key.split(".")
-        config[key] = compact(plain(getattr(getattr(m.recipe, section), name)))
-    config["data.preprocess"] = compact(plain(m.recipe.data.preprocess))
-    config["data.split_rule"] = m.data.split_rule
+    for axis in LOCKED_AXES:
+        for key in lock_keys(axis):
+            value = locked_value(m, lora, key)
+            if value is not MISSING:
+                config[key] = value
     full = {
         "training": training,
         "lora": lora,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from parity.axes import FIELD_AXIS, field_axis, field_probe, field_severity
+from parity.axes import field_axis, field_severity, probe_fields
 from parity.fast_tokenize import encode_texts
 from parity.findings import Finding
 from parity.materialize import Materialized
@@ -127,7 +127,7 @@ def _recipe_values(m: Materialized) -> dict[str, Any]:
 
 def _owned_fields() -> list[str]:
     """SFTConfig fields this probe reports (besides completion_only_loss)."""
-    return sorted(n for n in FIELD_AXIS if field_probe(n) == AXIS and n != "completion_only_loss")
+    return sorted(n for n in probe_fields(AXIS) if n != "completion_only_loss")
 
 
 def _evidence(va: dict, vb: dict) -> dict[str, Any]:

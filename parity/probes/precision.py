@@ -10,13 +10,13 @@ from functools import cache
 from typing import Any
 
 from parity.architectures import checkpoint_dtype, default_attn_implementation
-from parity.axes import FIELD_AXIS, field_axis, field_probe, field_severity
+from parity.axes import field_axis, field_severity, probe_fields
 from parity.findings import Finding
 from parity.materialize import Materialized
 from parity.plain import config_values, plain
 from parity.probes import ProbeContext, ProbeResult, register_probe
 
-PRECISION_FIELDS = tuple(name for name in FIELD_AXIS if field_probe(name) == "precision")
+PRECISION_FIELDS = probe_fields("precision")
 
 
 @cache

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from parity.axes import FIELD_AXIS, field_axis, field_probe, field_severity
+from parity.axes import field_axis, field_severity, probe_fields
 from parity.findings import Finding
 from parity.materialize import Materialized
 from parity.plain import config_values, plain
 from parity.plan import StepPlan, step_count_cause
 from parity.probes import ProbeContext, ProbeResult, register_probe
 
-SCHEDULE_FIELDS = tuple(name for name in FIELD_AXIS if field_probe(name) == "schedule")
+SCHEDULE_FIELDS = probe_fields("schedule")
 FRACTIONS = tuple(i / 200 for i in range(201))
 """Relative positions (0 = first step, 1 = end of training) at which the two decays are compared."""
 
