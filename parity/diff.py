@@ -68,7 +68,7 @@ def diff_materialized(
     for name in selected:
         if on_probe:
             on_probe(name)
-        result = probes[name](a, b, context)
+        result = probes.get(name)(a, b, context)
         report.findings.extend(result.findings)
         report.probes[name] = result.values
     report.findings = sort_findings(report.findings)
@@ -94,7 +94,7 @@ def run_diff(
     on_probe: Callable[[str], None] | None = None,
 ) -> DiffReport:
     """Resolve, materialize and diff two recipes: the library form of `parity diff`."""
-    axes = parse_axes(only, load_probes().keys())
+    axes = parse_axes(only, load_probes().names())
     if samples is not None and samples < 1:
         raise ParityError(f"--samples must be a positive number or 'all', got {samples}")
     recipe_a = resolve_recipe(a_ref, list(set_a))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from conftest import make
 
 from parity.probes import ProbeContext
-from parity.probes.prompt import prompt_probe
+from parity.probes.prompt import probe
 from parity.textdiff import char_diff, edge_notes, visible
 
 CTX = ProbeContext()
@@ -16,7 +16,7 @@ QUESTION = (
 
 
 def test_exact_user_messages_for_first_real_train_row(real_pair):
-    result = prompt_probe(*real_pair, CTX)
+    result = probe(*real_pair, CTX)
     assert result.values["a"]["user_message"] == (
         QUESTION + "\nLet's think step by step. Put your final answer at the end, starts with ####.\n"
     )
@@ -26,7 +26,7 @@ def test_exact_user_messages_for_first_real_train_row(real_pair):
 
 
 def test_user_message_finding_on_real_data(real_pair):
-    result = prompt_probe(*real_pair, CTX)
+    result = probe(*real_pair, CTX)
     [finding] = result.findings
     assert (finding.key, finding.severity, finding.align) == ("prompt.user_message", "high", "prompt")
     assert "llmhalluc ends with an extra '\\n'" in finding.summary
@@ -43,11 +43,11 @@ def test_user_message_finding_on_real_data(real_pair):
 
 
 def test_identical_pair_has_no_findings(revise):
-    assert prompt_probe(revise, make("revise"), CTX).findings == []
+    assert probe(revise, make("revise"), CTX).findings == []
 
 
 def test_trailing_newline_alone_is_one_finding(revise):
-    result = prompt_probe(revise, make("revise", ["prompt.user_template={question}\n{instruction}\n"]), CTX)
+    result = probe(revise, make("revise", ["prompt.user_template={question}\n{instruction}\n"]), CTX)
     [finding] = result.findings
     end = len(result.values["a"]["user_message"])
     assert finding.evidence["diff"] == [
@@ -58,7 +58,7 @@ def test_trailing_newline_alone_is_one_finding(revise):
 
 
 def test_instruction_change_is_named(revise):
-    result = prompt_probe(revise, make("revise", ["prompt.instruction=Solve it."]), CTX)
+    result = probe(revise, make("revise", ["prompt.instruction=Solve it."]), CTX)
     [finding] = result.findings
     assert "instructions differ" in finding.summary
     assert finding.b.endswith("\nSolve it.")

@@ -210,7 +210,7 @@ def seed_finding_probe(monkeypatch):
     def probe(a, b, ctx):
         return ProbeResult([Finding("env", "fake.seed", "low", 1, 2, "always differs", {}, align="seed")], {})
 
-    monkeypatch.setitem(PROBES, "env", probe)
+    monkeypatch.setitem(PROBES._entries, "env", probe)
 
 
 def test_failed_alignment_stops_before_training_with_exit_1(

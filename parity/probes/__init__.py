@@ -1,6 +1,7 @@
 """Probe registry: a probe is a pure function of two materialized recipes returning findings and values.
 
-Adding a probe is one module here with `@register_probe("name")`; it touches no other probe.
+Adding a probe is one module here with `@PROBES.register("name")` on its `probe` function; its findings are
+built by a `FindingMaker` for its axis. It touches no other probe.
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from parity.axes import default_align
 from parity.findings import Finding
 from parity.materialize import Materialized
 from parity.plan import TABLE_WORLD_SIZES
+from parity.registries import Registry
 
 
 @dataclass(frozen=True)
@@ -33,23 +36,36 @@ class ProbeResult:
     values: dict[str, Any] = field(default_factory=dict)
 
 
+_TABLE_DEFAULT: Any = object()
+
+
+@dataclass(frozen=True)
+class FindingMaker:
+    """Builds the findings of one probe axis; the align axis comes from the axis table unless a finding names
+    another one (or None: nothing aligns it)."""
+
+    axis: str
+
+    def __call__(
+        self,
+        key: str,
+        severity: str,
+        a: Any,
+        b: Any,
+        summary: str,
+        evidence: dict[str, Any] | None = None,
+        *,
+        align: str | None = _TABLE_DEFAULT,
+    ) -> Finding:
+        chosen = default_align(self.axis) if align is _TABLE_DEFAULT else align
+        return Finding(self.axis, key, severity, a, b, summary, evidence or {}, chosen)
+
+
 Probe = Callable[[Materialized, Materialized, ProbeContext], ProbeResult]
-PROBES: dict[str, Probe] = {}
+PROBES: Registry[Probe] = Registry("probe")
 
 
-def register_probe(name: str) -> Callable[[Probe], Probe]:
-    """Register a probe under its axis name."""
-
-    def decorator(fn: Probe) -> Probe:
-        if name in PROBES:
-            raise ValueError(f"probe {name!r} registered twice")
-        PROBES[name] = fn
-        return fn
-
-    return decorator
-
-
-def load_probes() -> dict[str, Probe]:
+def load_probes() -> Registry[Probe]:
     """Import every module in parity/probes so each registers itself."""
     for module in pkgutil.iter_modules(__path__):
         importlib.import_module(f"{__name__}.{module.name}")

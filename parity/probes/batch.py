@@ -10,8 +10,10 @@ from parity.findings import Finding
 from parity.materialize import Materialized
 from parity.plain import plain
 from parity.plan import StepPlan, step_count_cause
-from parity.probes import ProbeContext, ProbeResult, register_probe
+from parity.probes import PROBES, FindingMaker, ProbeContext, ProbeResult
 from parity.trl_bridge import IGNORE_INDEX
+
+make_finding = FindingMaker("batch")
 
 VERB = {"eval": "evaluates", "save": "saves"}
 
@@ -79,8 +81,7 @@ def findings_for(a: Materialized, b: Materialized, pa: StepPlan, pb: StepPlan) -
     findings = []
     if pa.global_batch != pb.global_batch:
         findings.append(
-            Finding(
-                "batch",
+            make_finding(
                 "batch.global_batch",
                 "high",
                 pa.global_batch,
@@ -88,26 +89,22 @@ def findings_for(a: Materialized, b: Materialized, pa: StepPlan, pb: StepPlan) -
                 f"examples per optimizer step: {names[0]} {pa.global_batch} ({_shape(pa)}) vs {names[1]} "
                 f"{pb.global_batch} ({_shape(pb)}) at world size {pa.world_size} (per-device x accumulation x processes)",
                 composition,
-                "batch",
             )
         )
     elif (pa.per_device, pa.accumulation, pa.processes) != (pb.per_device, pb.accumulation, pb.processes):
         findings.append(
-            Finding(
-                "batch",
+            make_finding(
                 "batch.composition",
                 "low",
                 _shape(pa),
                 _shape(pb),
                 f"same global batch {pa.global_batch}, split differently: {_shape(pa)} vs {_shape(pb)}",
                 composition,
-                "batch",
             )
         )
     if pa.total_steps != pb.total_steps:
         findings.append(
-            Finding(
-                "batch",
+            make_finding(
                 "batch.optimizer_steps",
                 "medium",
                 pa.total_steps,
@@ -121,7 +118,7 @@ def findings_for(a: Materialized, b: Materialized, pa: StepPlan, pb: StepPlan) -
                     "steps_per_epoch": [pa.steps_per_epoch, pb.steps_per_epoch],
                     "epochs": [pa.epochs, pb.epochs],
                 },
-                step_count_cause(pa, pb),
+                align=step_count_cause(pa, pb),
             )
         )
     for kind in ("eval", "save"):
@@ -130,8 +127,7 @@ def findings_for(a: Materialized, b: Materialized, pa: StepPlan, pb: StepPlan) -
             continue
         at_a, at_b = getattr(pa, f"{kind}_at"), getattr(pb, f"{kind}_at")
         findings.append(
-            Finding(
-                "batch",
+            make_finding(
                 f"batch.{kind}_steps",
                 "medium",
                 xa,
@@ -147,7 +143,7 @@ def findings_for(a: Materialized, b: Materialized, pa: StepPlan, pb: StepPlan) -
                     "a_at": list(at_a),
                     "b_at": list(at_b),
                 },
-                "eval"
+                align="eval"
                 if (sa, getattr(a.sft_config, f"{kind}_steps"))
                 != (sb, getattr(b.sft_config, f"{kind}_steps"))
                 else step_count_cause(pa, pb),
@@ -156,7 +152,7 @@ def findings_for(a: Materialized, b: Materialized, pa: StepPlan, pb: StepPlan) -
     return findings
 
 
-@register_probe("batch")
+@PROBES.register("batch")
 def probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
     """Global batch and step plan at the selected world size, and the global batch over ctx.world_sizes."""
     pa, pb = a.step_plan(), b.step_plan()

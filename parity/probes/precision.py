@@ -14,7 +14,9 @@ from parity.axes import field_axis, field_severity, probe_fields
 from parity.findings import Finding
 from parity.materialize import Materialized
 from parity.plain import config_values, plain
-from parity.probes import ProbeContext, ProbeResult, register_probe
+from parity.probes import PROBES, FindingMaker, ProbeContext, ProbeResult
+
+make_finding = FindingMaker("precision")
 
 PRECISION_FIELDS = probe_fields("precision")
 
@@ -89,23 +91,20 @@ def findings_for(a: Materialized, b: Materialized, va: dict, vb: dict) -> list[F
         xa, xb = va["flags"][name], vb["flags"][name]
         if xa != xb:
             findings.append(
-                Finding(
-                    "precision",
+                make_finding(
                     f"training.{name}",
                     field_severity(name),
                     xa,
                     xb,
                     f"{name}: {names[0]} {xa!r} vs {names[1]} {xb!r}",
-                    {},
-                    field_axis(name),
+                    align=field_axis(name),
                 )
             )
     da, db = va["torch_dtype"], vb["torch_dtype"]
     if da["requested"] != db["requested"]:
         same = da["effective"] is not None and da["effective"] == db["effective"]
         findings.append(
-            Finding(
-                "precision",
+            make_finding(
                 "model.torch_dtype",
                 "info" if same else "medium",
                 da["requested"],
@@ -113,7 +112,6 @@ def findings_for(a: Materialized, b: Materialized, va: dict, vb: dict) -> list[F
                 f"load dtype: {names[0]} {da['label']} vs {names[1]} {db['label']}"
                 + (" (both load the same dtype)" if same else ""),
                 {"a": da, "b": db, "default_load_dtype": default_load_dtype()},
-                "precision",
             )
         )
     ka, kb = va["attn_implementation"], vb["attn_implementation"]
@@ -121,8 +119,7 @@ def findings_for(a: Materialized, b: Materialized, va: dict, vb: dict) -> list[F
         flash_split = _is_flash(ka["effective"]) != _is_flash(kb["effective"])
         same = ka["effective"] == kb["effective"]
         findings.append(
-            Finding(
-                "precision",
+            make_finding(
                 "model.attn_implementation",
                 "info" if same else "medium" if flash_split else "low",
                 ka["requested"],
@@ -130,13 +127,11 @@ def findings_for(a: Materialized, b: Materialized, va: dict, vb: dict) -> list[F
                 f"attention kernel: {names[0]} {ka['label']} vs {names[1]} {kb['label']}"
                 + (" (the same kernel)" if same else ""),
                 {"a": ka, "b": kb, "flash_attn_importable_here": flash_attn_importable()},
-                "precision",
             )
         )
     if (va["deepspeed_config"], va["deepspeed_stage"]) != (vb["deepspeed_config"], vb["deepspeed_stage"]):
         findings.append(
-            Finding(
-                "precision",
+            make_finding(
                 "launch.deepspeed_config",
                 "medium",
                 va["deepspeed_config"],
@@ -146,7 +141,6 @@ def findings_for(a: Materialized, b: Materialized, va: dict, vb: dict) -> list[F
                     "stage": [va["deepspeed_stage"], vb["deepspeed_stage"]],
                     "min_gpus": [a.recipe.launch.deepspeed_min_gpus, b.recipe.launch.deepspeed_min_gpus],
                 },
-                "precision",
             )
         )
     return findings
@@ -156,7 +150,7 @@ def _ds(v: dict[str, Any]) -> str:
     return f"{v['deepspeed_config']} (ZeRO stage {v['deepspeed_stage']})" if v["deepspeed_config"] else "off"
 
 
-@register_probe("precision")
+@PROBES.register("precision")
 def probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
     """Precision and memory settings of both recipes and where they differ."""
     va, vb = side_values(a, ctx.world_sizes), side_values(b, ctx.world_sizes)

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from parity.findings import Finding
 from parity.materialize import Materialized
 from parity.plain import plain
-from parity.probes import ProbeContext, ProbeResult, register_probe
+from parity.probes import PROBES, FindingMaker, ProbeContext, ProbeResult
 from parity.textdiff import char_diff, edge_notes, pair_names, visible, whitespace_edges
 
 AXIS = "prompt"
+make_finding = FindingMaker(AXIS)
 
 
 def user_messages(m: Materialized, rows: list[dict[str, str]]) -> list[str]:
@@ -30,8 +30,8 @@ def _recipe_values(m: Materialized, message: str) -> dict[str, Any]:
     }
 
 
-@register_probe("prompt")
-def prompt_probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
+@PROBES.register("prompt")
+def probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
     """Compare the user messages built from raw train row `ctx.show_example` (and count rows that differ)."""
     row = a.raw.train[ctx.show_example]
     msg_a, msg_b = user_messages(a, [row])[0], user_messages(b, [row])[0]
@@ -67,17 +67,14 @@ def prompt_probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeRe
     findings = []
     if msg_a != msg_b:
         findings.append(
-            Finding(
-                axis=AXIS,
-                key="prompt.user_message",
-                severity="high",
-                a=msg_a,
-                b=msg_b,
-                summary=(
-                    f"user message differs for the same row ({rows_differing} of {len(sample)} rows): "
-                    + "; ".join(short or [f"{len(ops)} character edits"])
-                ),
-                evidence={
+            make_finding(
+                "prompt.user_message",
+                "high",
+                msg_a,
+                msg_b,
+                f"user message differs for the same row ({rows_differing} of {len(sample)} rows): "
+                + "; ".join(short or [f"{len(ops)} character edits"]),
+                {
                     "example_index": ctx.show_example,
                     "a_message": visible(msg_a),
                     "b_message": visible(msg_b),
@@ -86,7 +83,6 @@ def prompt_probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeRe
                     "a_instruction": va["instruction"],
                     "b_instruction": vb["instruction"],
                 },
-                align="prompt",
             )
         )
     return ProbeResult(findings=findings, values=plain(values))

@@ -10,7 +10,9 @@ from parity.findings import Finding
 from parity.materialize import Materialized
 from parity.plain import config_values, plain
 from parity.plan import StepPlan, step_count_cause
-from parity.probes import ProbeContext, ProbeResult, register_probe
+from parity.probes import PROBES, FindingMaker, ProbeContext, ProbeResult
+
+make_finding = FindingMaker("schedule")
 
 SCHEDULE_FIELDS = probe_fields("schedule")
 FRACTIONS = tuple(i / 200 for i in range(201))
@@ -119,15 +121,14 @@ def field_findings(a: Materialized, b: Materialized, va: dict, vb: dict) -> list
         if name == "warmup_steps":
             evidence["warmup_steps_resolved"] = [va["warmup_steps"], vb["warmup_steps"]]
         findings.append(
-            Finding(
-                "schedule",
+            make_finding(
                 f"training.{name}",
                 field_severity(name),
                 ca[name],
                 cb[name],
                 f"{name}: {a.recipe.name} {ca[name]!r} vs {b.recipe.name} {cb[name]!r}",
                 evidence,
-                field_axis(name),
+                align=field_axis(name),
             )
         )
     return findings
@@ -140,8 +141,7 @@ def derived_findings(a: Materialized, b: Materialized, va: dict, vb: dict) -> li
     same_length = all(va[k] == vb[k] for k in ("warmup_steps_configured", "num_train_epochs", "max_steps"))
     if same_length and va["warmup_steps"] != vb["warmup_steps"]:
         findings.append(
-            Finding(
-                "schedule",
+            make_finding(
                 "schedule.warmup_steps",
                 "medium",
                 va["warmup_steps"],
@@ -152,14 +152,13 @@ def derived_findings(a: Materialized, b: Materialized, va: dict, vb: dict) -> li
                     "total_steps": [va["total_steps"], vb["total_steps"]],
                     "follows_from": "batch.optimizer_steps",
                 },
-                step_count_cause(a.step_plan(), b.step_plan()),
+                align=step_count_cause(a.step_plan(), b.step_plan()),
             )
         )
     stop_a, stop_b = va["early_stopping"], vb["early_stopping"]
     if stop_a != stop_b:
         findings.append(
-            Finding(
-                "schedule",
+            make_finding(
                 "launch.early_stopping_patience",
                 "medium",
                 stop_a["patience"],
@@ -171,14 +170,12 @@ def derived_findings(a: Materialized, b: Materialized, va: dict, vb: dict) -> li
                     "a_eval_at": va["eval_at"],
                     "b_eval_at": vb["eval_at"],
                 },
-                "schedule",
             )
         )
     shape = aligned_difference(va, vb)
     if shape["max_normalised_diff"] > shape["tolerance"]:
         findings.append(
-            Finding(
-                "schedule",
+            make_finding(
                 "schedule.shape",
                 "medium",
                 f"{va['scheduler_type']}, warmup {va['warmup_steps']}/{va['total_steps']}",
@@ -186,7 +183,6 @@ def derived_findings(a: Materialized, b: Materialized, va: dict, vb: dict) -> li
                 f"after warmup the LR curves differ at the same relative position by up to {shape['max_normalised_diff']:.1%} "
                 f"of peak (at {shape['at_fraction']:.0%} of training; {shape['max_abs_lr_diff']:.3g} absolute)",
                 shape,
-                "schedule",
             )
         )
     return findings
@@ -198,7 +194,7 @@ def _stopping(stop: dict[str, Any]) -> str:
     return f"patience {stop['patience']} evaluations, threshold {stop['threshold']}"
 
 
-@register_probe("schedule")
+@PROBES.register("schedule")
 def probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
     """LR curves at the selected world size and the differences between them."""
     va, vb = side_values(a, a.step_plan()), side_values(b, b.step_plan())
