@@ -257,6 +257,7 @@ def test_pytest_plugin_adds_one_test_per_entry(locked, tmp_path):
         timeout=600,
     )
     assert proc.returncode == 0, proc.stdout[-2000:]
-    assert proc.stdout.count(" PASSED") == len(ENTRIES) + 1, proc.stdout  # one per lock entry + the fixture test
+    # one item per lock entry, plus the fixture test
+    assert proc.stdout.count(" PASSED") == len(ENTRIES) + 1, proc.stdout
     for entry in ENTRIES:
         assert f"parity-lock[parity.lock::{entry}] PASSED" in proc.stdout
