@@ -230,6 +230,11 @@ SECTION_KEYS: dict[str, tuple[str, ...]] = {
 DESCRIPTIVE_KEYS: tuple[str, ...] = tuple(key for axis in AXIS_TABLE for key in axis.descriptive_keys)
 """Effective keys that describe a recipe without changing its training (ignored by the same-recipe check)."""
 
+LOCK_KEYS: tuple[str, ...] = tuple(
+    key for name in ("peft", "template", "prompt", "data") for key in BY_NAME[name].lock_keys
+)
+"""Recipe keys the lock records after the training fields, in file order."""
+
 _FIELD_PROBE = {name: probe for axis in AXIS_TABLE for name, probe in axis.probe_overrides}
 _FIELD_SEVERITY = {name: severity for axis in AXIS_TABLE for name, severity in axis.severity_overrides}
 
@@ -256,10 +261,6 @@ def probe_fields(probe: str) -> tuple[str, ...]:
 def default_align(axis: str) -> str | None:
     """The align axis that removes a finding of this probe axis unless the finding says otherwise."""
     return axis if BY_NAME[axis].alignable else None
-
-
-def lock_keys(axis: str) -> tuple[str, ...]:
-    return BY_NAME[axis].lock_keys
 
 
 def split_names(text: str | Iterable[str]) -> list[str]:

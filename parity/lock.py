@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from parity.atomic import write_text_atomic
-from parity.axes import FIELD_AXIS, lock_keys
+from parity.axes import FIELD_AXIS, LOCK_KEYS
 from parity.diff import DiffReport, diff_materialized, materialize_pair
 from parity.effective import CONTEXT_FIELDS
 from parity.errors import ParityError
@@ -34,8 +34,6 @@ DEFAULT_DATA = "synthetic:800:160"
 LONG_VALUE = 120
 """Strings longer than this are stored as a sha256 digest to keep the lock reviewable."""
 LIBRARIES = ("trl", "transformers", "tokenizers", "peft", "datasets", "torch")
-LOCKED_AXES = ("peft", "template", "prompt", "data")
-"""Axes whose recipe keys the lock records after the training fields, in file order (parity.axes.lock_keys)."""
 SIDES = ("a", "b")
 RECIPE_PARTS = ("config", "batch", "tokenization")
 ENTRIES = ("findings", *(f"{side}.{part}" for side in SIDES for part in RECIPE_PARTS), "libraries")
@@ -326,11 +324,10 @@ def recipe_lock(m: Materialized, examples: int) -> RecipeLock:
     config: dict[str, Any] = {
         f"training.{k}": compact(training[k]) for k in sorted(FIELD_AXIS) if k in training
     }
-    for axis in LOCKED_AXES:
-        for key in lock_keys(axis):
-            value = locked_value(m, lora, key)
-            if value is not MISSING:
-                config[key] = value
+    for key in LOCK_KEYS:
+        value = locked_value(m, lora, key)
+        if value is not MISSING:
+            config[key] = value
     full = {
         "training": training,
         "lora": lora,

@@ -9,6 +9,7 @@ from parity.probes.prompt import probe
 from parity.textdiff import char_diff, edge_notes, visible
 
 CTX = ProbeContext()
+REVISE_INSTRUCTION = "Let's think step by step. Put your final answer at the end with 'The answer is: .'"
 QUESTION = (
     "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
     "How many clips did Natalia sell altogether in April and May?"
@@ -60,8 +61,18 @@ def test_trailing_newline_alone_is_one_finding(revise):
 def test_instruction_change_is_named(revise):
     result = probe(revise, make("revise", ["prompt.instruction=Solve it."]), CTX)
     [finding] = result.findings
-    assert "instructions differ" in finding.summary
-    assert finding.b.endswith("\nSolve it.")
+    question = "Tara has 94 stamps. She keeps 6 for herself and shares the rest equally among 4 friends. "
+    question += "How many stamps does each friend get?"
+    assert (finding.key, finding.severity, finding.align) == ("prompt.user_message", "high", "prompt")
+    assert finding.summary == "user message differs for the same row (32 of 32 rows): instructions differ"
+    assert finding.a == question + "\n" + REVISE_INSTRUCTION
+    assert finding.b == question + "\nSolve it."
+    assert (finding.evidence["a_instruction"], finding.evidence["b_instruction"]) == (
+        REVISE_INSTRUCTION,
+        "Solve it.",
+    )
+    assert (result.values["rows_differing"], result.values["rows_compared"]) == (32, 32)
+    assert result.values["same_instruction"] is False
 
 
 def test_visible_whitespace():

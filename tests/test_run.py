@@ -9,6 +9,7 @@ import pytest
 from transformers import TrainerCallback
 
 from parity import cli
+from parity.axes import ALIGN_AXES
 from parity.errors import ParityError
 from parity.findings import Finding
 from parity.plan import LaunchPlan
@@ -45,21 +46,7 @@ def test_same_recipe_twice_gives_identical_losses(null_revise):
 
 def test_all_aligned_pair_gives_identical_losses(tmp_path):
     summary = pair_run("llmhalluc", "revise", LLMHALLUC, REVISE, tmp_path / "run", align="all", max_steps=8)
-    assert summary["aligned"] == [
-        "batch",
-        "template",
-        "prompt",
-        "data",
-        "loss_mask",
-        "schedule",
-        "optim",
-        "peft",
-        "precision",
-        "seed",
-        "eval",
-        "tokens",
-        "runtime",
-    ]
+    assert summary["aligned"] == list(ALIGN_AXES)
     assert summary.max_abs_loss_gap <= 1e-6
     assert summary.verdict == "identical"
     assert summary["runs"]["a"]["loss_curve"] == summary["runs"]["b"]["loss_curve"]
