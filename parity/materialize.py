@@ -34,6 +34,10 @@ class Materialized:
     """Train examples tokenized for the token/mask/length probes (None: all)."""
     context: dict[str, Any] = field(default_factory=dict)
     _step_plans: dict[int, StepPlan] = field(default_factory=dict, init=False, repr=False, compare=False)
+    measurements: dict[tuple, dict[str, Any]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+    """What each probe measured on this recipe, by (probe, arguments) (see parity.probes.measurement)."""
 
     @property
     def recipe(self) -> Recipe:

@@ -108,3 +108,12 @@ def test_dataloader_length_per_process():
     assert len(train_dataloader(360, 7, 1, drop_last=False)) == 52
     assert len(train_dataloader(360, 7, 1, drop_last=True)) == 51
     assert len(train_dataloader(6725, 8, 8, drop_last=False)) == 106
+
+
+def test_measure_is_computed_once_per_recipe(revise):
+    from parity.probes.batch import measure
+
+    first = measure(revise)
+    assert measure(revise) is first
+    assert revise.measurements[("batch",)] is first
+    assert (first["global_batch"], first["per_device"], first["accumulation"]) == (32, 8, 4)

@@ -6,6 +6,7 @@ built by a `FindingMaker` for its axis. It touches no other probe.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import pkgutil
 from collections.abc import Callable
@@ -34,6 +35,31 @@ class ProbeResult:
 
     findings: list[Finding] = field(default_factory=list)
     values: dict[str, Any] = field(default_factory=dict)
+
+
+def measurement(probe: str) -> Callable[[Callable[..., dict[str, Any]]], Callable[..., dict[str, Any]]]:
+    """Decorator for a probe's `measure(m, *args)`: what it measures on one recipe, computed once per
+    materialized recipe and arguments (cached on `m.measurements`). Callers must not mutate the result."""
+
+    def decorator(measure: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
+        @functools.wraps(measure)
+        def cached(m: Materialized, *args: Any) -> dict[str, Any]:
+            key = (probe, *(_hashable(arg) for arg in args))
+            if key not in m.measurements:
+                m.measurements[key] = measure(m, *args)
+            return m.measurements[key]
+
+        return cached
+
+    return decorator
+
+
+def _hashable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return tuple(sorted((k, _hashable(v)) for k, v in value.items()))
+    if isinstance(value, list | tuple):
+        return tuple(_hashable(v) for v in value)
+    return value
 
 
 _TABLE_DEFAULT: Any = object()

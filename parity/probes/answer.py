@@ -12,7 +12,7 @@ from parity.data.pipeline import preprocess_rows, user_message
 from parity.findings import Finding
 from parity.materialize import Materialized
 from parity.plain import plain
-from parity.probes import PROBES, FindingMaker, ProbeContext, ProbeResult
+from parity.probes import PROBES, FindingMaker, ProbeContext, ProbeResult, measurement
 from parity.spec import EvalSpec
 from parity.textdiff import char_diff, pair_names
 
@@ -104,7 +104,9 @@ def answer_format(completion: str) -> str:
     return NUMBER.sub("<N>", last)
 
 
-def _protocol(m: Materialized, row: dict[str, str]) -> dict[str, Any]:
+@measurement("answer")
+def measure(m: Materialized, row: dict[str, str]) -> dict[str, Any]:
+    """Eval protocol of the recipe and what its extractors read on one raw row."""
     spec = m.recipe.eval
     eval_prompt = spec.prompt.replace("{instruction}", m.recipe.prompt.instruction).replace(
         "{question}", row["question"]
@@ -206,7 +208,7 @@ def probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
         }
         if entries:
             matrix[mode] = entries
-    va, vb = _protocol(a, row), _protocol(b, row)
+    va, vb = dict(measure(a, row)), dict(measure(b, row))
     name_a, name_b = pair_names(a.recipe.name, b.recipe.name)
     for side, v in (("a", va), ("b", vb)):
         formats = Counter(answer_format(text) for text in golds[side])

@@ -10,7 +10,7 @@ from parity.findings import Finding
 from parity.materialize import Materialized
 from parity.plain import plain
 from parity.plan import StepPlan, step_count_cause
-from parity.probes import PROBES, FindingMaker, ProbeContext, ProbeResult
+from parity.probes import PROBES, FindingMaker, ProbeContext, ProbeResult, measurement
 from parity.trl_bridge import IGNORE_INDEX
 
 make_finding = FindingMaker("batch")
@@ -31,7 +31,10 @@ def token_counts(m: Materialized) -> dict[str, Any]:
     }
 
 
-def side_values(m: Materialized, plan: StepPlan) -> dict[str, Any]:
+@measurement("batch")
+def measure(m: Materialized) -> dict[str, Any]:
+    """Step plan at the recipe's world size and tokens per optimizer step."""
+    plan = m.step_plan()
     tokens = token_counts(m)
     per_step = {
         "tokens_per_step": round(tokens["mean_tokens"] * plan.global_batch, 6)
@@ -176,5 +179,5 @@ def probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
                 },
             }
         )
-    values = {"a": side_values(a, pa), "b": side_values(b, pb), "by_world_size": rows}
+    values = {"a": measure(a), "b": measure(b), "by_world_size": rows}
     return ProbeResult(findings=findings_for(a, b, pa, pb), values=plain(values))

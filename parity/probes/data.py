@@ -14,7 +14,7 @@ from parity.fast_tokenize import direct_backend, encode_texts
 from parity.findings import Finding
 from parity.materialize import Materialized
 from parity.plain import plain
-from parity.probes import PROBES, FindingMaker, ProbeContext, ProbeResult
+from parity.probes import PROBES, FindingMaker, ProbeContext, ProbeResult, measurement
 from parity.textdiff import pair_names
 
 AXIS = "data"
@@ -73,7 +73,9 @@ def selection_uses_eval(m: Materialized) -> bool:
     return bool(m.sft_config.load_best_model_at_end) or m.recipe.launch.early_stopping_patience is not None
 
 
-def _recipe_values(m: Materialized) -> dict[str, Any]:
+@measurement("data")
+def measure(m: Materialized) -> dict[str, Any]:
+    """Row counts, digests, preprocessing and split rule of the recipe's data."""
     steps = m.recipe.data.preprocess
     processed = preprocess_rows(m.raw.train, steps)
     changed = sum(1 for raw, new in zip(m.raw.train, processed, strict=True) if raw != new)
@@ -176,7 +178,7 @@ def _eval_split_finding(a: Materialized, b: Materialized, va: dict, vb: dict) ->
 @PROBES.register("data")
 def probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
     """Row counts, hashes, preprocessing, split rule, eval/test overlap and annotation share of each recipe."""
-    va, vb = _recipe_values(a), _recipe_values(b)
+    va, vb = measure(a), measure(b)
     findings: list[Finding] = []
     name_a, name_b = pair_names(a.recipe.name, b.recipe.name)
     if va["train_digest"] != vb["train_digest"]:

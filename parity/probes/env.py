@@ -11,7 +11,7 @@ from packaging.version import InvalidVersion, Version
 
 from parity.materialize import Materialized
 from parity.plain import plain
-from parity.probes import PROBES, FindingMaker, ProbeContext, ProbeResult
+from parity.probes import PROBES, FindingMaker, ProbeContext, ProbeResult, measurement
 
 make_finding = FindingMaker("env")
 
@@ -33,7 +33,9 @@ def satisfied(pin: str, running: str | None) -> bool | None:
         return None
 
 
-def side_values(m: Materialized) -> dict[str, Any]:
+@measurement("env")
+def measure(m: Materialized) -> dict[str, Any]:
+    """The recipe's pins and whether the running environment meets them."""
     return {
         package: {
             "pin": pin,
@@ -56,7 +58,7 @@ def _pin_text(name: str, entry: dict[str, Any] | None) -> str:
 @PROBES.register("env")
 def probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
     """Pin differences between the recipes, and pins the running environment meets for one recipe but not the other."""
-    va, vb = side_values(a), side_values(b)
+    va, vb = measure(a), measure(b)
     names = a.recipe.name, b.recipe.name
     findings = []
     for package in sorted(set(va) | set(vb)):

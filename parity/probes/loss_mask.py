@@ -9,7 +9,7 @@ from parity.axes import field_axis, field_severity, probe_fields
 from parity.fast_tokenize import encode_texts
 from parity.materialize import Materialized
 from parity.plain import plain
-from parity.probes import PROBES, FindingMaker, ProbeContext, ProbeResult
+from parity.probes import PROBES, FindingMaker, ProbeContext, ProbeResult, measurement
 from parity.rendering import CLOCKS, frozen_clock
 from parity.textdiff import pair_names
 from parity.trl_bridge import IGNORE_INDEX, Prepared, resolve_completion_only_loss
@@ -113,7 +113,9 @@ def example_view(m: Materialized, row: dict[str, str]) -> list[list[Any]]:
     return [[token, label != IGNORE_INDEX] for token, label in zip(tokens, prepared["labels"], strict=True)]
 
 
-def _recipe_values(m: Materialized) -> dict[str, Any]:
+@measurement("loss_mask")
+def measure(m: Materialized) -> dict[str, Any]:
+    """Trained-token statistics and the effective completion_only_loss over the tokenized sample."""
     stats = mask_stats(m)
     col = completion_only_loss(m)
     return {
@@ -147,7 +149,7 @@ def probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
     """Trained-token fractions, prompt/EOS/BOS handling and the effective completion_only_loss of both recipes."""
     row = a.raw.train[ctx.show_example]
     with frozen_clock(CLOCKS[0]):
-        va, vb = _recipe_values(a), _recipe_values(b)
+        va, vb = measure(a), measure(b)
         example = {"a": example_view(a, row), "b": example_view(b, row)}
     name_a, name_b = pair_names(a.recipe.name, b.recipe.name)
     findings = []

@@ -12,7 +12,7 @@ from parity.architectures import LLAMA_3_2_1B, meta_model
 from parity.findings import Finding
 from parity.materialize import Materialized
 from parity.plain import config_values, plain
-from parity.probes import PROBES, FindingMaker, ProbeContext, ProbeResult
+from parity.probes import PROBES, FindingMaker, ProbeContext, ProbeResult, measurement
 
 make_finding = FindingMaker("peft")
 
@@ -85,7 +85,9 @@ def _lora_json(lora: Any) -> str | None:
     return json.dumps(fields, sort_keys=True)
 
 
-def side_values(m: Materialized) -> dict[str, Any]:
+@measurement("peft")
+def measure(m: Materialized) -> dict[str, Any]:
+    """PEFT method, LoRA settings and trainable parameter counts on the real architecture."""
     lora = m.lora_config
     fields = (
         {k: v for k, v in config_values(lora).items() if k not in IGNORED_FIELDS}
@@ -149,7 +151,7 @@ def lora_findings(a: Materialized, b: Materialized, va: dict, vb: dict) -> list[
 @PROBES.register("peft")
 def probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
     """Method and LoRA differences, with trainable parameter counts on the real architecture."""
-    va, vb = side_values(a), side_values(b)
+    va, vb = measure(a), measure(b)
     findings = []
     if va["method"] != vb["method"]:
         findings.append(

@@ -14,7 +14,7 @@ from parity.axes import field_axis, field_severity, probe_fields
 from parity.findings import Finding
 from parity.materialize import Materialized
 from parity.plain import config_values, plain
-from parity.probes import PROBES, FindingMaker, ProbeContext, ProbeResult
+from parity.probes import PROBES, FindingMaker, ProbeContext, ProbeResult, measurement
 
 make_finding = FindingMaker("precision")
 
@@ -57,7 +57,9 @@ def attention(m: Materialized) -> dict[str, Any]:
     return {"requested": requested, "effective": effective, "label": label}
 
 
-def side_values(m: Materialized, world_sizes: tuple[int, ...]) -> dict[str, Any]:
+@measurement("precision")
+def measure(m: Materialized, world_sizes: tuple[int, ...]) -> dict[str, Any]:
+    """Precision flags, load dtype, attention kernel and DeepSpeed per world size."""
     flags = config_values(m.sft_config)
     by_world = []
     for n in sorted(set(world_sizes) | {m.world_size}):
@@ -153,7 +155,7 @@ def _ds(v: dict[str, Any]) -> str:
 @PROBES.register("precision")
 def probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
     """Precision and memory settings of both recipes and where they differ."""
-    va, vb = side_values(a, ctx.world_sizes), side_values(b, ctx.world_sizes)
+    va, vb = measure(a, ctx.world_sizes), measure(b, ctx.world_sizes)
     values = {
         "a": va,
         "b": vb,

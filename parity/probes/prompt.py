@@ -7,7 +7,7 @@ from typing import Any
 
 from parity.materialize import Materialized
 from parity.plain import plain
-from parity.probes import PROBES, FindingMaker, ProbeContext, ProbeResult
+from parity.probes import PROBES, FindingMaker, ProbeContext, ProbeResult, measurement
 from parity.textdiff import char_diff, edge_notes, pair_names, visible, whitespace_edges
 
 AXIS = "prompt"
@@ -19,7 +19,10 @@ def user_messages(m: Materialized, rows: list[dict[str, str]]) -> list[str]:
     return [conv["prompt"][-1]["content"] for conv in m.conversational_raw(rows)]
 
 
-def _recipe_values(m: Materialized, message: str) -> dict[str, Any]:
+@measurement("prompt")
+def measure(m: Materialized, row: dict[str, str]) -> dict[str, Any]:
+    """The user message the recipe builds for one raw row, and the template and instruction behind it."""
+    message = user_messages(m, [row])[0]
     return {
         "user_message": message,
         "user_message_visible": visible(message),
@@ -34,7 +37,8 @@ def _recipe_values(m: Materialized, message: str) -> dict[str, Any]:
 def probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
     """Compare the user messages built from raw train row `ctx.show_example` (and count rows that differ)."""
     row = a.raw.train[ctx.show_example]
-    msg_a, msg_b = user_messages(a, [row])[0], user_messages(b, [row])[0]
+    va, vb = measure(a, row), measure(b, row)
+    msg_a, msg_b = va["user_message"], vb["user_message"]
     name_a, name_b = pair_names(a.recipe.name, b.recipe.name)
     sample = a.raw.train if a.samples is None else a.raw.train[: a.samples]
     rows_differing = sum(
@@ -42,7 +46,6 @@ def probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
     )
     ops = char_diff(msg_a, msg_b)
     notes = edge_notes(msg_a, msg_b, name_a, name_b)
-    va, vb = _recipe_values(a, msg_a), _recipe_values(b, msg_b)
     same_instruction = va["instruction"] == vb["instruction"]
     short = list(notes)
     if not same_instruction:

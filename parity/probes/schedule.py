@@ -9,8 +9,8 @@ from parity.axes import field_axis, field_severity, probe_fields
 from parity.findings import Finding
 from parity.materialize import Materialized
 from parity.plain import config_values, plain
-from parity.plan import StepPlan, step_count_cause
-from parity.probes import PROBES, FindingMaker, ProbeContext, ProbeResult
+from parity.plan import step_count_cause
+from parity.probes import PROBES, FindingMaker, ProbeContext, ProbeResult, measurement
 
 make_finding = FindingMaker("schedule")
 
@@ -50,7 +50,10 @@ def lr_curve(config: Any, total: int, warmup: int) -> tuple[list[float], float, 
     return lrs, optimizer.param_groups[0]["lr"], note
 
 
-def side_values(m: Materialized, plan: StepPlan) -> dict[str, Any]:
+@measurement("schedule")
+def measure(m: Materialized) -> dict[str, Any]:
+    """Learning-rate curve, warmup and early stopping at the recipe's world size."""
+    plan = m.step_plan()
     config = m.sft_config
     lrs, final, note = lr_curve(config, plan.total_steps, plan.warmup_steps)
     launch = m.recipe.launch
@@ -197,7 +200,7 @@ def _stopping(stop: dict[str, Any]) -> str:
 @PROBES.register("schedule")
 def probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
     """LR curves at the selected world size and the differences between them."""
-    va, vb = side_values(a, a.step_plan()), side_values(b, b.step_plan())
+    va, vb = measure(a), measure(b)
     findings = field_findings(a, b, va, vb) + derived_findings(a, b, va, vb)
     return ProbeResult(
         findings=findings, values=plain({"a": va, "b": vb, "aligned": aligned_difference(va, vb)})

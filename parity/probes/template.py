@@ -8,7 +8,7 @@ from typing import Any
 from parity.findings import Finding
 from parity.materialize import Materialized
 from parity.plain import plain
-from parity.probes import PROBES, FindingMaker, ProbeContext, ProbeResult
+from parity.probes import PROBES, FindingMaker, ProbeContext, ProbeResult, measurement
 from parity.rendering import CLOCKS, frozen_clock, render, render_is_deterministic
 from parity.textdiff import char_diff, edge_notes, pair_names, token_alignment, visible
 
@@ -22,7 +22,9 @@ def example_messages(m: Materialized, row: dict[str, str]) -> tuple[list[dict], 
     return conv["prompt"], conv["prompt"] + conv["completion"]
 
 
-def _recipe_values(m: Materialized, row: dict[str, str]) -> dict[str, Any]:
+@measurement("template")
+def measure(m: Materialized, row: dict[str, str]) -> dict[str, Any]:
+    """Effective chat template and what it renders for one raw row."""
     prompt, messages = example_messages(m, row)
     text = render(m, messages)
     with_gen, without_gen = (
@@ -124,7 +126,7 @@ def probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
     """Effective template, rendered-text diff, BOS/EOS, generation prompt and determinism for both recipes."""
     row = a.raw.train[ctx.show_example]
     with frozen_clock(CLOCKS[0]):
-        va, vb = _recipe_values(a, row), _recipe_values(b, row)
+        va, vb = measure(a, row), measure(b, row)
         messages = example_messages(a, row)[1]
         same = {"a": render(a, messages), "b": render(b, messages)}
     name_a, name_b = pair_names(a.recipe.name, b.recipe.name)

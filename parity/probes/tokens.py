@@ -12,7 +12,7 @@ import numpy as np
 from parity.axes import field_axis, field_severity
 from parity.materialize import Materialized
 from parity.plain import plain
-from parity.probes import PROBES, FindingMaker, ProbeContext, ProbeResult
+from parity.probes import PROBES, FindingMaker, ProbeContext, ProbeResult, measurement
 from parity.rendering import CLOCKS, frozen_clock
 from parity.textdiff import first_difference, pair_names, token_alignment
 
@@ -54,7 +54,9 @@ def untruncated_lengths(m: Materialized) -> list[int]:
     return [len(ids) for ids in prepare_dataset(rows, m.tokenizer, config, "untruncated")["input_ids"]]
 
 
-def _recipe_values(m: Materialized, row: dict[str, str]) -> dict[str, Any]:
+@measurement("tokens")
+def measure(m: Materialized, row: dict[str, str]) -> dict[str, Any]:
+    """Token ids of one raw row, and length and truncation statistics of the sample."""
     ids = list(m.prepare_raw([row])[0]["input_ids"])
     lengths = [len(x) for x in m.prepared.input_ids]
     full = untruncated_lengths(m)
@@ -94,7 +96,7 @@ def probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
     """Token-level diff of raw row `ctx.show_example`, length distributions and truncation counts."""
     row = a.raw.train[ctx.show_example]
     with frozen_clock(CLOCKS[0]):
-        va, vb = _recipe_values(a, row), _recipe_values(b, row)
+        va, vb = measure(a, row), measure(b, row)
     name_a, name_b = pair_names(a.recipe.name, b.recipe.name)
     ops = token_alignment(va["example_ids"], vb["example_ids"], va["example_tokens"], vb["example_tokens"])
     first = first_difference(va["example_ids"], vb["example_ids"])
