@@ -22,9 +22,9 @@ TABLE_WORLD_SIZES = (1, 2, 4, 8)
 """World sizes every batch table shows (the report's, the lock's)."""
 
 
-def table_world_sizes(world_size: int) -> tuple[int, ...]:
-    """TABLE_WORLD_SIZES plus the selected world size, ascending."""
-    return tuple(sorted({*TABLE_WORLD_SIZES, world_size}))
+def table_world_sizes(world_size: int, base: tuple[int, ...] = TABLE_WORLD_SIZES) -> tuple[int, ...]:
+    """The table's world sizes (TABLE_WORLD_SIZES by default) plus the selected one, ascending."""
+    return tuple(sorted({*base, world_size}))
 
 
 @cache

@@ -9,7 +9,7 @@ from typing import Any
 from parity.findings import Finding
 from parity.materialize import Materialized
 from parity.plain import plain
-from parity.plan import StepPlan, step_count_cause
+from parity.plan import StepPlan, step_count_cause, table_world_sizes
 from parity.probes import PROBES, FindingMaker, ProbeContext, ProbeResult, measurement
 from parity.trl_bridge import IGNORE_INDEX
 
@@ -160,7 +160,7 @@ def probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
     """Global batch and step plan at the selected world size, and the global batch over ctx.world_sizes."""
     pa, pb = a.step_plan(), b.step_plan()
     rows = []
-    for n in sorted(set(ctx.world_sizes) | {a.world_size}):
+    for n in table_world_sizes(a.world_size, ctx.world_sizes):
         ra, rb = a.step_plan(n), b.step_plan(n)
         rows.append(
             {

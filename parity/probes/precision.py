@@ -14,6 +14,7 @@ from parity.axes import field_axis, field_severity, probe_fields
 from parity.findings import Finding
 from parity.materialize import Materialized
 from parity.plain import config_values, plain
+from parity.plan import table_world_sizes
 from parity.probes import PROBES, FindingMaker, ProbeContext, ProbeResult, measurement
 
 make_finding = FindingMaker("precision")
@@ -62,7 +63,7 @@ def measure(m: Materialized, world_sizes: tuple[int, ...]) -> dict[str, Any]:
     """Precision flags, load dtype, attention kernel and DeepSpeed per world size."""
     flags = config_values(m.sft_config)
     by_world = []
-    for n in sorted(set(world_sizes) | {m.world_size}):
+    for n in table_world_sizes(m.world_size, world_sizes):
         plan = m.launch_plan(n)
         by_world.append(
             {
