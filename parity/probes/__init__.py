@@ -1,7 +1,9 @@
-"""Probe registry: a probe is a pure function of two materialized recipes returning findings and values.
+"""Probe registry and protocol: a probe measures each recipe, then compares the two measurements.
 
-Adding a probe is one module here with `@PROBES.register("name")` on its `probe` function; its findings are
-built by a `FindingMaker` for its axis. It touches no other probe.
+A probe module has `measure(m, ...) -> dict` (decorated with `@measurement("name")`: computed once per
+materialized recipe), `compare(a, b, va, vb, ctx) -> ProbeResult` whose findings come from a
+`FindingMaker` for its axis, and `probe(a, b, ctx)` registered with `@PROBES.register("name")`.
+Adding a probe is one such module here; it touches no other probe.
 """
 
 from __future__ import annotations

@@ -126,7 +126,13 @@ def probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
     """Effective template, rendered-text diff, BOS/EOS, generation prompt and determinism for both recipes."""
     row = a.raw.train[ctx.show_example]
     with frozen_clock(CLOCKS[0]):
-        va, vb = measure(a, row), measure(b, row)
+        return compare(a, b, measure(a, row), measure(b, row), ctx)
+
+
+def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeContext) -> ProbeResult:
+    """Findings and pair values from the two recipes' measurements."""
+    row = a.raw.train[ctx.show_example]
+    with frozen_clock(CLOCKS[0]):
         messages = example_messages(a, row)[1]
         same = {"a": render(a, messages), "b": render(b, messages)}
     name_a, name_b = pair_names(a.recipe.name, b.recipe.name)

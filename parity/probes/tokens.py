@@ -96,7 +96,12 @@ def probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
     """Token-level diff of raw row `ctx.show_example`, length distributions and truncation counts."""
     row = a.raw.train[ctx.show_example]
     with frozen_clock(CLOCKS[0]):
-        va, vb = measure(a, row), measure(b, row)
+        return compare(a, b, measure(a, row), measure(b, row), ctx)
+
+
+def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeContext) -> ProbeResult:
+    """Findings and pair values from the two recipes' measurements."""
+    row = a.raw.train[ctx.show_example]
     name_a, name_b = pair_names(a.recipe.name, b.recipe.name)
     ops = token_alignment(va["example_ids"], vb["example_ids"], va["example_tokens"], vb["example_tokens"])
     first = first_difference(va["example_ids"], vb["example_ids"])
