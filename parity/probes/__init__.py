@@ -89,6 +89,21 @@ class FindingMaker:
         return Finding(self.axis, key, severity, a, b, summary, evidence or {}, chosen)
 
 
+def compare_on_example(
+    a: Materialized,
+    b: Materialized,
+    ctx: ProbeContext,
+    measure: Callable[[Materialized, dict[str, str]], dict[str, Any]],
+    compare: Callable[[Materialized, Materialized, dict, dict, ProbeContext], ProbeResult],
+) -> ProbeResult:
+    """Measure both recipes on raw train row `ctx.show_example` and compare, with the template clock frozen."""
+    from parity.rendering import CLOCKS, frozen_clock
+
+    row = a.raw.train[ctx.show_example]
+    with frozen_clock(CLOCKS[0]):
+        return compare(a, b, measure(a, row), measure(b, row), ctx)
+
+
 Probe = Callable[[Materialized, Materialized, ProbeContext], ProbeResult]
 PROBES: Registry[Probe] = Registry("probe")
 

@@ -154,8 +154,7 @@ def probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
 def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeContext) -> ProbeResult:
     """Findings and pair values from the two recipes' measurements."""
     row = a.raw.train[ctx.show_example]
-    with frozen_clock(CLOCKS[0]):
-        example = {"a": example_view(a, row), "b": example_view(b, row)}
+    example = {"a": example_view(a, row), "b": example_view(b, row)}  # at probe()'s frozen clock
     name_a, name_b = pair_names(a.recipe.name, b.recipe.name)
     findings = []
     if va["completion_only_loss"] != vb["completion_only_loss"]:
