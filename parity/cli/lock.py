@@ -28,5 +28,5 @@ def lock_command(
     lock = build_lock(a, b, data, world_size, examples, set_a or [], set_b or [])
     write_lock(lock, Path(output))
     print(
-        f"parity lock: wrote {output} ({len(lock['findings'])} findings, {examples} golden examples per recipe)"
+        f"parity lock: wrote {output} ({len(lock.findings)} findings, {examples} golden examples per recipe)"
     )

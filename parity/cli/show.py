@@ -22,7 +22,8 @@ def show_command(
     overrides: SetOption = None,
 ) -> None:
     """Show the effective recipe: every resolved value and where it came from."""
-    from parity.effective import effective_values, resolve
+    from parity.effective import effective_values
+    from parity.plan import resolve
     from parity.registry import resolve_recipe
 
     if fmt not in FORMATS:
