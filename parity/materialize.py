@@ -12,9 +12,10 @@ from functools import cached_property
 from typing import Any
 
 from parity.data.pipeline import RecipeData, conversational, preprocess_rows, split_rows
-from parity.data.sources import RawData, load_raw
+from parity.data.sources import RawData, load_raw, warn_long_rows
 from parity.errors import ParityError
 from parity.plan import LaunchPlan, Resolved, StepPlan, resolve, step_plan
+from parity.render import check_recipe_rendering
 from parity.spec import Recipe
 from parity.tokenizer import TokenizerInfo, load_tokenizer
 
@@ -123,6 +124,8 @@ def materialize(
     recipe_data = split_rows(recipe, raw)
     if not recipe_data.train:
         raise ParityError(f"recipe '{recipe.name}': no training rows from --data {data}")
+    warn_long_rows(raw.source, raw.train + raw.test, resolved.sft_config.max_length)
+    check_recipe_rendering(recipe, tokenizer, recipe_data.train)
     return Materialized(
         resolved=resolved,
         raw=raw,

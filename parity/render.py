@@ -12,6 +12,7 @@ import time
 from functools import cache, lru_cache
 from typing import Any
 
+from parity.data.pipeline import PLACEHOLDER
 from parity.errors import ParityError
 
 MAX_TEMPLATE_CHARS = 200_000
@@ -181,8 +182,6 @@ def missing_content(rendered: str, messages: list[dict[str, Any]]) -> list[dict[
 
 def unfilled_placeholders(rendered: str, prompt_texts: list[str]) -> list[str]:
     """`{name}` placeholders of the recipe's prompt templates that still appear literally in the rendering."""
-    from parity.validate import PLACEHOLDER
-
     names = sorted({name for text in prompt_texts for name in PLACEHOLDER.findall(text or "")})
     return ["{" + n + "}" for n in names if "{" + n + "}" in rendered]
 
@@ -232,3 +231,24 @@ def _one_line(err: BaseException) -> str:
 
 def _describe(err: BaseException) -> str:
     return f"{type(err).__name__}: {_one_line(err)}"
+
+
+RENDER_CHECK_ROWS = 4
+"""Training rows rendered (bounded) through a recipe's chat template before TRL tokenizes any."""
+
+
+def check_recipe_rendering(recipe: Any, tokenizer: Any, rows: list[dict[str, str]]) -> None:
+    """The recipe's first training rows as TRL will render them (its prompt, its tokenizer's template): within the
+    limits, with every message's content and no unfilled placeholder, else a one-line ParityError."""
+    from parity.data.pipeline import conversational
+
+    conversations = [
+        row["prompt"] + row["completion"] for row in conversational(rows[:RENDER_CHECK_ROWS], recipe.prompt)
+    ]
+    check_conversations(
+        recipe.name,
+        tokenizer.chat_template,
+        conversations,
+        template_kwargs_of(tokenizer),
+        [recipe.prompt.user_template, recipe.prompt.instruction],
+    )

@@ -16,7 +16,9 @@ from collections.abc import Callable
 from functools import cache
 from typing import Any
 
+from parity.data.pipeline import PLACEHOLDER, PROMPT_PLACEHOLDERS
 from parity.errors import ParityError
+from parity.render import TemplateError, check_template
 from parity.spec import PreprocessStep, Recipe
 
 MAX_BATCH = 65_536
@@ -25,9 +27,6 @@ MAX_SEED = 2**32 - 1
 """Largest seed numpy's legacy seeding (used by transformers' set_seed) accepts."""
 MAX_LENGTH = 10_000_000
 MAX_EPOCHS = 100_000
-PROMPT_PLACEHOLDERS = ("question", "instruction")
-"""The placeholders a prompt template may use; anything else would stay in the prompt literally."""
-PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 Rule = tuple[Callable[[Any], bool], str]
 
@@ -313,8 +312,6 @@ def _is_number(value: Any) -> bool:
 
 
 def _check_template(recipe: Recipe) -> None:
-    from parity.render import TemplateError, check_template
-
     template = recipe.template.chat_template
     if template is None:
         return

@@ -64,10 +64,14 @@ def test_identical_pair_has_no_findings(revise):
     assert probe(revise, make("revise"), CTX).findings == []
 
 
-def test_one_character_change_gives_exactly_one_finding(revise):
+def test_one_character_change_gives_one_content_finding_and_the_override_provenance(revise):
     changed = revise.recipe.template.chat_template.replace("<|user|>", "<|User|>")
     result = probe(revise, make("revise", [f"template.chat_template={changed}"]), CTX)
-    [finding] = result.findings
+    findings = {f.key: f for f in result.findings}
+    assert sorted(findings) == ["template.chat_template", "template.source"]
+    source = findings["template.source"]
+    assert (source.severity, source.a, source.b) == ("low", revise.recipe.template.source, "cli")
+    finding = findings["template.chat_template"]
     assert (finding.key, finding.severity) == ("template.chat_template", "high")
     assert finding.evidence["template_diff"] == [
         {"op": "replace", "a_pos": [153, 154], "b_pos": [153, 154], "a": "u", "b": "U"}
@@ -91,6 +95,6 @@ def test_template_without_generation_prompt(revise):
     )
     result = probe(revise, make("revise", [f"template.chat_template={template}"]), CTX)
     keys = {f.key: f for f in result.findings}
-    assert sorted(keys) == ["template.chat_template", "template.generation_prompt"]
+    assert sorted(keys) == ["template.chat_template", "template.generation_prompt", "template.source"]
     assert keys["template.chat_template"].severity == "low"
     assert (keys["template.generation_prompt"].a, keys["template.generation_prompt"].b) == (True, False)

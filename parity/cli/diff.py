@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from parity.axes import AXES
 from parity.cli.console import console
 from parity.cli.options import DataOption, SetA, SetB, WorldSize, parse_samples
 from parity.errors import ParityError
@@ -24,7 +25,8 @@ def diff_command(
         str, typer.Option("--samples", help="Examples tokenized for token/mask/length probes, or 'all'.")
     ] = "256",
     only: Annotated[
-        str | None, typer.Option("--only", help="Comma-separated axes to probe (default: all).")
+        str | None,
+        typer.Option("--only", help=f"Comma-separated axes to probe (default: all): {', '.join(AXES)}."),
     ] = None,
     fail_on: Annotated[
         str | None,

@@ -80,6 +80,12 @@ def split_rows(recipe: Recipe, raw: RawData) -> RecipeData:
     return RecipeData(parts["train"].to_list(), parts["test"].to_list(), False, rule)
 
 
+PROMPT_PLACEHOLDERS = ("question", "instruction")
+"""The placeholders a prompt template may use; anything else would stay in the prompt literally."""
+PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+"""A `{name}` placeholder in a prompt template."""
+
+
 def user_message(prompt: PromptSpec, question: str) -> str:
     """The user message for one question ({instruction} then {question} substituted literally)."""
     return prompt.user_template.replace("{instruction}", prompt.instruction).replace("{question}", question)

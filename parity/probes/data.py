@@ -83,8 +83,15 @@ def measure(m: Materialized) -> dict[str, Any]:
     overlap = sum(1 for row in m.data.eval if row["question"] in test_questions)
     sample = m.data.train if m.samples is None else m.data.train[: m.samples]
     selects = selection_uses_eval(m)
+    spec = m.recipe.data
     return {
         "source": m.raw.source,
+        "hub_dataset": {
+            "path": spec.hub_path,
+            "config": spec.hub_config,
+            "splits": [spec.hub_train_split, spec.hub_eval_split],
+        },
+        "raw_digest": m.raw.digest(),
         "rows": {"train": len(m.data.train), "eval": len(m.data.eval), "test": len(m.raw.test)},
         "preprocess": plain(steps),
         "preprocess_changed": changed,
@@ -175,6 +182,36 @@ def _eval_split_finding(a: Materialized, b: Materialized, va: dict, vb: dict) ->
     )
 
 
+def _hub_dataset_finding(a: Materialized, b: Materialized, va: dict, vb: dict) -> Finding | None:
+    """The datasets the recipes declare differ (path, config or splits): a data finding even when the rows here
+    come from one shared source; info only when both hub datasets were read and their rows are the same."""
+    hub_a, hub_b = va["hub_dataset"], vb["hub_dataset"]
+    if hub_a == hub_b:
+        return None
+    name_a, name_b = pair_names(a.recipe.name, b.recipe.name)
+    both_read = va["source"].startswith("hub:") and vb["source"].startswith("hub:")
+    same_rows = both_read and va["raw_digest"] == vb["raw_digest"]
+    if same_rows:
+        measured = "both were read here and hold the same rows"
+    elif both_read:
+        measured = "both were read here and their rows differ"
+    else:
+        measured = f"the rows compared here come from {va['source']} for both, so what the datasets differ in is not measured"
+    return make_finding(
+        "data.hub_path",
+        "info" if same_rows else "high",
+        _dataset_name(hub_a),
+        _dataset_name(hub_b),
+        f"declared datasets differ: {name_a} reads {_dataset_name(hub_a)}, {name_b} {_dataset_name(hub_b)}; {measured}",
+        {"a": hub_a, "b": hub_b, "raw_digest": {"a": va["raw_digest"], "b": vb["raw_digest"]}},
+    )
+
+
+def _dataset_name(hub: dict[str, Any]) -> str:
+    config = f" ({hub['config']})" if hub["config"] else ""
+    return f"{hub['path']}{config} [{'/'.join(hub['splits'])}]"
+
+
 @PROBES.register("data")
 def probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
     """Row counts, hashes, preprocessing, split rule, eval/test overlap and annotation share of each recipe."""
@@ -197,7 +234,11 @@ def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeCont
                 {"rows": {"a": va["rows"], "b": vb["rows"]}, "example": _example_pair(a, b)},
             )
         )
-    for finding in (_preprocess_finding(a, b, va, vb, ctx), _eval_split_finding(a, b, va, vb)):
+    for finding in (
+        _hub_dataset_finding(a, b, va, vb),
+        _preprocess_finding(a, b, va, vb, ctx),
+        _eval_split_finding(a, b, va, vb),
+    ):
         if finding is not None:
             findings.append(finding)
     if va["upstream_split_seeded"] != vb["upstream_split_seeded"]:

@@ -11,6 +11,7 @@ from dataclasses import MISSING, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from parity.axes import ALIGN_AXES
 from parity.errors import ParityError
 
 CPU_DEFAULTS = {"micro_batch": 2, "samples": 256, "eval_samples": 8, "eval_rows": 32, "max_new_tokens": 64}
@@ -56,10 +57,7 @@ def option(default: Any = MISSING, *, factory: Any = MISSING, **flag: Any) -> An
     return field(default=default, metadata=metadata)
 
 
-ALIGN_HELP = (
-    "Axes to align, comma-separated (batch, template, prompt, data, loss_mask, schedule, optim, peft, "
-    "precision, seed, eval, tokens, runtime), 'all' or 'none'."
-)
+ALIGN_HELP = f"Axes to align, comma-separated ({', '.join(ALIGN_AXES)}), 'all' or 'none'."
 DATA_HELP = "'synthetic[:TRAIN[:TEST[:SEED]]]' (default), a dir with train/test.jsonl, or 'hub'."
 LOCAL_FIELDS = ("out", "save_aligned")
 """Fields that stay with the command and are not sent to a leg."""
