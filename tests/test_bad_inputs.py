@@ -800,8 +800,8 @@ def llmhalluc_recipe():
 )
 @given(st.lists(st.tuples(RANDOM_KEYS, RANDOM_VALUES), min_size=1, max_size=3))
 def test_random_recipe_values_raise_parity_error_or_validate(llmhalluc_recipe, assignments):
-    from parity.effective import resolve
     from parity.overrides import apply_override
+    from parity.plan import resolve
     from parity.validate import validate_recipe
 
     recipe = llmhalluc_recipe.copy()

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from parity.cli.options import SetA, SetB, WorldSize
+from parity.errors import ParityError
 
 
 def lock_command(
@@ -24,9 +25,14 @@ def lock_command(
 ) -> None:
     """Write a lockfile of the accepted findings, effective configs, batch tables and golden tokenization."""
     from parity.lock import build_lock, write_lock
+    from parity.report import why_unwritable
 
     lock = build_lock(a, b, data, world_size, examples, set_a or [], set_b or [])
-    write_lock(lock, Path(output))
+    try:
+        write_lock(lock, Path(output))
+    except OSError as err:
+        reason = why_unwritable(Path(output).parent, err)
+        raise ParityError(f"-o {output}: cannot write the lock ({reason})") from None
     print(
         f"parity lock: wrote {output} ({len(lock.findings)} findings, {examples} golden examples per recipe)"
     )
