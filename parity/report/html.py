@@ -14,12 +14,12 @@ body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1300px;padding:
 table{border-collapse:collapse;margin:1rem 0;font-size:.9rem}
 td,th{border:1px solid #ccc;padding:.3rem .5rem;vertical-align:top;text-align:left}
 th{background:#f3f3f3;white-space:nowrap}
-td{overflow-wrap:break-word}td.summary{min-width:22rem}
-div.value{max-width:15rem;min-width:9rem;overflow-wrap:anywhere}
+td{overflow-wrap:break-word}td.summary{min-width:18rem}
+div.value{max-width:14rem;min-width:8rem;overflow-wrap:anywhere}
 td.nowrap{white-space:nowrap}
 .high{color:#b00020;font-weight:bold}.medium{color:#b36b00}.low{color:#555}.info{color:#777}
 pre{background:#f7f7f7;padding:.5rem;overflow-x:auto;font-size:.8rem}code{background:#f3f3f3}
-td.key{min-width:13rem}table.findings{width:100%}
+td.key{min-width:12rem}table.findings{width:100%}
 .plots{display:flex;flex-wrap:wrap;gap:1rem}figure{margin:0}figcaption{font-size:.85rem;color:#555}
 """
 """Header cells never wrap (no word is broken inside a header); data cells wrap between words, and only
