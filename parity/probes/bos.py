@@ -53,7 +53,11 @@ def measure(m: Materialized) -> dict[str, Any]:
 @PROBES.register(AXIS)
 def probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
     """Double BOS in the training data, and the BOS count a render-then-tokenize pipeline gets."""
-    va, vb = measure(a), measure(b)
+    return compare(a, b, measure(a), measure(b), ctx)
+
+
+def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeContext) -> ProbeResult:
+    """Findings and pair values from the two recipes' measurements."""
     names = pair_names(a.recipe.name, b.recipe.name)
     evidence = {
         side: {

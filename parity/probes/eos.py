@@ -92,7 +92,11 @@ def _align(a: Materialized, b: Materialized) -> str:
 @PROBES.register(AXIS)
 def probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
     """What ends each recipe's completions, whether generation stops there, and whether EOS keeps its label."""
-    va, vb = measure(a), measure(b)
+    return compare(a, b, measure(a), measure(b), ctx)
+
+
+def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeContext) -> ProbeResult:
+    """Findings and pair values from the two recipes' measurements."""
     names = pair_names(a.recipe.name, b.recipe.name)
     align = _align(a, b)
     evidence = {

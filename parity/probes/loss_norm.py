@@ -125,7 +125,11 @@ def measure(m: Materialized) -> dict[str, Any]:
 @PROBES.register(AXIS)
 def probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
     """Loss reduction of both recipes at their world size and what it weighs per token and per example."""
-    va, vb = measure(a), measure(b)
+    return compare(a, b, measure(a), measure(b), ctx)
+
+
+def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeContext) -> ProbeResult:
+    """Findings and pair values from the two recipes' measurements."""
     names = pair_names(a.recipe.name, b.recipe.name)
     evidence = {
         side: {

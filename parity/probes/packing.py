@@ -123,7 +123,11 @@ def _describe(name: str, v: dict[str, Any]) -> str:
 @PROBES.register(AXIS)
 def probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
     """Packing's effect on the step count and on attention between examples, for both recipes."""
-    va, vb = measure(a), measure(b)
+    return compare(a, b, measure(a), measure(b), ctx)
+
+
+def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeContext) -> ProbeResult:
+    """Findings and pair values from the two recipes' measurements."""
     names = pair_names(a.recipe.name, b.recipe.name)
     findings = []
     if (va["packing"] or vb["packing"]) and va["optimizer_steps"] != vb["optimizer_steps"]:

@@ -100,7 +100,11 @@ def _align(a: Materialized, b: Materialized) -> str:
 @PROBES.register(AXIS)
 def probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
     """Padding side of collated batches and truncation losses of both recipes."""
-    va, vb = measure(a), measure(b)
+    return compare(a, b, measure(a), measure(b), ctx)
+
+
+def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeContext) -> ProbeResult:
+    """Findings and pair values from the two recipes' measurements."""
     names = pair_names(a.recipe.name, b.recipe.name)
     findings = []
     if va["collated_padding_side"] != vb["collated_padding_side"]:
