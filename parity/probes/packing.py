@@ -32,12 +32,12 @@ def unpacked_lengths(m: Materialized) -> list[int]:
 def document_pieces(m: Materialized, rows: int) -> list[list[int]]:
     """Lengths of the example pieces in each of the first `rows` training sequences: TRL's `seq_lengths` where
     packing records them, the unpacked example stream cut at max_length for wrapped packing, else one per row."""
-    dataset = m.prepared.dataset
-    if "seq_lengths" in dataset.column_names:
-        return [list(x) for x in dataset.select(range(rows))["seq_lengths"]]
     lengths = [len(ids) for ids in m.prepared.input_ids[:rows]]
     if not m.sft_config.packing:
         return [[n] for n in lengths]
+    dataset = m.prepared.dataset  # TRL's own packed dataset
+    if "seq_lengths" in dataset.column_names:
+        return [list(x) for x in dataset.select(range(rows))["seq_lengths"]]
     stream, pieces = iter(unpacked_lengths(m)), []
     left = 0
     for size in lengths:
@@ -68,8 +68,12 @@ def model_segments(batch: dict[str, Any]) -> list[tuple[int, int]]:
 
 def cross_boundary(m: Materialized, rows: int) -> dict[str, int]:
     """Example pieces in the first per-device batch, and how many can attend to a preceding different example."""
-    dataset = m.prepared.dataset.select(range(rows))
-    batch = build_collator(m.tokenizer, m.sft_config)([dataset[i] for i in range(rows)])
+    if m.sft_config.packing:
+        dataset = m.prepared.dataset.select(range(rows))
+        examples = [dataset[i] for i in range(rows)]
+    else:
+        examples = [{"input_ids": m.prepared.input_ids[i], "labels": m.prepared.labels[i]} for i in range(rows)]
+    batch = build_collator(m.tokenizer, m.sft_config)(examples)
     pieces = [n for row in document_pieces(m, rows) for n in row]
     segments = model_segments(batch)
     attending, start = 0, 0
