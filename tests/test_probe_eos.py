@@ -49,13 +49,21 @@ def test_a_template_without_eos_trains_no_stop_token(revise, template_without_eo
 
 
 def test_sft_eos_token_moves_the_tokenizer_model_and_generation_ids(revise):
-    findings = by_key(probe(revise, make("revise", EOT), CTX))
-    assert sorted(findings) == ["eos.ids", "training.eos_token"]
+    """SFTConfig.eos_token: SFTTrainer sets it on the tokenizer before tokenizing, so the template ends every
+    completion with <|eot_id|>, and mirrors it onto the model and generation configs."""
+    result = probe(revise, make("revise", EOT), CTX)
+    findings = by_key(result)
+    assert sorted(findings) == ["eos.completion_end", "eos.ids", "training.eos_token"]
+    end = findings["eos.completion_end"]
+    assert (end.severity, end.a, end.b, end.align) == ("high", "<|end_of_text|>", "<|eot_id|>", "eos")
     ids = findings["eos.ids"]
     assert (ids.severity, ids.align) == ("medium", "eos")
     assert ids.b == {"tokenizer": 128009, "model_config": 128009, "generation": [128009, 128001]}
     field = findings["training.eos_token"]
     assert (field.severity, field.a, field.b, field.align) == ("high", None, "<|eot_id|>", "eos")
+    b = result.values["b"]
+    assert (b["end_token_id"], b["stop_fraction"], b["collator"]["trained_eos"]) == (128009, 1.0, 8)
+    assert revise.tokenizer.eos_token == "<|end_of_text|>"
 
 
 def test_pad_equal_to_eos_keeps_eos_in_the_collated_labels(revise):

@@ -12,7 +12,7 @@ from parity.plain import plain
 from parity.probes import PROBES, FindingMaker, ProbeContext, ProbeResult, measurement
 from parity.probes.fields import owned_field_findings, owned_values
 from parity.textdiff import pair_names
-from parity.trl_bridge import IGNORE_INDEX, build_collator
+from parity.trl_bridge import IGNORE_INDEX, Prepared, build_collator
 
 AXIS = "eos"
 make_finding = FindingMaker(AXIS)
@@ -35,12 +35,12 @@ def stop_ids(m: Materialized) -> dict[str, Any]:
     return {"tokenizer": tokenizer_eos, "model_config": model_eos, "generation": generation_ids}
 
 
-def collator_masked_eos(m: Materialized, eos: int) -> dict[str, int]:
+def collator_masked_eos(m: Materialized, prepared: Prepared, eos: int) -> dict[str, int]:
     """EOS positions that carry loss in the prepared labels, and how many of them TRL's collator sets to -100 when
     it pads the sample's first per-device batch (the pad == eos trap of collators that mask by token id)."""
     collator = build_collator(m.tokenizer, m.sft_config)
-    rows = min(m.launch.per_device_train_batch_size, len(m.prepared))
-    examples = [{"input_ids": m.prepared.input_ids[i], "labels": m.prepared.labels[i]} for i in range(rows)]
+    rows = min(m.launch.per_device_train_batch_size, len(prepared))
+    examples = [{"input_ids": prepared.input_ids[i], "labels": prepared.labels[i]} for i in range(rows)]
     batch = collator(examples)
     trained_eos = sum(
         1
@@ -60,11 +60,27 @@ def collator_masked_eos(m: Materialized, eos: int) -> dict[str, int]:
     }
 
 
+def trainer_prepared(m: Materialized) -> Prepared:
+    """The sample as SFTTrainer prepares it: SFTTrainer sets SFTConfig.eos_token on the tokenizer
+    before tokenizing, so a recipe that sets it is re-prepared by TRL with a tokenizer copy that has it."""
+    if m.sft_config.eos_token is None:
+        return m.prepared
+    import copy
+
+    from parity.trl_bridge import prepare_rows
+
+    backend = getattr(m.tokenizer, "backend_tokenizer", None)
+    tokenizer = copy.deepcopy(m.tokenizer, {id(backend): backend} if backend is not None else {})
+    tokenizer.eos_token = m.sft_config.eos_token
+    return prepare_rows(m.sample_rows, tokenizer, m.sft_config, "eos")
+
+
 @measurement(AXIS)
 def measure(m: Materialized) -> dict[str, Any]:
     """End token of the prepared examples, the EOS ids each component uses, and the collator's EOS labels."""
     ids = stop_ids(m)
-    ends = Counter(row[-1] for row in m.prepared.input_ids if row)
+    prepared = trainer_prepared(m)
+    ends = Counter(row[-1] for row in prepared.input_ids if row)
     end_id, end_count = ends.most_common(1)[0]
     examples = sum(ends.values())
     stopping = sum(n for token, n in ends.items() if token in ids["generation"])
@@ -78,7 +94,7 @@ def measure(m: Materialized) -> dict[str, Any]:
             "stop_fraction": round(stopping / examples, 6) if examples else 0.0,
             "eos_ids": ids,
             "eos_token": m.tokenizer.convert_ids_to_tokens(ids["tokenizer"]),
-            "collator": collator_masked_eos(m, ids["tokenizer"]),
+            "collator": collator_masked_eos(m, prepared, ids["tokenizer"]),
             "fields": owned_values(m, AXIS),
         }
     )

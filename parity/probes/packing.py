@@ -72,7 +72,9 @@ def cross_boundary(m: Materialized, rows: int) -> dict[str, int]:
         dataset = m.prepared.dataset.select(range(rows))
         examples = [dataset[i] for i in range(rows)]
     else:
-        examples = [{"input_ids": m.prepared.input_ids[i], "labels": m.prepared.labels[i]} for i in range(rows)]
+        examples = [
+            {"input_ids": m.prepared.input_ids[i], "labels": m.prepared.labels[i]} for i in range(rows)
+        ]
     batch = build_collator(m.tokenizer, m.sft_config)(examples)
     pieces = [n for row in document_pieces(m, rows) for n in row]
     segments = model_segments(batch)
