@@ -81,7 +81,7 @@ def measure(m: Materialized) -> dict[str, Any]:
     ids = stop_ids(m)
     prepared = trainer_prepared(m)
     ends = Counter(row[-1] for row in prepared.input_ids if row)
-    end_id, end_count = ends.most_common(1)[0]
+    end_id, end_count = ends.most_common(1)[0] if ends else (ids["tokenizer"], 0)
     examples = sum(ends.values())
     stopping = sum(n for token, n in ends.items() if token in ids["generation"])
     return plain(

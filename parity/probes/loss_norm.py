@@ -97,10 +97,10 @@ def measure(m: Materialized) -> dict[str, Any]:
         launch.gradient_accumulation_steps,
         launch.num_processes,
     )
-    trained = [(c, w) for c, w in zip(step, weights, strict=True) if c]
+    trained = [(c, w) for c, w in zip(step, weights, strict=True) if c] or [(1, 1.0)]
     token_weights = [w for _, w in trained]
     (short, w_short), (long, w_long) = min(trained), max(trained)
-    mean_trained = sum(counts) / len(counts)
+    mean_trained = sum(counts) / max(1, len(counts))
     return plain(
         {
             "architecture": architecture,
