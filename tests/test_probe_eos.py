@@ -88,3 +88,11 @@ def test_aligning_eos_removes_the_findings():
     pair = align(resolve_recipe("revise", EOT), resolve_recipe("revise"), ["eos"])
     a, b = (materialize(r, "synthetic:400:80", 1, 32) for r in (pair.aligned_a, pair.aligned_b))
     assert probe(a, b, CTX).findings == []
+
+
+def test_sft_pad_token_is_the_collator_pad_id(revise):
+    result = probe(revise, make("revise", ["training.pad_token=<|end_of_text|>"]), CTX)
+    assert result.values["b"]["collator"]["pad_token_id"] == 128001
+    assert [(f.key, f.a, f.b, f.align) for f in result.findings] == [
+        ("training.pad_token", None, "<|end_of_text|>", "eos")
+    ]
