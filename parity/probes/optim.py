@@ -159,12 +159,31 @@ def _decay_set_finding(a: Materialized, b: Materialized, va: dict, vb: dict) -> 
     )
 
 
+def _dropout_finding(a: Materialized, b: Materialized, va: dict, vb: dict) -> Finding | None:
+    """Dropout on the trained path differs where no other probe reports it: the model config's attention
+    dropout, or LoRA dropout when only one recipe uses LoRA (two LoRA recipes: the peft probe compares it)."""
+    da, db = va["dropout"], vb["dropout"]
+    both_lora = da["lora_dropout"] is not None and db["lora_dropout"] is not None
+    if da == db or (both_lora and da["attention_dropout"] == db["attention_dropout"]):
+        return None
+    return make_finding(
+        "optim.dropout",
+        "low",
+        da,
+        db,
+        f"dropout while training: {a.recipe.name} attention {da['attention_dropout']}, LoRA "
+        f"{da['lora_dropout'] if da['lora_dropout'] is not None else 'none'}; {b.recipe.name} attention "
+        f"{db['attention_dropout']}, LoRA {db['lora_dropout'] if db['lora_dropout'] is not None else 'none'}",
+        align="peft",
+    )
+
+
 @PROBES.register("optim")
 def probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
     """Optimizer field differences with what the Trainer builds from them, and the decayed parameter sets."""
     va, vb = measure(a), measure(b)
     findings = _field_findings(a, b, va, vb)
-    decay = _decay_set_finding(a, b, va, vb)
-    if decay is not None:
-        findings.append(decay)
+    for extra in (_decay_set_finding(a, b, va, vb), _dropout_finding(a, b, va, vb)):
+        if extra is not None:
+            findings.append(extra)
     return ProbeResult(findings=findings, values=plain({"a": va, "b": vb}))

@@ -153,12 +153,13 @@ def _side(name: str, entry: dict | None) -> str:
 
 @PROBES.register("versions")
 def probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
-    """One finding per cited change that affects either recipe: both declared versions and the effect."""
+    """One finding per cited change that affects the recipes differently (one of them only, or through different
+    pins): both declared versions, the running one and the effect."""
     va, vb = measure(a), measure(b)
     findings: list[Finding] = []
     for fact in version_facts():
         ea, eb = va.get(fact.key), vb.get(fact.key)
-        if ea is None and eb is None:
+        if ea == eb:
             continue
         severity = min((e["severity"] for e in (ea, eb) if e), key=SEVERITY_RANK.__getitem__)
         findings.append(
