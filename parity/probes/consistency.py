@@ -58,7 +58,9 @@ def measure(m: Materialized) -> dict[str, Any]:
     spec = m.recipe.eval
     raw_gold = m.raw.test[:GOLD_ROWS]
     completions = [row["answer"] for row in preprocess_rows(raw_gold, m.recipe.data.preprocess)]
-    modes = [mode for mode, regex in (("strict", spec.strict_regex), ("flexible", spec.flexible_regex)) if regex]
+    modes = [
+        mode for mode, regex in (("strict", spec.strict_regex), ("flexible", spec.flexible_regex)) if regex
+    ]
     shares = {mode: extraction_share(completions, raw_gold, spec, mode) for mode in modes}
     training_format = Counter(map(answer_format, completions)).most_common(1)
     shot_format = Counter(answer_format(row["answer"]) for row in raw_gold).most_common(1)
@@ -165,7 +167,11 @@ def probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
     va, vb = measure(a), measure(b)
     findings = [
         f
-        for f in (_input_finding(a, b, va, vb), _extraction_finding(a, b, va, vb), _fewshot_finding(a, b, va, vb))
+        for f in (
+            _input_finding(a, b, va, vb),
+            _extraction_finding(a, b, va, vb),
+            _fewshot_finding(a, b, va, vb),
+        )
         if f is not None
     ]
     return ProbeResult(findings=findings, values=plain({"a": va, "b": vb}))

@@ -131,14 +131,20 @@ def _field_findings(a: Materialized, b: Materialized, va: dict, vb: dict) -> lis
 
 def _effect(name: str, va: dict, vb: dict) -> str:
     if name == "optim":
-        return f" (Trainer builds {va['optimizer']['class']} vs {vb['optimizer']['class']})"
+        return f" (Trainer builds {_optimizer_text(va['optimizer'])} vs {_optimizer_text(vb['optimizer'])})"
     if name == "weight_decay":
         parts = [
-            f"{v['decay']['decayed_params']:,} params decayed" if v["decay"] else "no decay"
-            for v in (va, vb)
+            f"{v['decay']['decayed_params']:,} params decayed" if v["decay"] else "no decay" for v in (va, vb)
         ]
         return f" ({parts[0]} vs {parts[1]})"
     return ""
+
+
+def _optimizer_text(build: dict[str, Any]) -> str:
+    if build["class"] is None:
+        return f"nothing here ({build['unavailable']})"
+    flags = [name for name in ("fused", "foreach") if build["kwargs"].get(name)]
+    return build["class"] + (f" ({', '.join(flags)})" if flags else "")
 
 
 def _decay_set_finding(a: Materialized, b: Materialized, va: dict, vb: dict) -> Finding | None:
