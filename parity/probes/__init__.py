@@ -1,7 +1,9 @@
-"""Probe registry: a probe is a pure function of two materialized recipes returning findings and values.
+"""Probe registry and protocol: a probe measures each recipe, then compares the two measurements.
 
-Adding a probe is one module here with `@PROBES.register("name")` on its `probe` function; its findings are
-built by a `FindingMaker` for its axis. It touches no other probe.
+A probe module has `measure(m, ...) -> dict` (decorated with `@measurement("name")`: computed once per
+materialized recipe), `compare(a, b, va, vb, ctx) -> ProbeResult` whose findings come from a
+`FindingMaker` for its axis, and `probe(a, b, ctx)` registered with `@PROBES.register("name")`.
+Adding a probe is one such module here; it touches no other probe.
 """
 
 from __future__ import annotations
@@ -85,6 +87,21 @@ class FindingMaker:
     ) -> Finding:
         chosen = default_align(self.axis) if align is _TABLE_DEFAULT else align
         return Finding(self.axis, key, severity, a, b, summary, evidence or {}, chosen)
+
+
+def compare_on_example(
+    a: Materialized,
+    b: Materialized,
+    ctx: ProbeContext,
+    measure: Callable[[Materialized, dict[str, str]], dict[str, Any]],
+    compare: Callable[[Materialized, Materialized, dict, dict, ProbeContext], ProbeResult],
+) -> ProbeResult:
+    """Measure both recipes on raw train row `ctx.show_example` and compare, with the template clock frozen."""
+    from parity.rendering import CLOCKS, frozen_clock
+
+    row = a.raw.train[ctx.show_example]
+    with frozen_clock(CLOCKS[0]):
+        return compare(a, b, measure(a, row), measure(b, row), ctx)
 
 
 Probe = Callable[[Materialized, Materialized, ProbeContext], ProbeResult]

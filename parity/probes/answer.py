@@ -188,6 +188,12 @@ def _protocol_findings(va: dict, vb: dict, name_a: str, name_b: str) -> list[Fin
 def probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
     """Eval protocols, answer formats and the extractor x gold compatibility matrix of both recipes."""
     row = a.raw.train[ctx.show_example]
+    return compare(a, b, measure(a, row), measure(b, row), ctx)
+
+
+def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeContext) -> ProbeResult:
+    """Findings and pair values from the two recipes' measurements."""
+    row = a.raw.train[ctx.show_example]
     raw_gold = a.raw.test[:GOLD_ROWS]
     golds = {
         side: [r["answer"] for r in preprocess_rows(raw_gold, m.recipe.data.preprocess)]
@@ -208,7 +214,7 @@ def probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
         }
         if entries:
             matrix[mode] = entries
-    va, vb = dict(measure(a, row)), dict(measure(b, row))
+    va, vb = dict(va), dict(vb)  # answer formats are added below
     name_a, name_b = pair_names(a.recipe.name, b.recipe.name)
     for side, v in (("a", va), ("b", vb)):
         formats = Counter(answer_format(text) for text in golds[side])

@@ -71,7 +71,7 @@ def _interval(strategy: str, steps: int | None) -> str:
     return f"{steps} steps" if steps is not None else f"'{strategy}'"
 
 
-def findings_for(a: Materialized, b: Materialized, pa: StepPlan, pb: StepPlan) -> list[Finding]:
+def _findings(a: Materialized, b: Materialized, pa: StepPlan, pb: StepPlan) -> list[Finding]:
     names = a.recipe.name, b.recipe.name
     composition = {
         "per_device_train_batch_size": [pa.per_device, pb.per_device],
@@ -158,6 +158,11 @@ def findings_for(a: Materialized, b: Materialized, pa: StepPlan, pb: StepPlan) -
 @PROBES.register("batch")
 def probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
     """Global batch and step plan at the selected world size, and the global batch over ctx.world_sizes."""
+    return compare(a, b, measure(a), measure(b), ctx)
+
+
+def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeContext) -> ProbeResult:
+    """Findings and pair values from the two recipes' measurements."""
     pa, pb = a.step_plan(), b.step_plan()
     rows = []
     for n in table_world_sizes(a.world_size, ctx.world_sizes):
@@ -179,5 +184,5 @@ def probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
                 },
             }
         )
-    values = {"a": measure(a), "b": measure(b), "by_world_size": rows}
-    return ProbeResult(findings=findings_for(a, b, pa, pb), values=plain(values))
+    values = {"a": va, "b": vb, "by_world_size": rows}
+    return ProbeResult(findings=_findings(a, b, pa, pb), values=plain(values))

@@ -251,7 +251,11 @@ def _eval_split_finding(a: Materialized, b: Materialized, va: dict, vb: dict) ->
 @PROBES.register("data")
 def probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
     """Row counts, hashes, preprocessing, split rule, eval/test overlap and annotation share of each recipe."""
-    va, vb = measure(a), measure(b)
+    return compare(a, b, measure(a), measure(b), ctx)
+
+
+def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeContext) -> ProbeResult:
+    """Findings and pair values from the two recipes' measurements."""
     findings: list[Finding] = []
     name_a, name_b = pair_names(a.recipe.name, b.recipe.name)
     if va["train_digest"] != vb["train_digest"]:

@@ -58,7 +58,11 @@ def _pin_text(name: str, entry: dict[str, Any] | None) -> str:
 @PROBES.register("env")
 def probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
     """Pin differences between the recipes, and pins the running environment meets for one recipe but not the other."""
-    va, vb = measure(a), measure(b)
+    return compare(a, b, measure(a), measure(b), ctx)
+
+
+def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeContext) -> ProbeResult:
+    """Findings and pair values from the two recipes' measurements."""
     names = a.recipe.name, b.recipe.name
     findings = []
     for package in sorted(set(va) | set(vb)):

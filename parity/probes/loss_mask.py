@@ -147,10 +147,14 @@ def _evidence(va: dict, vb: dict) -> dict[str, Any]:
 @PROBES.register("loss_mask")
 def probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
     """Trained-token fractions, prompt/EOS/BOS handling and the effective completion_only_loss of both recipes."""
-    row = a.raw.train[ctx.show_example]
     with frozen_clock(CLOCKS[0]):
-        va, vb = measure(a), measure(b)
-        example = {"a": example_view(a, row), "b": example_view(b, row)}
+        return compare(a, b, measure(a), measure(b), ctx)
+
+
+def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeContext) -> ProbeResult:
+    """Findings and pair values from the two recipes' measurements."""
+    row = a.raw.train[ctx.show_example]
+    example = {"a": example_view(a, row), "b": example_view(b, row)}  # at probe()'s frozen clock
     name_a, name_b = pair_names(a.recipe.name, b.recipe.name)
     findings = []
     if va["completion_only_loss"] != vb["completion_only_loss"]:

@@ -151,7 +151,11 @@ def lora_findings(a: Materialized, b: Materialized, va: dict, vb: dict) -> list[
 @PROBES.register("peft")
 def probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
     """Method and LoRA differences, with trainable parameter counts on the real architecture."""
-    va, vb = measure(a), measure(b)
+    return compare(a, b, measure(a), measure(b), ctx)
+
+
+def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeContext) -> ProbeResult:
+    """Findings and pair values from the two recipes' measurements."""
     findings = []
     if va["method"] != vb["method"]:
         findings.append(

@@ -156,7 +156,11 @@ def _ds(v: dict[str, Any]) -> str:
 @PROBES.register("precision")
 def probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
     """Precision and memory settings of both recipes and where they differ."""
-    va, vb = measure(a, ctx.world_sizes), measure(b, ctx.world_sizes)
+    return compare(a, b, measure(a, ctx.world_sizes), measure(b, ctx.world_sizes), ctx)
+
+
+def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeContext) -> ProbeResult:
+    """Findings and pair values from the two recipes' measurements."""
     values = {
         "a": va,
         "b": vb,

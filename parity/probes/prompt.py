@@ -37,7 +37,11 @@ def measure(m: Materialized, row: dict[str, str]) -> dict[str, Any]:
 def probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
     """Compare the user messages built from raw train row `ctx.show_example` (and count rows that differ)."""
     row = a.raw.train[ctx.show_example]
-    va, vb = measure(a, row), measure(b, row)
+    return compare(a, b, measure(a, row), measure(b, row), ctx)
+
+
+def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeContext) -> ProbeResult:
+    """Findings and pair values from the two recipes' measurements."""
     msg_a, msg_b = va["user_message"], vb["user_message"]
     name_a, name_b = pair_names(a.recipe.name, b.recipe.name)
     sample = a.raw.train if a.samples is None else a.raw.train[: a.samples]

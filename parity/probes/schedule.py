@@ -200,7 +200,11 @@ def _stopping(stop: dict[str, Any]) -> str:
 @PROBES.register("schedule")
 def probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
     """LR curves at the selected world size and the differences between them."""
-    va, vb = measure(a), measure(b)
+    return compare(a, b, measure(a), measure(b), ctx)
+
+
+def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeContext) -> ProbeResult:
+    """Findings and pair values from the two recipes' measurements."""
     findings = field_findings(a, b, va, vb) + derived_findings(a, b, va, vb)
     return ProbeResult(
         findings=findings, values=plain({"a": va, "b": vb, "aligned": aligned_difference(va, vb)})

@@ -8,8 +8,8 @@ from typing import Any
 from parity.findings import Finding
 from parity.materialize import Materialized
 from parity.plain import plain
-from parity.probes import PROBES, FindingMaker, ProbeContext, ProbeResult, measurement
-from parity.rendering import CLOCKS, frozen_clock, render, render_is_deterministic
+from parity.probes import PROBES, FindingMaker, ProbeContext, ProbeResult, compare_on_example, measurement
+from parity.rendering import render, render_is_deterministic
 from parity.textdiff import char_diff, edge_notes, pair_names, token_alignment, visible
 
 AXIS = "template"
@@ -124,11 +124,13 @@ def _template_finding(va: dict, vb: dict, same: dict, name_a: str, name_b: str) 
 @PROBES.register("template")
 def probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
     """Effective template, rendered-text diff, BOS/EOS, generation prompt and determinism for both recipes."""
-    row = a.raw.train[ctx.show_example]
-    with frozen_clock(CLOCKS[0]):
-        va, vb = measure(a, row), measure(b, row)
-        messages = example_messages(a, row)[1]
-        same = {"a": render(a, messages), "b": render(b, messages)}
+    return compare_on_example(a, b, ctx, measure, compare)
+
+
+def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeContext) -> ProbeResult:
+    """Findings and pair values from the two recipes' measurements."""
+    messages = example_messages(a, a.raw.train[ctx.show_example])[1]
+    same = {"a": render(a, messages), "b": render(b, messages)}  # at the frozen clock, as measure renders
     name_a, name_b = pair_names(a.recipe.name, b.recipe.name)
     findings = []
     if va["chat_template"] != vb["chat_template"]:

@@ -12,8 +12,7 @@ import numpy as np
 from parity.axes import field_axis, field_severity
 from parity.materialize import Materialized
 from parity.plain import plain
-from parity.probes import PROBES, FindingMaker, ProbeContext, ProbeResult, measurement
-from parity.rendering import CLOCKS, frozen_clock
+from parity.probes import PROBES, FindingMaker, ProbeContext, ProbeResult, compare_on_example, measurement
 from parity.textdiff import first_difference, pair_names, token_alignment
 
 AXIS = "tokens"
@@ -94,9 +93,12 @@ def _describe_op(op: dict[str, Any], name_a: str, name_b: str) -> str:
 @PROBES.register("tokens")
 def probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
     """Token-level diff of raw row `ctx.show_example`, length distributions and truncation counts."""
+    return compare_on_example(a, b, ctx, measure, compare)
+
+
+def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeContext) -> ProbeResult:
+    """Findings and pair values from the two recipes' measurements."""
     row = a.raw.train[ctx.show_example]
-    with frozen_clock(CLOCKS[0]):
-        va, vb = measure(a, row), measure(b, row)
     name_a, name_b = pair_names(a.recipe.name, b.recipe.name)
     ops = token_alignment(va["example_ids"], vb["example_ids"], va["example_tokens"], vb["example_tokens"])
     first = first_difference(va["example_ids"], vb["example_ids"])
