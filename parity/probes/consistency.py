@@ -164,7 +164,11 @@ def _fewshot_finding(a: Materialized, b: Materialized, va: dict, vb: dict) -> Fi
 @PROBES.register("consistency")
 def probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
     """Train-vs-eval mismatches of each recipe, reported whether or not the other recipe shares them."""
-    va, vb = measure(a), measure(b)
+    return compare(a, b, measure(a), measure(b), ctx)
+
+
+def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeContext) -> ProbeResult:
+    """Findings and pair values from the two recipes' measurements."""
     findings = [
         f
         for f in (

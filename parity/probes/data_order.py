@@ -115,7 +115,11 @@ def _order_finding(a: Materialized, b: Materialized, va: dict, vb: dict) -> Find
 @PROBES.register("data_order")
 def probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
     """Sampler field differences and the first batches each recipe's Trainer would draw."""
-    va, vb = measure(a), measure(b)
+    return compare(a, b, measure(a), measure(b), ctx)
+
+
+def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeContext) -> ProbeResult:
+    """Findings and pair values from the two recipes' measurements."""
     findings = [
         make_finding(
             f"training.{name}",

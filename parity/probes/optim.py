@@ -187,7 +187,11 @@ def _dropout_finding(a: Materialized, b: Materialized, va: dict, vb: dict) -> Fi
 @PROBES.register("optim")
 def probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
     """Optimizer field differences with what the Trainer builds from them, and the decayed parameter sets."""
-    va, vb = measure(a), measure(b)
+    return compare(a, b, measure(a), measure(b), ctx)
+
+
+def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeContext) -> ProbeResult:
+    """Findings and pair values from the two recipes' measurements."""
     findings = _field_findings(a, b, va, vb)
     for extra in (_decay_set_finding(a, b, va, vb), _dropout_finding(a, b, va, vb)):
         if extra is not None:

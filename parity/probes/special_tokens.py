@@ -155,6 +155,10 @@ def _frozen_finding(a: Materialized, b: Materialized, va: dict, vb: dict) -> Fin
 @PROBES.register("special_tokens")
 def probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
     """Untrained tokens each recipe's data carries, and whether its training updates their rows."""
-    va, vb = measure(a), measure(b)
+    return compare(a, b, measure(a), measure(b), ctx)
+
+
+def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeContext) -> ProbeResult:
+    """Findings and pair values from the two recipes' measurements."""
     findings = [f for f in (_emitted_finding(a, b, va, vb), _frozen_finding(a, b, va, vb)) if f is not None]
     return ProbeResult(findings=findings, values=plain({"a": va, "b": vb}))

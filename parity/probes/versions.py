@@ -155,7 +155,11 @@ def _side(name: str, entry: dict | None) -> str:
 def probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
     """One finding per cited change that affects the recipes differently (one of them only, or through different
     pins): both declared versions, the running one and the effect."""
-    va, vb = measure(a), measure(b)
+    return compare(a, b, measure(a), measure(b), ctx)
+
+
+def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeContext) -> ProbeResult:
+    """Findings and pair values from the two recipes' measurements."""
     findings: list[Finding] = []
     for fact in version_facts():
         ea, eb = va.get(fact.key), vb.get(fact.key)
