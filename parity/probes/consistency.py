@@ -80,6 +80,13 @@ def measure(m: Materialized) -> dict[str, Any]:
     }
 
 
+def _last_lines(v: dict) -> str:
+    """' (trains on "...", evaluates on "...")' when the last lines of the two prompts differ, else ''."""
+    trained = v["training_user_message"].strip().rsplit("\n", 1)[-1]
+    fed = v["eval_input"].strip().rsplit("\n", 1)[-1]
+    return "" if trained == fed else f" (last line trained {trained!r}, evaluated {fed!r})"
+
+
 def _input_finding(a: Materialized, b: Materialized, va: dict, vb: dict) -> Finding | None:
     def describe(v: dict) -> str | None:
         if v["input_matches"]:
@@ -96,7 +103,7 @@ def _input_finding(a: Materialized, b: Materialized, va: dict, vb: dict) -> Find
         for v, d in ((va, da), (vb, db))
         if d
     )
-    parts = [f"{m.recipe.name} {d}" for m, d in ((a, da), (b, db)) if d]
+    parts = [f"{m.recipe.name} {d}{_last_lines(v)}" for m, v, d in ((a, va, da), (b, vb, db)) if d]
     return make_finding(
         "consistency.model_input",
         "high" if template_shift else "medium",
