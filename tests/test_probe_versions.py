@@ -88,3 +88,28 @@ def test_max_seq_length_written_upstream_is_lost_under_trl_0_20():
     }
     assert entry["reasons"] == ["recipe sets max_length=2048"]
     assert "huggingface/trl#3910" in " ".join(finding.evidence["cases"])
+
+
+def test_a_pin_before_the_shuffling_change_gets_a_data_order_finding(revise):
+    """transformers 11772: the same script and seed train differently under 4.5 and 4.6, because 4.6 changed how
+    the Trainer shuffles the training data."""
+    old = make("revise", ["env.transformers===4.5.1"], samples=8)
+    findings = by_key(probe(old, revise, CTX))
+    order = findings["versions.transformers.data_order"]
+    assert (order.severity, order.a, order.b) == ("low", "transformers==4.5.1", None)
+    assert order.evidence["a"]["reasons"] == ["every transformers training run"]
+    assert "huggingface/transformers#11772" in order.evidence["cases"][0]
+
+
+def test_an_upstream_key_the_running_version_dropped_is_not_carried(revise):
+    """An upstream config that writes group_by_length under transformers 4.x: 5.x has no such field, and the recipe
+    sets no train_sampling_strategy, so the value is lost (medium)."""
+    from conftest import with_recipe
+
+    recipe = revise.recipe.copy()
+    recipe.upstream.config["group_by_length"] = True
+    grouped = with_recipe(revise, recipe)
+    [finding] = [f for f in probe(grouped, revise, CTX).findings if f.key.endswith("group_by_length")]
+    assert (finding.severity, finding.a, finding.b) == ("medium", "transformers==4.54.1", None)
+    assert finding.evidence["a"]["value_carried"] is False
+    assert finding.evidence["a"]["running_semantics"]["old_field_exists"] is False
