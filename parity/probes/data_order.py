@@ -22,6 +22,7 @@ SEED_FIELDS = ("seed", "data_seed", "full_determinism")
 
 def first_batches(m: Materialized, batches: int = FIRST_BATCHES) -> dict[str, Any]:
     """Row indices (into the tokenized sample) of the first per-device batches of process 0, and the sampler.
+    The sampler sees the sample's token lengths in the SFTConfig's length column (what group_by_length sorts by).
 
     The Trainer seeds torch with `args.seed` when it is built; accelerate replaces a RandomSampler by its
     SeedableRandomSampler seeded with `data_seed` (or torch's initial seed) when `use_seedable_sampler` is on."""
@@ -29,8 +30,11 @@ def first_batches(m: Materialized, batches: int = FIRST_BATCHES) -> dict[str, An
     from accelerate.data_loader import prepare_data_loader
     from transformers import Trainer
 
+    import datasets
+
     config = m.sft_config
-    dataset = m.prepared.dataset
+    lengths = list(map(len, m.prepared.input_ids))
+    dataset = datasets.Dataset.from_dict({config.length_column_name: lengths})
     trainer = SimpleNamespace(args=config, train_dataset=dataset, processing_class=m.tokenizer)
     sampler = Trainer._get_train_sampler(trainer, dataset)
     with torch.random.fork_rng(devices=[]):
