@@ -26,11 +26,10 @@ def first_batches(m: Materialized, batches: int = FIRST_BATCHES) -> dict[str, An
 
     The Trainer seeds torch with `args.seed` when it is built; accelerate replaces a RandomSampler by its
     SeedableRandomSampler seeded with `data_seed` (or torch's initial seed) when `use_seedable_sampler` is on."""
+    import datasets
     import torch
     from accelerate.data_loader import prepare_data_loader
     from transformers import Trainer
-
-    import datasets
 
     config = m.sft_config
     lengths = list(map(len, m.prepared.input_ids))

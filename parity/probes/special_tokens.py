@@ -17,7 +17,6 @@ from parity.findings import Finding
 from parity.materialize import Materialized
 from parity.plain import config_values, plain
 from parity.probes import PROBES, FindingMaker, ProbeContext, ProbeResult, measurement
-from parity.trl_bridge import IGNORE_INDEX
 from parity.vendor import VENDOR_REFS_DIR
 
 make_finding = FindingMaker("special_tokens")
@@ -80,17 +79,27 @@ def _lora_json(lora: Any) -> str | None:
     return json.dumps(fields, sort_keys=True)
 
 
+def ids_at_least(rows: list[list[int]], wanted: dict[int, str] | set[int]) -> set[int]:
+    """Which of `wanted` occur in the rows; only rows reaching the smallest wanted id are scanned (added tokens
+    sit at the top of the vocabulary, so most rows are skipped by their max)."""
+    if not wanted:
+        return set()
+    floor = min(wanted)
+    found: set[int] = set()
+    for row in rows:
+        if row and max(row) >= floor:
+            found.update(i for i in row if i in wanted)
+    return found
+
+
 @measurement("special_tokens")
 def measure(m: Materialized) -> dict[str, Any]:
     """Untrained tokens in the prepared sample, in its labels, and which of them stay frozen in training."""
     model = m.recipe.model.name_or_path
     untrained = untrained_ids(m.tokenizer, model)
     vocab_size = llama_3_2_1b_config().vocab_size
-    present = set().union(*map(set, m.prepared.input_ids)) & set(untrained)
-    in_labels: set[int] = set()
-    if present:
-        in_labels = set().union(*map(set, m.prepared.labels)) & present
-        in_labels.discard(IGNORE_INDEX)
+    present = ids_at_least(m.prepared.input_ids, untrained)
+    in_labels = ids_at_least(m.prepared.labels, present) if present else set()
     rows = trainable_rows(_lora_json(m.lora_config)) if present else None
     frozen = sorted(
         i for i in present if rows is not None and not rows["all_rows"] and i not in rows["token_indices"]
