@@ -70,16 +70,24 @@ def test_identical_pair_has_no_findings(name, revise, llmhalluc):
 
 
 def test_one_field_pair_gives_one_finding(revise):
-    result = probe(revise, make("revise", ["training.weight_decay=0.01"]), CTX)
+    result = probe(revise, make("revise", ["training.eval_accumulation_steps=4"]), CTX)
     [finding] = result.findings
     assert (finding.key, finding.severity, finding.align, finding.a, finding.b) == (
-        "training.weight_decay",
+        "training.eval_accumulation_steps",
         "medium",
-        "optim",
-        0.0,
-        0.01,
+        "eval",
+        None,
+        4,
     )
     assert finding.evidence["b_source"] == "cli"
+
+
+def test_optimizer_fields_are_reported_by_the_optim_probe(revise):
+    result = probe(revise, make("revise", ["training.weight_decay=0.01"]), CTX)
+    assert result.findings == []
+    assert result.values["differing_fields"] == [
+        {"field": "weight_decay", "probe": "optim", "a": 0.0, "b": 0.01}
+    ]
 
 
 def test_field_owned_by_another_probe_is_not_reported(revise):
