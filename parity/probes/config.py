@@ -69,9 +69,20 @@ def effective_field(m: Materialized, name: str) -> Any:
 def lint_entry(m: Materialized, key: str, value: Any) -> dict[str, Any]:
     """What an unread key was probably meant to be, and whether the real field says otherwise."""
     sft_fields = sft_config_fields()
-    nearest = closest(key, sft_fields | lora_config_fields())
+    nearest = m.recipe.upstream.meant.get(key) or closest(key, sft_fields | lora_config_fields())
     entry: dict[str, Any] = {"key": key, "written": plain(value), "closest": nearest, "closest_in": None}
     if nearest is None:
+        return {**entry, "severity": "medium"}
+    if "." in nearest:
+        section, _, name = nearest.partition(".")
+        effective = plain(getattr(getattr(m.recipe, section), name))
+        source = m.recipe.provenance.get(nearest, "library default" if effective is None else "recipe")
+        entry.update(
+            closest_in="recipe",
+            closest_configured=effective,
+            closest_effective=effective,
+            closest_source=source,
+        )
         return {**entry, "severity": "medium"}
     if nearest in sft_fields:
         effective = effective_field(m, nearest)
