@@ -42,8 +42,12 @@ def keyed(report):
     return {(f["axis"], f["key"]): f for f in report["findings"]}
 
 
+AGREEING_AXES = {"packing", "padding", "eos", "bos"}
+"""Axes on which the built-in pair measures no difference (their probes' tests build differing pairs)."""
+
+
 def test_builtin_pair_has_findings_on_every_axis(synthetic_report):
-    assert {f["axis"] for f in synthetic_report["findings"]} == set(AXES)
+    assert {f["axis"] for f in synthetic_report["findings"]} == set(AXES) - AGREEING_AXES
 
 
 @needs_real_gsm8k
