@@ -133,6 +133,7 @@ EXTRA_DIFFERENCE = {
     "packing": ["training.padding_free=true", "training.max_length=null"],
     "padding": ["training.pad_to_multiple_of=8"],
     "eos": ["training.eos_token=<|eot_id|>"],
+    "tokens": ["training.max_length=2048"],
 }
 """Axes on which the built-in pair agrees get a hand-made difference on A, so every axis is exercised."""
 
