@@ -72,15 +72,26 @@ def test_builtin_pair_on_real_gsm8k_measures_the_known_differences(real_report):
         row["world_size"]: (row["a_global_batch"], row["b_global_batch"])
         for row in real_report["probes"]["batch"]["by_world_size"]
     }
-    assert by_world == {1: (128, 32), 2: (128, 32), 4: (128, 32), 8: (128, 64)}
+    assert by_world == {1: (128, 32), 2: (256, 32), 4: (512, 32), 8: (1024, 64)}
+    assert ("tokens", "training.max_length") not in findings
+    cutoff_len = findings[("config", "upstream.cutoff_len")]
+    assert (cutoff_len["severity"], cutoff_len["a"], cutoff_len["evidence"]["closest"]) == (
+        "high",
+        2048,
+        "max_length",
+    )
+    assert cutoff_len["evidence"]["a"]["closest_effective"] == 1024
+    attention = findings[("precision", "model.attn_implementation")]
+    assert (attention["a"], attention["b"], attention["severity"]) == (None, "flash_attention_2", "medium")
     assert real_report["probes"]["template"]["b"]["deterministic"] is True
 
 
-def test_identical_recipes_have_no_findings(capsys, tmp_path):
-    assert main([*diff_args("revise", "revise"), "--out", str(tmp_path), "--fail-on", "info"]) == 0
+@pytest.mark.parametrize("name", ["revise", "llmhalluc"])
+def test_identical_recipes_have_no_findings(capsys, tmp_path, name):
+    assert main([*diff_args(name, name), "--out", str(tmp_path), "--fail-on", "info"]) == 0
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["findings"] == []
-    assert report["schema_version"] == 1 and report["a"] == "revise" and report["b"] == "revise"
+    assert report["schema_version"] == 1 and report["a"] == name and report["b"] == name
 
 
 def test_reports_are_byte_identical_and_path_free(tmp_path):
