@@ -143,6 +143,7 @@ EXTRA_DIFFERENCE = {
     "packing": (["training.padding_free=true", "training.max_length=null"], {"training.padding_free"}),
     "padding": (["training.pad_to_multiple_of=8"], {"training.pad_to_multiple_of"}),
     "eos": (["training.eos_token=<|eot_id|>"], {"training.eos_token", "eos.ids"}),
+    "tokens": (["training.max_length=2048"], {"training.max_length"}),
 }
 """Axes on which the built-in pair agrees get a hand-made difference on A (and the finding keys it gives), so
 every axis is exercised."""
