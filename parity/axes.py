@@ -100,6 +100,8 @@ AXIS_TABLE: tuple[Axis, ...] = (
     ),
     Axis(
         "optim",
+        probe="optim",
+        report_rank=20,
         fields=(
             "optim",
             "optim_args",
@@ -110,7 +112,9 @@ AXIS_TABLE: tuple[Axis, ...] = (
             "adam_epsilon",
             "max_grad_norm",
             "label_smoothing_factor",
+            "neftune_noise_alpha",
         ),
+        field_probe="optim",
         severity="medium",
     ),
     Axis(
@@ -226,6 +230,18 @@ AXIS_TABLE: tuple[Axis, ...] = (
         spec_keys=("launch.launcher",),
         descriptive_keys=("launch.launcher",),
     ),
+    Axis(
+        "data_order",
+        probe="data_order",
+        report_rank=21,
+        fields=("train_sampling_strategy", "dataloader_drop_last", "length_column_name"),
+        field_probe="data_order",
+        severity="medium",
+        severity_overrides=(("length_column_name", "low"),),
+    ),
+    Axis("special_tokens", probe="special_tokens", report_rank=22, alignable=False),
+    Axis("versions", probe="versions", report_rank=23, alignable=False),
+    Axis("consistency", probe="consistency", report_rank=24, alignable=False),
     Axis("config", probe="config", report_rank=0, alignable=False),
     Axis("answer", probe="answer", report_rank=10, alignable=False),
     Axis("env", probe="env", report_rank=11, alignable=False),
