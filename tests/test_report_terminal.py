@@ -197,3 +197,12 @@ def test_progress_lines_for_logs():
         == "A revise: step 40/633 (6%) loss 1.2346 · 1.50 s/step · elapsed 1m00s · ETA 14m50s"
     )
     assert progress_line("B x", 10, None, 5.0, None) == "B x: step 10 · 0.50 s/step · elapsed 5s"
+
+
+def test_counts_per_axis_wrap_between_items():
+    from parity.report.terminal import _packed
+
+    assert _packed(["config 5", "template 1", "env 7", "versions 1"], 24) == [
+        "config 5, template 1,",
+        "env 7, versions 1",
+    ]

@@ -83,9 +83,8 @@ def diff_command(
         print_findings(terminal, report_dict)
     if show_example is not None:
         print_mask_example(terminal, report_dict)
-    terminal.print("reports: " + ", ".join(str(p) for p in written), style="dim")
-    if not details:
-        terminal.print("per-axis tables: the same command with --details", style="dim")
+    hint = "" if details else " (tables per axis: --details)"
+    terminal.print("reports: " + ", ".join(str(p) for p in written) + hint, style="dim")
     if fail_on and at_or_above(report.findings, fail_on):
         explanation = fail_on_lines(report_dict["findings"], fail_on, terminal.width)
         for line in explanation:

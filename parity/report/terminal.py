@@ -55,8 +55,10 @@ def headline(report: dict[str, Any], refs: tuple[str, str] | None = None, width:
     if rest:
         lines.append(Text(""))
     for severity, group in rest:
-        per_axis = ", ".join(f"{axis} {len(keys)}" for axis, keys in _keys_by_axis(group).items())
-        lines.append(_clip(Text.assemble((f"{severity.upper()} ({len(group)}): ", "bold"), per_axis), width))
+        head = f"{severity.upper()} ({len(group)}): "
+        items = [f"{axis} {len(keys)}" for axis, keys in _keys_by_axis(group).items()]
+        for i, text in enumerate(_packed(items, width - len(head))):
+            lines.append(Text.assemble((head if i == 0 else " " * len(head), "bold"), text))
     axes = align_suggestion(findings)
     if axes:
         ref_a, ref_b = refs or (a, b)
@@ -114,12 +116,16 @@ def _keys_by_axis(findings: list[dict[str, Any]]) -> dict[str, list[str]]:
     return grouped
 
 
-def _clip(text: Text, width: int) -> Text:
-    if len(text.plain) <= width:
-        return text
-    clipped = text[: width - 1]
-    clipped.append("…")
-    return clipped
+def _packed(items: list[str], width: int) -> list[str]:
+    """Items joined by ', ' into lines of at most `width` characters (each but the last ending in a comma),
+    never splitting an item."""
+    lines: list[str] = []
+    for item in items:
+        if lines and len(lines[-1]) + 2 + len(item) <= width:
+            lines[-1] += ", " + item
+        else:
+            lines.append(item)
+    return [line + "," for line in lines[:-1]] + lines[-1:]
 
 
 def fail_on_lines(findings: list[dict[str, Any]], threshold: str, width: int = WIDTH) -> list[str]:
