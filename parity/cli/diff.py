@@ -84,7 +84,9 @@ def diff_command(
     if show_example is not None:
         print_mask_example(terminal, report_dict)
     hint = "" if details else " (tables per axis: --details)"
-    terminal.print("reports: " + ", ".join(str(p) for p in written) + hint, style="dim")
+    formats = ",".join(path.suffix.lstrip(".") for path in written)
+    shown = f"{written[0].parent / 'report'}.{{{formats}}}" if len(written) > 1 else str(written[0])
+    terminal.print(f"reports: {shown}{hint}", style="dim")
     if fail_on and at_or_above(report.findings, fail_on):
         explanation = fail_on_lines(report_dict["findings"], fail_on, terminal.width)
         for line in explanation:
