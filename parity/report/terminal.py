@@ -101,6 +101,9 @@ def _wrapped(label: str, body_text: str, width: int, max_lines: int) -> list[Tex
         body = body[:max_lines]
         body[-1] = body[-1][: width - AXIS_COLUMN - 2].rstrip() + "…"
     out = []
+    if len(label) >= AXIS_COLUMN - 1:  # a long axis name gets its own line rather than pushing the text out
+        out.append(Text(f" {label}", "bold"))
+        label = ""
     for i, text in enumerate(body or [""]):
         column = f" {label:<{AXIS_COLUMN - 1}}" if i == 0 else " " * AXIS_COLUMN
         out.append(Text.assemble((column, "bold" if i == 0 else ""), " ", text))
