@@ -1,0 +1,8 @@
+"""`parity capture`: measure a recipe by running its own code up to the construction of its trainer.
+
+Capturing EXECUTES the recipe's code (in a subprocess, in a temporary copy of the checkout, offline)."""
+
+from parity.capture.options import CaptureOptions
+from parity.capture.pipeline import CaptureError, CaptureResult, capture
+
+__all__ = ["CaptureError", "CaptureOptions", "CaptureResult", "capture"]

@@ -1,0 +1,267 @@
+"""`capture(options)`: run a recipe's own command up to the construction of its trainer, once per world size,
+and write the captured recipe directory atomically (cached by content)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from parity.capture import manifest as manifest_parts
+from parity.capture.cache import SCHEMA_VERSION, cache_key
+from parity.capture.checkout import content_hash, copy_checkout, git_commit
+from parity.capture.hubcache import seed_hub_cache
+from parity.capture.options import CaptureOptions, validate
+from parity.capture.runner import (
+    EXIT_CAPTURED,
+    EXIT_FAILED,
+    RunOutcome,
+    run_command,
+    subprocess_environment,
+    write_shims,
+)
+from parity.errors import ParityError
+
+ARTIFACTS = ("training_args.json", "collator.json", "model.json", "tokenizer", "raw", "prepared")
+
+
+class CaptureError(ParityError):
+    """A capture that stopped: one line naming what to do, with the path of the full log."""
+
+
+@dataclass(frozen=True)
+class CaptureResult:
+    path: Path
+    manifest: dict[str, Any]
+    cached: bool
+    seconds: float
+
+
+@dataclass(frozen=True)
+class _Interpreter:
+    python: Path
+    description: dict[str, Any]
+
+
+def resolve_interpreter(choice: str, checkout: Path) -> _Interpreter:
+    """The interpreter the recipe runs under: parity's own, the checkout's pinned environment, or a path."""
+    if choice == "current":
+        return _Interpreter(Path(sys.executable), {"requested": "current", "executable": sys.executable})
+    if choice == "pinned":
+        try:
+            from parity.capture.environment import build_environment
+        except ImportError:
+            raise ParityError("--python pinned: the environment builder is not available in this parity") from None
+        environment = build_environment(checkout)
+        return _Interpreter(
+            Path(environment.python),
+            {
+                "requested": "pinned",
+                "executable": str(environment.python),
+                "versions": getattr(environment, "versions", None),
+                "notes": getattr(environment, "notes", None),
+            },
+        )
+    path = Path(os.path.abspath(os.path.expanduser(choice)))
+    if not path.is_file() or not os.access(path, os.X_OK):
+        raise ParityError(f"--python {choice}: not an executable interpreter (use current, pinned or a path)")
+    return _Interpreter(path, {"requested": choice, "executable": str(path)})
+
+
+def _failed_log_path(out: Path) -> Path:
+    return out.with_name(out.name + ".capture-failed.log")
+
+
+def _write_dotenv(copy: Path, env: dict[str, str]) -> str | None:
+    """Append the --env variables to the copy's .env (a script may `source .env`), creating it if needed."""
+    if not env:
+        return None
+    dotenv = copy / ".env"
+    existed = dotenv.is_file()
+    lines = [f'{key}="{value.replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}"' for key, value in env.items()]
+    previous = dotenv.read_text() if existed else ""
+    separator = "" if not previous or previous.endswith("\n") else "\n"
+    dotenv.write_text(previous + separator + "\n".join(lines) + "\n")
+    return "appended to the copy's .env" if existed else "written as the copy's .env"
+
+
+def _run_config(
+    options: CaptureOptions, temp_root: Path, copy: Path, state_dir: Path, world_size: int, mode: str, served: dict
+) -> dict[str, Any]:
+    return {
+        "state_dir": str(state_dir),
+        "hub_store": str(state_dir / "hub"),
+        "hf_home": str(temp_root / "hf"),
+        "world_size": world_size,
+        "mode": mode,
+        "data": {name: str(Path(folder).resolve()) for name, folder in options.data.items()},
+        "models": {name: entry["source"] for name, entry in served.items()},
+        "stubs": list(options.stubs),
+        "exit_captured": EXIT_CAPTURED,
+        "exit_failed": EXIT_FAILED,
+        "checkout_copy": str(copy),
+        "temp_root": str(temp_root),
+    }
+
+
+def _failure_message(outcome: RunOutcome, options: CaptureOptions, world_size: int, log: Path) -> str:
+    where = f"(world size {world_size}; full log: {log})"
+    if outcome.status == "failed":
+        return f"{outcome.message} {where}"
+    if outcome.status == "timeout":
+        return f"capture {outcome.message}, the process group was killed {where}"
+    reason = f": {outcome.message}" if outcome.message else ""
+    command = " ".join(options.command)
+    return f"`{command}` ended (exit {outcome.returncode}) without constructing a trainer{reason} {where}"
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _manifest(
+    options: CaptureOptions,
+    key: str,
+    interpreter: _Interpreter,
+    served: dict,
+    dotenv: str | None,
+    runs: list[dict[str, Any]],
+    seconds: float,
+) -> dict[str, Any]:
+    first = runs[0]
+    all_events = [event for run in runs for event in run["events"]]
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "cache_key": key,
+        "command": list(options.command),
+        "checkout": {
+            "path": str(options.checkout.resolve()),
+            "git_commit": git_commit(options.checkout),
+            "content_sha256": content_hash(options.checkout),
+        },
+        "python": {**interpreter.description, "version": first["versions"].get("python")},
+        "versions": first["versions"],
+        "stopped_at": first["trainer"],
+        "redirects": {
+            "tokenizers": served,
+            "data": {name: str(Path(folder).resolve()) for name, folder in options.data.items()},
+            "events": manifest_parts.redirects(first["events"]),
+            "hub_offline": ["HF_HUB_OFFLINE=1", "HF_DATASETS_OFFLINE=1", "TRANSFORMERS_OFFLINE=1"],
+            "trackers_disabled": ["WANDB_DISABLED=true", "WANDB_MODE=disabled", "DISABLE_MLFLOW_INTEGRATION=TRUE"],
+        },
+        "stubs": list(options.stubs),
+        "env": {"variables": dict(options.env), "dotenv": dotenv},
+        "launch": [run["launch"] for run in runs],
+        "warnings": manifest_parts.warnings_raised(all_events),
+        "datasets": first["datasets"],
+        "timings": {
+            "total_seconds": round(seconds, 2),
+            "per_world_size_seconds": {str(run["world_size"]): round(run["seconds"], 2) for run in runs},
+        },
+        "options": {"world_sizes": list(options.world_sizes), "timeout": options.timeout, "python": options.python},
+    }
+
+
+def _install(staging: Path, out: Path) -> None:
+    """Replace `out` by the fully written `staging` folder (rename; the old one removed afterwards)."""
+    old = None
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        out.rename(old)
+    staging.rename(out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _cached(out: Path, key: str) -> dict[str, Any] | None:
+    manifest = _read_json(out / "manifest.json") if out.is_dir() else {}
+    return manifest if manifest.get("cache_key") == key else None
+
+
+def capture(options: CaptureOptions) -> CaptureResult:
+    """Capture a recipe by running its own command; returns the cached result for an unchanged recipe."""
+    started = time.monotonic()
+    validate(options)
+    key = cache_key(options)
+    cached = None if options.force else _cached(options.out, key)
+    if cached is not None:
+        return CaptureResult(options.out, cached, True, time.monotonic() - started)
+    interpreter = resolve_interpreter(options.python, options.checkout)
+    temp_root = Path(tempfile.mkdtemp(prefix="parity-capture-"))
+    try:
+        manifest = _capture_runs(options, key, interpreter, temp_root, started)
+    finally:
+        shutil.rmtree(temp_root, ignore_errors=True)
+    return CaptureResult(options.out, manifest, False, time.monotonic() - started)
+
+
+def _capture_runs(
+    options: CaptureOptions, key: str, interpreter: _Interpreter, temp_root: Path, started: float
+) -> dict[str, Any]:
+    copy = temp_root / "checkout"
+    copy_checkout(options.checkout, copy)
+    dotenv = _write_dotenv(copy, options.env)
+    served = seed_hub_cache(temp_root / "hf", options.tokenizers)
+    shims = temp_root / "bin"
+    write_shims(shims, interpreter.python)
+    log = temp_root / "log.txt"
+    runs: list[dict[str, Any]] = []
+    for index, world_size in enumerate(options.world_sizes):
+        state_dir = temp_root / "state" / f"world-size-{world_size}"
+        state_dir.mkdir(parents=True)
+        mode = "full" if index == 0 else "args"
+        config_path = state_dir / "config.json"
+        config_path.write_text(json.dumps(_run_config(options, temp_root, copy, state_dir, world_size, mode, served)))
+        environment = subprocess_environment(temp_root, copy, shims, interpreter.python, config_path, options.env)
+        with open(log, "a") as handle:
+            handle.write(f"===== parity capture: world size {world_size} ({mode}) =====\n")
+        outcome = run_command(list(options.command), copy, environment, state_dir, options.timeout, log)
+        if outcome.status != "captured":
+            failed_log = _failed_log_path(options.out)
+            shutil.copyfile(log, failed_log)
+            raise CaptureError(_failure_message(outcome, options, world_size, failed_log))
+        events = manifest_parts.read_events(state_dir)
+        training_args = _read_json(state_dir / "training_args.json")
+        runs.append(
+            {
+                "world_size": world_size,
+                "state_dir": state_dir,
+                "seconds": outcome.seconds,
+                "events": events,
+                "training_args": training_args,
+                "launch": manifest_parts.launch_row(world_size, events, training_args),
+                "versions": _read_json(state_dir / "versions.json"),
+                "trainer": _read_json(state_dir / "trainer.json"),
+                "datasets": _read_json(state_dir / "datasets.json"),
+            }
+        )
+    manifest = _manifest(options, key, interpreter, served, dotenv, runs, time.monotonic() - started)
+    _write_capture(options.out, runs, manifest, log)
+    _failed_log_path(options.out).unlink(missing_ok=True)
+    return manifest
+
+
+def _write_capture(out: Path, runs: list[dict[str, Any]], manifest: dict[str, Any], log: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
+    try:
+        first = runs[0]["state_dir"]
+        for name in ARTIFACTS:
+            if (first / name).exists():
+                shutil.move(str(first / name), staging / name)
+        for run in runs:
+            folder = staging / "world_sizes" / str(run["world_size"])
+            folder.mkdir(parents=True)
+            (folder / "training_args.json").write_text(json.dumps(run["training_args"], indent=2, sort_keys=True))
+        shutil.copyfile(log, staging / "log.txt")
+        (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
+        _install(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
