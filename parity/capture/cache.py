@@ -38,7 +38,9 @@ def cache_key(options: CaptureOptions) -> str:
         "checkout": content_hash(options.checkout),
         "command": list(options.command),
         "data": {name: content_hash(Path(folder)) for name, folder in sorted(options.data.items())},
-        "tokenizers": {name: content_hash(Path(folder)) for name, folder in sorted(options.tokenizers.items())},
+        "tokenizers": {
+            name: content_hash(Path(folder)) for name, folder in sorted(options.tokenizers.items())
+        },
         "stubs": sorted(options.stubs),
         "env": dict(sorted(options.env.items())),
         "world_sizes": list(options.world_sizes),

@@ -23,8 +23,12 @@ Example: parity capture --checkout ../ReVISE --out caps/revise --data openai/gsm
 
 
 def capture_command(
-    command: Annotated[list[str], typer.Argument(help="The recipe's command, after `--`.", show_default=False)],
-    checkout: Annotated[Path, typer.Option("--checkout", help="The recipe's repository (copied, never written).")],
+    command: Annotated[
+        list[str], typer.Argument(help="The recipe's command, after `--`.", show_default=False)
+    ],
+    checkout: Annotated[
+        Path, typer.Option("--checkout", help="The recipe's repository (copied, never written).")
+    ],
     out: Annotated[Path, typer.Option("--out", help="The captured recipe directory to write.")],
     data: Annotated[
         list[str] | None, typer.Option("--data", help="NAME=DIR: serve load_dataset(NAME) from local files.")
@@ -36,11 +40,15 @@ def capture_command(
     stub: Annotated[
         list[str] | None, typer.Option("--stub", help="MODULE imported but never used on the training path.")
     ] = None,
-    env: Annotated[list[str] | None, typer.Option("--env", help="K=V for the recipe (also in its .env).")] = None,
+    env: Annotated[
+        list[str] | None, typer.Option("--env", help="K=V for the recipe (also in its .env).")
+    ] = None,
     world_size: Annotated[
         list[int] | None, typer.Option("--world-size", help="GPU count to capture at (repeatable; 1 2 4 8).")
     ] = None,
-    python: Annotated[str, typer.Option("--python", help="current, pinned or PATH to an interpreter.")] = "current",
+    python: Annotated[
+        str, typer.Option("--python", help="current, pinned or PATH to an interpreter.")
+    ] = "current",
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds per run before it is killed.")] = 600.0,
     force: Annotated[bool, typer.Option("--force", help="Capture again even if cached.")] = False,
 ) -> None:
@@ -63,7 +71,9 @@ def capture_command(
     result = capture(options)
     console = Console()
     state = "cached" if result.cached else "captured"
-    console.print(f"{state} {result.path} in {result.seconds:.1f} s ({result.manifest['stopped_at'].get('class')})")
+    console.print(
+        f"{state} {result.path} in {result.seconds:.1f} s ({result.manifest['stopped_at'].get('class')})"
+    )
     for row in result.manifest["launch"]:
         console.print(
             f"  world size {row['world_size']}: {row['processes']} process(es) x "

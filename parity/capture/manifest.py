@@ -54,7 +54,9 @@ def warnings_raised(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{key: value for key, value in entry.items() if key != "kind"} for entry in counted.values()]
 
 
-def launch_row(world_size: int, events: list[dict[str, Any]], training_args: dict[str, Any]) -> dict[str, Any]:
+def launch_row(
+    world_size: int, events: list[dict[str, Any]], training_args: dict[str, Any]
+) -> dict[str, Any]:
     """Processes (from the launcher, 1 without one), per-device batch, accumulation and global batch."""
     launchers = [event for event in events if event["kind"] == "launcher"]
     launcher = launchers[-1] if launchers else None

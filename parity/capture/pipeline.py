@@ -57,7 +57,9 @@ def resolve_interpreter(choice: str, checkout: Path) -> _Interpreter:
         try:
             from parity.capture.environment import build_environment
         except ImportError:
-            raise ParityError("--python pinned: the environment builder is not available in this parity") from None
+            raise ParityError(
+                "--python pinned: the environment builder is not available in this parity"
+            ) from None
         environment = build_environment(checkout)
         return _Interpreter(
             Path(environment.python),
@@ -84,7 +86,10 @@ def _write_dotenv(copy: Path, env: dict[str, str]) -> str | None:
         return None
     dotenv = copy / ".env"
     existed = dotenv.is_file()
-    lines = [f'{key}="{value.replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}"' for key, value in env.items()]
+    lines = [
+        f'{key}="{value.replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}"'
+        for key, value in env.items()
+    ]
     previous = dotenv.read_text() if existed else ""
     separator = "" if not previous or previous.endswith("\n") else "\n"
     dotenv.write_text(previous + separator + "\n".join(lines) + "\n")
@@ -92,7 +97,13 @@ def _write_dotenv(copy: Path, env: dict[str, str]) -> str | None:
 
 
 def _run_config(
-    options: CaptureOptions, temp_root: Path, copy: Path, state_dir: Path, world_size: int, mode: str, served: dict
+    options: CaptureOptions,
+    temp_root: Path,
+    copy: Path,
+    state_dir: Path,
+    world_size: int,
+    mode: str,
+    served: dict,
 ) -> dict[str, Any]:
     return {
         "state_dir": str(state_dir),
@@ -153,7 +164,11 @@ def _manifest(
             "data": {name: str(Path(folder).resolve()) for name, folder in options.data.items()},
             "events": manifest_parts.redirects(first["events"]),
             "hub_offline": ["HF_HUB_OFFLINE=1", "HF_DATASETS_OFFLINE=1", "TRANSFORMERS_OFFLINE=1"],
-            "trackers_disabled": ["WANDB_DISABLED=true", "WANDB_MODE=disabled", "DISABLE_MLFLOW_INTEGRATION=TRUE"],
+            "trackers_disabled": [
+                "WANDB_DISABLED=true",
+                "WANDB_MODE=disabled",
+                "DISABLE_MLFLOW_INTEGRATION=TRUE",
+            ],
         },
         "stubs": list(options.stubs),
         "env": {"variables": dict(options.env), "dotenv": dotenv},
@@ -164,7 +179,11 @@ def _manifest(
             "total_seconds": round(seconds, 2),
             "per_world_size_seconds": {str(run["world_size"]): round(run["seconds"], 2) for run in runs},
         },
-        "options": {"world_sizes": list(options.world_sizes), "timeout": options.timeout, "python": options.python},
+        "options": {
+            "world_sizes": list(options.world_sizes),
+            "timeout": options.timeout,
+            "python": options.python,
+        },
     }
 
 
@@ -217,8 +236,12 @@ def _capture_runs(
         state_dir.mkdir(parents=True)
         mode = "full" if index == 0 else "args"
         config_path = state_dir / "config.json"
-        config_path.write_text(json.dumps(_run_config(options, temp_root, copy, state_dir, world_size, mode, served)))
-        environment = subprocess_environment(temp_root, copy, shims, interpreter.python, config_path, options.env)
+        config_path.write_text(
+            json.dumps(_run_config(options, temp_root, copy, state_dir, world_size, mode, served))
+        )
+        environment = subprocess_environment(
+            temp_root, copy, shims, interpreter.python, config_path, options.env
+        )
         with open(log, "a") as handle:
             handle.write(f"===== parity capture: world size {world_size} ({mode}) =====\n")
         outcome = run_command(list(options.command), copy, environment, state_dir, options.timeout, log)
@@ -258,7 +281,9 @@ def _write_capture(out: Path, runs: list[dict[str, Any]], manifest: dict[str, An
         for run in runs:
             folder = staging / "world_sizes" / str(run["world_size"])
             folder.mkdir(parents=True)
-            (folder / "training_args.json").write_text(json.dumps(run["training_args"], indent=2, sort_keys=True))
+            (folder / "training_args.json").write_text(
+                json.dumps(run["training_args"], indent=2, sort_keys=True)
+            )
         shutil.copyfile(log, staging / "log.txt")
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
         _install(staging, out)

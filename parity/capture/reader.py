@@ -130,7 +130,9 @@ def load_capture(path: Path | str) -> CapturedRecipe:
         raise ParityError(f"capture {path}: not a directory (create it with `parity capture`)")
     missing = [name for name in REQUIRED_FILES if not (path / name).is_file()]
     if missing:
-        raise ParityError(f"capture {path}: missing {', '.join(missing)} (not a complete `parity capture` output)")
+        raise ParityError(
+            f"capture {path}: missing {', '.join(missing)} (not a complete `parity capture` output)"
+        )
     manifest = _read_json(path / "manifest.json")
     if manifest.get("schema_version") != SCHEMA_VERSION:
         raise ParityError(

@@ -3,6 +3,7 @@ hub-offline variables, its own HOME and caches, a timeout that kills the whole p
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -51,7 +52,9 @@ def subprocess_environment(
     environment = {key: os.environ[key] for key in _KEPT_VARIABLES if key in os.environ}
     environment.update(
         {
-            "PATH": os.pathsep.join([str(shims), str(python.parent), environment.get("PATH", "/usr/bin:/bin")]),
+            "PATH": os.pathsep.join(
+                [str(shims), str(python.parent), environment.get("PATH", "/usr/bin:/bin")]
+            ),
             "PYTHONPATH": os.pathsep.join([str(HOOK_DIR), str(checkout_copy)]),
             "PARITY_CAPTURE_CONFIG": str(config_path),
             "HOME": str(home),
@@ -84,10 +87,8 @@ def subprocess_environment(
 def _kill_group(process: subprocess.Popen) -> None:
     """Stop every process the command started (TERM, then KILL after a short wait)."""
     for sig, wait in ((signal.SIGTERM, 3.0), (signal.SIGKILL, None)):
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(process.pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
         try:
             process.wait(timeout=wait)
         except subprocess.TimeoutExpired:
@@ -123,7 +124,9 @@ def run_command(
                 break
             if time.monotonic() - started > timeout:
                 _kill_group(process)
-                return RunOutcome("timeout", None, time.monotonic() - started, f"timed out after {timeout:g} s")
+                return RunOutcome(
+                    "timeout", None, time.monotonic() - started, f"timed out after {timeout:g} s"
+                )
         _kill_group(process)
     seconds = time.monotonic() - started
     if failed.exists():

@@ -65,7 +65,9 @@ class _DummyBase(metaclass=_DummyMeta):
 
 def dummy_class(qualname: str, module: str) -> type:
     """A class standing for an attribute of a stubbed module (callable, subclassable, subscriptable)."""
-    return _DummyMeta(qualname.rsplit(".", 1)[-1], (_DummyBase,), {"__qualname__": qualname, "__module__": module})
+    return _DummyMeta(
+        qualname.rsplit(".", 1)[-1], (_DummyBase,), {"__qualname__": qualname, "__module__": module}
+    )
 
 
 class StubModule(types.ModuleType):
@@ -92,16 +94,16 @@ class _StubLoader(importlib.abc.Loader):
 class _PatchingLoader(importlib.abc.Loader):
     """Wraps a real loader: executes the module, then the patches registered for it."""
 
-    def __init__(self, loader: Any, patches: list[Callable[[types.ModuleType], None]]) -> None:
+    def __init__(self, loader: Any, module_name: str) -> None:
         self._loader = loader
-        self._patches = patches
+        self._module_name = module_name
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType | None:
         return self._loader.create_module(spec)
 
     def exec_module(self, module: types.ModuleType) -> None:
         self._loader.exec_module(module)
-        for patch in self._patches:
+        for patch in _after_import.pop(self._module_name, []):
             patch(module)
 
     def __getattr__(self, name: str) -> Any:
@@ -109,11 +111,12 @@ class _PatchingLoader(importlib.abc.Loader):
 
 
 class _CaptureFinder(importlib.abc.MetaPathFinder):
-    def find_spec(self, fullname: str, path: Any, target: Any = None) -> importlib.machinery.ModuleSpec | None:
+    def find_spec(
+        self, fullname: str, path: Any, target: Any = None
+    ) -> importlib.machinery.ModuleSpec | None:
         if is_stubbed(fullname):
             return importlib.machinery.ModuleSpec(fullname, _StubLoader(), is_package=True)
-        patches = _after_import.pop(fullname, None)
-        if not patches:
+        if fullname not in _after_import:
             return None
         for finder in sys.meta_path:
             if finder is self or not hasattr(finder, "find_spec"):
@@ -121,7 +124,7 @@ class _CaptureFinder(importlib.abc.MetaPathFinder):
             spec = finder.find_spec(fullname, path, target)
             if spec is not None:
                 if spec.loader is not None:
-                    spec.loader = _PatchingLoader(spec.loader, patches)
+                    spec.loader = _PatchingLoader(spec.loader, fullname)
                 return spec
         return None
 

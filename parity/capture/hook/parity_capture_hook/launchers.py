@@ -36,7 +36,9 @@ def _read_config_file(path: str | None) -> tuple[dict[str, Any], dict[str, str]]
 
 
 def _run_script(script: str, script_args: list[str], as_module: bool, no_python: bool) -> None:
-    command = [script, *script_args] if no_python else [sys.executable, *(["-m"] if as_module else []), script]
+    command = (
+        [script, *script_args] if no_python else [sys.executable, *(["-m"] if as_module else []), script]
+    )
     if not no_python:
         command += script_args
     sys.stdout.flush()
@@ -89,7 +91,9 @@ def launch_accelerate_namespace(args: argparse.Namespace, argv: list[str] | None
         script=args.training_script,
         script_args=args.training_script_args,
     )
-    _run_script(args.training_script, list(args.training_script_args), bool(args.module), bool(args.no_python))
+    _run_script(
+        args.training_script, list(args.training_script_args), bool(args.module), bool(args.no_python)
+    )
 
 
 def accelerate_main(argv: list[str]) -> int:
@@ -127,7 +131,9 @@ def torchrun_main(argv: list[str]) -> int:
         script=args.training_script,
         script_args=args.training_script_args,
     )
-    _run_script(args.training_script, list(args.training_script_args), bool(args.module), bool(args.no_python))
+    _run_script(
+        args.training_script, list(args.training_script_args), bool(args.module), bool(args.no_python)
+    )
     return 0
 
 

@@ -12,15 +12,13 @@ from typing import Any
 
 from parity_capture_hook import imports, state
 
-_SHRUNK_SIZES = {
+_SHRUNK_SIZES = {  # widths only: layer counts stay real, recipes enumerate layers (LoRA targets)
     "hidden_size": 64,
     "intermediate_size": 128,
-    "num_hidden_layers": 2,
     "num_attention_heads": 4,
     "num_key_value_heads": 2,
     "head_dim": 16,
     "n_embd": 64,
-    "n_layer": 2,
     "n_head": 4,
     "d_model": 64,
     "ffn_dim": 128,
@@ -88,13 +86,9 @@ def shrink(config: Any) -> Any:
     for key, value in _SHRUNK_SIZES.items():
         if isinstance(getattr(tiny, key, None), int):
             setattr(tiny, key, value)
-    if getattr(tiny, "num_key_value_heads", None) and getattr(config, "num_key_value_heads", None):
-        if config.num_key_value_heads == config.num_attention_heads:
-            tiny.num_key_value_heads = tiny.num_attention_heads
-    for key in ("layer_types", "mlp_only_layers"):
-        value = getattr(tiny, key, None)
-        if isinstance(value, list) and value:
-            setattr(tiny, key, value[: tiny.num_hidden_layers])
+    kv_heads = getattr(config, "num_key_value_heads", None)
+    if kv_heads and kv_heads == getattr(config, "num_attention_heads", None):
+        tiny.num_key_value_heads = tiny.num_attention_heads
     return tiny
 
 

@@ -79,7 +79,9 @@ def _patch_datasets(datasets_module: Any) -> None:
         folder, source = served
         files = _split_files(folder)
         if not files:
-            state.fail("empty-dataset-dir", f"--data {path}: no <split>.jsonl/.parquet/.csv files in {folder}")
+            state.fail(
+                "empty-dataset-dir", f"--data {path}: no <split>.jsonl/.parquet/.csv files in {folder}"
+            )
         split = kwargs.pop("split", None)
         if args:
             state.record("dataset-load-ignored", name=path, positional=list(args))
@@ -99,7 +101,9 @@ def _patch_datasets(datasets_module: Any) -> None:
     load_module.load_dataset = load_dataset
     datasets_module.load_dataset = load_dataset
 
-    def push_dataset(self: Any, repo_id: str, config_name: str = "default", *args: Any, **kwargs: Any) -> None:
+    def push_dataset(
+        self: Any, repo_id: str, config_name: str = "default", *args: Any, **kwargs: Any
+    ) -> None:
         split = kwargs.get("split")
         target = _pushed_dir(repo_id) / (config_name or "default")
         target.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,16 @@ from typing import Any
 
 from parity_capture_hook import models, state
 
-LIBRARIES = ("transformers", "trl", "peft", "torch", "datasets", "accelerate", "huggingface_hub", "tokenizers")
+LIBRARIES = (
+    "transformers",
+    "trl",
+    "peft",
+    "torch",
+    "datasets",
+    "accelerate",
+    "huggingface_hub",
+    "tokenizers",
+)
 _SECRET_FIELDS = {"hub_token", "push_to_hub_token"}
 
 
@@ -54,7 +63,9 @@ def default_values(cls: type) -> tuple[dict[str, Any], str]:
             if field.name not in values:
                 values[field.name] = state.jsonable(_declared_default(field))
         return values, f"{base.__module__}.{base.__qualname__}() + declared defaults of {cls.__qualname__}"
-    return {f.name: state.jsonable(_declared_default(f)) for f in dataclasses.fields(cls)}, "declared defaults"
+    return {
+        f.name: state.jsonable(_declared_default(f)) for f in dataclasses.fields(cls)
+    }, "declared defaults"
 
 
 def write_training_args(args: Any) -> None:
@@ -158,7 +169,9 @@ def describe_model(trainer: Any, peft_config_argument: Any) -> dict[str, Any]:
         with torch.device("meta"):
             wrapped = peft.get_peft_model(meta, copy.deepcopy(peft_config))
         description["peft"] = {"adapter": adapter_name, "config": peft_config.to_dict()}
-        description["trainable_parameter_count"] = sum(p.numel() for p in wrapped.parameters() if p.requires_grad)
+        description["trainable_parameter_count"] = sum(
+            p.numel() for p in wrapped.parameters() if p.requires_grad
+        )
     else:
         description["peft"] = None
         description["trainable_parameter_count"] = description["parameter_count"]

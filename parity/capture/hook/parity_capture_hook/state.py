@@ -4,6 +4,7 @@ Events are JSON lines appended to `events.jsonl` in the run's state directory; t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -66,7 +67,9 @@ def jsonable(value: Any) -> Any:
             return jsonable(value.to_dict())
         except Exception:  # noqa: BLE001 - fall back to repr for objects whose to_dict fails
             pass
-    return portable(repr(value) if not isinstance(value, type) else f"{value.__module__}.{value.__qualname__}")
+    return portable(
+        repr(value) if not isinstance(value, type) else f"{value.__module__}.{value.__qualname__}"
+    )
 
 
 def record(kind: str, **detail: Any) -> None:
@@ -90,10 +93,8 @@ def write_json(name: str, payload: Any) -> None:
 
 def _exit(code: int) -> NoReturn:
     for stream in (sys.stdout, sys.stderr):
-        try:
+        with contextlib.suppress(Exception):  # a closed stream must not block the exit
             stream.flush()
-        except Exception:  # noqa: BLE001 - a closed stream must not block the exit
-            pass
     os._exit(code)
 
 
@@ -115,10 +116,8 @@ class _WarningLogHandler(logging.Handler):
     """Records library log warnings (transformers, trl, ...) as capture warnings."""
 
     def emit(self, record_: logging.LogRecord) -> None:
-        try:
+        with contextlib.suppress(Exception):  # recording must never break the recipe
             record("warning", source=f"log:{record_.name}", message=record_.getMessage()[:2000])
-        except Exception:  # noqa: BLE001 - recording must never break the recipe
-            pass
 
 
 def install_warning_recorder() -> None:
@@ -128,7 +127,9 @@ def install_warning_recorder() -> None:
     def showwarning(message, category, filename, lineno, file=None, line=None):
         try:
             where = f"{portable(str(filename))}:{lineno}"
-            record("warning", source=f"warnings:{category.__name__}", message=str(message)[:2000], where=where)
+            record(
+                "warning", source=f"warnings:{category.__name__}", message=str(message)[:2000], where=where
+            )
         except Exception:  # noqa: BLE001
             pass
         return shown(message, category, filename, lineno, file, line)

@@ -33,4 +33,6 @@ def install() -> None:
         module.run = None
         sys.modules["wandb"] = module
         return
-    imports.after_import("wandb", lambda module: setattr(module, "init", _recording_init("wandb", module.init)))
+    imports.after_import(
+        "wandb", lambda module: setattr(module, "init", _recording_init("wandb", module.init))
+    )

@@ -101,14 +101,20 @@ def _patch_trainer(trainer_module: Any) -> None:
     if original_callbacks is not None:
 
         def get_reporting_integration_callbacks(report_to: Any) -> list:
-            state.record("tracker", tracker="Trainer report_to", requested=report_to, neutralized="no callbacks")
+            state.record(
+                "tracker", tracker="Trainer report_to", requested=report_to, neutralized="no callbacks"
+            )
             return []
 
         trainer_module.get_reporting_integration_callbacks = get_reporting_integration_callbacks
     for name, module in list(sys.modules.items()):
         if name.startswith("transformers") and module is not None:
             for value in list(vars(module).values()):
-                if isinstance(value, type) and value is not trainer_class and issubclass(value, trainer_class):
+                if (
+                    isinstance(value, type)
+                    and value is not trainer_class
+                    and issubclass(value, trainer_class)
+                ):
                     _wrap_init(value)
 
 
