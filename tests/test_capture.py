@@ -274,3 +274,28 @@ def test_help_says_capturing_executes_the_recipe():
     result = run_cli("--help")
     assert result.returncode == 0
     assert "EXECUTES the recipe's code" in " ".join(result.stdout.split())
+
+
+def test_torchrun_module_form_counts_one_process_per_gpu(workdir):
+    result = capture(
+        CaptureOptions(
+            checkout=workdir / "yaml_trainer",
+            out=workdir / "captures" / "torchrun",
+            command=(
+                "python",
+                "-m",
+                "torch.distributed.run",
+                "--nproc-per-node=gpu",
+                "-m",
+                "yaml_trainer.run",
+                "--config",
+                "configs/sft.yaml",
+            ),  # fmt: skip
+            data={"openai/gsm8k": workdir / "gsm8k"},
+            world_sizes=(2,),
+        )
+    )
+    row = load_capture(result.path).launch[0]
+    assert (row.processes, row.global_batch) == (2, 16)
+    assert row.launcher["launcher"] == "torchrun"
+    assert row.processes_from == "--nproc_per_node=gpu: one per visible GPU x 1 node(s)"

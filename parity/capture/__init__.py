@@ -4,5 +4,6 @@ Capturing EXECUTES the recipe's code (in a subprocess, in a temporary copy of th
 
 from parity.capture.options import CaptureOptions
 from parity.capture.pipeline import CaptureError, CaptureResult, capture
+from parity.capture.reader import CapturedRecipe, load_capture
 
-__all__ = ["CaptureError", "CaptureOptions", "CaptureResult", "capture"]
+__all__ = ["CaptureError", "CaptureOptions", "CaptureResult", "CapturedRecipe", "capture", "load_capture"]

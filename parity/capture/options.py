@@ -57,8 +57,9 @@ def validate(options: CaptureOptions) -> None:
         for name, folder in mapping.items():
             if not Path(folder).is_dir():
                 raise ParityError(f"{flag} {name}={folder}: not a directory")
-    if not options.world_sizes or any(size < 1 for size in options.world_sizes):
-        raise ParityError(f"--world-size must be positive integers, got {list(options.world_sizes)}")
+    sizes = options.world_sizes
+    if not sizes or any(size < 1 for size in sizes) or len(set(sizes)) != len(sizes):
+        raise ParityError(f"--world-size must be distinct positive integers, got {list(sizes)}")
     if options.timeout <= 0:
         raise ParityError("--timeout must be positive")
     resolved_out = options.out.resolve()

@@ -49,8 +49,9 @@ class _Interpreter:
     description: dict[str, Any]
 
 
-def resolve_interpreter(choice: str, checkout: Path) -> _Interpreter:
-    """The interpreter the recipe runs under: parity's own, the checkout's pinned environment, or a path."""
+def resolve_interpreter(choice: str, checkout: Path, stubs: tuple[str, ...] = ()) -> _Interpreter:
+    """The interpreter the recipe runs under: parity's own, the checkout's pinned environment (the stubbed
+    modules not installed), or a path."""
     if choice == "current":
         return _Interpreter(Path(sys.executable), {"requested": "current", "executable": sys.executable})
     if choice == "pinned":
@@ -60,14 +61,16 @@ def resolve_interpreter(choice: str, checkout: Path) -> _Interpreter:
             raise ParityError(
                 "--python pinned: the environment builder is not available in this parity"
             ) from None
-        environment = build_environment(checkout)
+        environment = build_environment(checkout, skip=tuple(stubs))
         return _Interpreter(
             Path(environment.python),
             {
                 "requested": "pinned",
                 "executable": str(environment.python),
-                "versions": getattr(environment, "versions", None),
+                "installed": getattr(environment, "installed", None),
+                "exclude_newer": getattr(environment, "exclude_newer", None),
                 "notes": getattr(environment, "notes", None),
+                "cached": getattr(environment, "cached", None),
             },
         )
     path = Path(os.path.abspath(os.path.expanduser(choice)))
@@ -86,10 +89,7 @@ def _write_dotenv(copy: Path, env: dict[str, str]) -> str | None:
         return None
     dotenv = copy / ".env"
     existed = dotenv.is_file()
-    lines = [
-        f'{key}="{value.replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}"'
-        for key, value in env.items()
-    ]
+    lines = [f"{key}={json.dumps(value)}" for key, value in env.items()]
     previous = dotenv.read_text() if existed else ""
     separator = "" if not previous or previous.endswith("\n") else "\n"
     dotenv.write_text(previous + separator + "\n".join(lines) + "\n")
@@ -211,7 +211,7 @@ def capture(options: CaptureOptions) -> CaptureResult:
     cached = None if options.force else _cached(options.out, key)
     if cached is not None:
         return CaptureResult(options.out, cached, True, time.monotonic() - started)
-    interpreter = resolve_interpreter(options.python, options.checkout)
+    interpreter = resolve_interpreter(options.python, options.checkout, options.stubs)
     temp_root = Path(tempfile.mkdtemp(prefix="parity-capture-"))
     try:
         manifest = _capture_runs(options, key, interpreter, temp_root, started)
