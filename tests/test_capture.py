@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from parity.capture import CaptureOptions, capture
+from parity.capture import CaptureError, CaptureOptions, capture
 from parity.capture.reader import load_capture
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "capture"
@@ -299,3 +299,25 @@ def test_torchrun_module_form_counts_one_process_per_gpu(workdir):
     assert (row.processes, row.global_batch) == (2, 16)
     assert row.launcher["launcher"] == "torchrun"
     assert row.processes_from == "--nproc_per_node=gpu: one per visible GPU x 1 node(s)"
+
+
+def test_the_recipes_own_trainer_failure_is_reported_as_such(workdir):
+    """A base model with conversational data and no chat template fails inside TRL, as it would for real."""
+    conversations = workdir / "conversations"
+    conversations.mkdir()
+    (conversations / "train.jsonl").write_text(
+        json.dumps({"messages": [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}]})
+        + "\n"
+    )
+    options = CaptureOptions(
+        checkout=workdir / "trl_sft_config",
+        out=workdir / "captures" / "no-template",
+        command=("trl", "sft", "--config", "sft.yaml"),
+        data={"tiny/gsm8k-prompt-completion": conversations},
+        world_sizes=(1,),
+    )
+    with pytest.raises(
+        CaptureError, match=r"the recipe's own SFTTrainer\(\.\.\.\) raised \w+Error: .*chat"
+    ) as err:
+        capture(options)
+    assert "\n" not in str(err.value) and "full log: " in str(err.value)

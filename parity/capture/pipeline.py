@@ -247,6 +247,7 @@ def _capture_runs(
         outcome = run_command(list(options.command), copy, environment, state_dir, options.timeout, log)
         if outcome.status != "captured":
             failed_log = _failed_log_path(options.out)
+            failed_log.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(log, failed_log)
             raise CaptureError(_failure_message(outcome, options, world_size, failed_log))
         events = manifest_parts.read_events(state_dir)
