@@ -69,10 +69,10 @@ def capture_command(
         force=force,
     )
     result = capture(options)
-    console = Console()
+    console = Console(soft_wrap=True)
     state = "cached" if result.cached else "captured"
     console.print(
-        f"{state} {result.path} in {result.seconds:.1f} s ({result.manifest['stopped_at'].get('class')})"
+        f"{state} {result.path} in {result.seconds:.2f} s ({result.manifest['stopped_at'].get('class')})"
     )
     for row in result.manifest["launch"]:
         console.print(
