@@ -154,3 +154,25 @@ def test_revise_runs_under_its_pins_with_its_redirects(revise):
     assert {"ray", "vllm"} <= stubbed
     # preprocess.py splits 10% of GSM8K's 7,473 train rows off as "eval"
     assert len(revise.raw["train"]) == 6725 and len(revise.raw["eval"]) == 748
+
+
+def test_llmhalluc_warmup_exists_only_under_transformers_4(tmp_path):
+    """Pinned as of its commit date (transformers 4.57, trl 0.27) warmup_ratio 0.1 reaches the trainer."""
+    if importlib.util.find_spec("parity.capture.environment") is None:
+        pytest.skip("--python pinned needs parity.capture.environment, not in this build")
+    result = capture(
+        CaptureOptions(
+            checkout=LLMHALLUC,
+            out=tmp_path / "capture",
+            command=("python", "-m", "llmhalluc.run_train", "--config", "configs/llmhalluc/gsm8k/sft.yaml"),
+            data={"mtybilly/GSM8K": SHARED / "data" / "mtybilly-gsm8k"},
+            world_sizes=(1,),
+            python="pinned",
+        )
+    )
+    recipe = load_capture(result.path)
+    assert recipe.manifest["versions"]["transformers"].startswith("4.")
+    assert recipe.training_args.fields["warmup_ratio"] == 0.1
+    assert recipe.training_args.fields["max_length"] == 1024
+    prepared = recipe.prepared["train"]
+    assert len(prepared.input_ids[0]) == 117 and prepared.input_ids[0][0] == 198

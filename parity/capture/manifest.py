@@ -7,6 +7,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from parity.capture.cache import SCHEMA_VERSION
+from parity.capture.checkout import content_hash, git_commit
+from parity.capture.options import CaptureOptions
+
 REDIRECT_KINDS = (
     "dataset-load",
     "dataset-push",
@@ -89,4 +93,56 @@ def launch_row(
         "per_device_train_batch_size": per_device,
         "gradient_accumulation_steps": accumulation,
         "global_batch": global_batch,
+    }
+
+
+def build_manifest(
+    options: CaptureOptions,
+    key: str,
+    interpreter: dict[str, Any],
+    served: dict,
+    dotenv: str | None,
+    runs: list[dict[str, Any]],
+    seconds: float,
+) -> dict[str, Any]:
+    """manifest.json: the command, checkout, interpreter, redirects, launch table, warnings and timings."""
+    first = runs[0]
+    all_events = [event for run in runs for event in run["events"]]
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "cache_key": key,
+        "command": list(options.command),
+        "checkout": {
+            "path": str(options.checkout.resolve()),
+            "git_commit": git_commit(options.checkout),
+            "content_sha256": content_hash(options.checkout),
+        },
+        "python": {**interpreter, "version": first["versions"].get("python")},
+        "versions": first["versions"],
+        "stopped_at": first["trainer"],
+        "redirects": {
+            "tokenizers": served,
+            "data": {name: str(Path(folder).resolve()) for name, folder in options.data.items()},
+            "events": redirects(first["events"]),
+            "hub_offline": ["HF_HUB_OFFLINE=1", "HF_DATASETS_OFFLINE=1", "TRANSFORMERS_OFFLINE=1"],
+            "trackers_disabled": [
+                "WANDB_DISABLED=true",
+                "WANDB_MODE=disabled",
+                "DISABLE_MLFLOW_INTEGRATION=TRUE",
+            ],
+        },
+        "stubs": list(options.stubs),
+        "env": {"variables": dict(options.env), "dotenv": dotenv},
+        "launch": [run["launch"] for run in runs],
+        "warnings": warnings_raised(all_events),
+        "datasets": first["datasets"],
+        "timings": {
+            "total_seconds": round(seconds, 2),
+            "per_world_size_seconds": {str(run["world_size"]): round(run["seconds"], 2) for run in runs},
+        },
+        "options": {
+            "world_sizes": list(options.world_sizes),
+            "timeout": options.timeout,
+            "python": options.python,
+        },
     }

@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from parity.capture import manifest as manifest_parts
-from parity.capture.cache import SCHEMA_VERSION, cache_key
-from parity.capture.checkout import content_hash, copy_checkout, git_commit
+from parity.capture.cache import cache_key
+from parity.capture.checkout import copy_checkout
 from parity.capture.hubcache import seed_hub_cache
 from parity.capture.options import CaptureOptions, validate
+from parity.capture.output import write_capture
 from parity.capture.runner import (
     EXIT_CAPTURED,
     EXIT_FAILED,
@@ -28,8 +29,6 @@ from parity.capture.runner import (
 )
 from parity.errors import ParityError
 
-ARTIFACTS = ("training_args.json", "collator.json", "model.json", "tokenizer", "raw", "prepared")
-
 
 class CaptureError(ParityError):
     """A capture that stopped: one line naming what to do, with the path of the full log."""
@@ -37,6 +36,8 @@ class CaptureError(ParityError):
 
 @dataclass(frozen=True)
 class CaptureResult:
+    """Where the capture is, its manifest, whether it came from the cache, and how long the call took."""
+
     path: Path
     manifest: dict[str, Any]
     cached: bool
@@ -136,68 +137,6 @@ def _read_json(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def _manifest(
-    options: CaptureOptions,
-    key: str,
-    interpreter: _Interpreter,
-    served: dict,
-    dotenv: str | None,
-    runs: list[dict[str, Any]],
-    seconds: float,
-) -> dict[str, Any]:
-    first = runs[0]
-    all_events = [event for run in runs for event in run["events"]]
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "cache_key": key,
-        "command": list(options.command),
-        "checkout": {
-            "path": str(options.checkout.resolve()),
-            "git_commit": git_commit(options.checkout),
-            "content_sha256": content_hash(options.checkout),
-        },
-        "python": {**interpreter.description, "version": first["versions"].get("python")},
-        "versions": first["versions"],
-        "stopped_at": first["trainer"],
-        "redirects": {
-            "tokenizers": served,
-            "data": {name: str(Path(folder).resolve()) for name, folder in options.data.items()},
-            "events": manifest_parts.redirects(first["events"]),
-            "hub_offline": ["HF_HUB_OFFLINE=1", "HF_DATASETS_OFFLINE=1", "TRANSFORMERS_OFFLINE=1"],
-            "trackers_disabled": [
-                "WANDB_DISABLED=true",
-                "WANDB_MODE=disabled",
-                "DISABLE_MLFLOW_INTEGRATION=TRUE",
-            ],
-        },
-        "stubs": list(options.stubs),
-        "env": {"variables": dict(options.env), "dotenv": dotenv},
-        "launch": [run["launch"] for run in runs],
-        "warnings": manifest_parts.warnings_raised(all_events),
-        "datasets": first["datasets"],
-        "timings": {
-            "total_seconds": round(seconds, 2),
-            "per_world_size_seconds": {str(run["world_size"]): round(run["seconds"], 2) for run in runs},
-        },
-        "options": {
-            "world_sizes": list(options.world_sizes),
-            "timeout": options.timeout,
-            "python": options.python,
-        },
-    }
-
-
-def _install(staging: Path, out: Path) -> None:
-    """Replace `out` by the fully written `staging` folder (rename; the old one removed afterwards)."""
-    old = None
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        out.rename(old)
-    staging.rename(out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def _cached(out: Path, key: str) -> dict[str, Any] | None:
     manifest = _read_json(out / "manifest.json") if out.is_dir() else {}
     return manifest if manifest.get("cache_key") == key else None
@@ -265,29 +204,9 @@ def _capture_runs(
                 "datasets": _read_json(state_dir / "datasets.json"),
             }
         )
-    manifest = _manifest(options, key, interpreter, served, dotenv, runs, time.monotonic() - started)
-    _write_capture(options.out, runs, manifest, log)
+    manifest = manifest_parts.build_manifest(
+        options, key, interpreter.description, served, dotenv, runs, time.monotonic() - started
+    )
+    write_capture(options.out, runs, manifest, log)
     _failed_log_path(options.out).unlink(missing_ok=True)
     return manifest
-
-
-def _write_capture(out: Path, runs: list[dict[str, Any]], manifest: dict[str, Any], log: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
-    try:
-        first = runs[0]["state_dir"]
-        for name in ARTIFACTS:
-            if (first / name).exists():
-                shutil.move(str(first / name), staging / name)
-        for run in runs:
-            folder = staging / "world_sizes" / str(run["world_size"])
-            folder.mkdir(parents=True)
-            (folder / "training_args.json").write_text(
-                json.dumps(run["training_args"], indent=2, sort_keys=True)
-            )
-        shutil.copyfile(log, staging / "log.txt")
-        (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
-        _install(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
