@@ -321,3 +321,26 @@ def test_the_recipes_own_trainer_failure_is_reported_as_such(workdir):
     ) as err:
         capture(options)
     assert "\n" not in str(err.value) and "full log: " in str(err.value)
+
+
+def test_a_capture_is_a_parity_recipe_with_its_launch_rules(shell_capture):
+    from trl import SFTConfig
+
+    from parity.capture.recipe import NOT_CAPTURED, recipe_from_capture
+
+    recipe = recipe_from_capture(load_capture(shell_capture[0].path))
+    assert recipe.name == "capture:shell"
+    assert (recipe.launch.num_processes, recipe.launch.global_batch) == ("world", 32)
+    assert recipe.launch.launcher == "accelerate launch"
+    assert recipe.training["per_device_train_batch_size"] == 8
+    assert "gradient_accumulation_steps" not in recipe.training  # derived per world size from global_batch
+    assert recipe.training["learning_rate"] == 1e-4
+    assert (recipe.model.name_or_path, recipe.model.attn_implementation) == (
+        "meta-llama/llama-3.2-1b",
+        "flash_attention_2",
+    )
+    assert recipe.tokenizer.source.endswith("tokenizer")
+    assert recipe.upstream.consumed["model_name_or_path"].startswith("not a trl.SFTConfig field")
+    assert recipe.provenance["eval"] == NOT_CAPTURED
+    config = SFTConfig(output_dir="unused", use_cpu=True, **recipe.training)
+    assert config.push_to_hub is True and config.learning_rate == 1e-4
