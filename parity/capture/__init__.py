@@ -1,6 +1,7 @@
 """`parity capture`: measure a recipe by running its own code up to the construction of its trainer.
 
-Capturing EXECUTES the recipe's code (in a subprocess, in a temporary copy of the checkout, offline)."""
+Capturing EXECUTES the recipe's code (in a subprocess, in a temporary copy of the checkout, offline), in
+parity's interpreter, a given one, or the checkout's pinned environment (parity.capture.environment)."""
 
 from parity.capture.options import CaptureOptions
 from parity.capture.pipeline import CaptureError, CaptureResult, capture
