@@ -118,6 +118,9 @@ def test_prepared_example_zero_is_trls_own_tokenization(shell_capture):
     assert prepared.input_ids[0][:6] == [27, 91, 882, 91, 397, 45]
     assert len(prepared.input_ids) == 4
     assert len(recipe.prepared["eval"].input_ids) == 2
+    collated = recipe.collated["train"]  # the trainer's own collator, one example per batch
+    assert collated.input_ids[0] == prepared.input_ids[0] and collated.labels[0] == expected["labels"][0]
+    assert recipe.collator["collated"] == {"rows": 4, "of": 4}
 
 
 def test_redirects_are_recorded(shell_capture):

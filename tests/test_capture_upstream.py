@@ -156,6 +156,14 @@ def test_revise_runs_under_its_pins_with_its_redirects(revise):
     assert len(revise.raw["train"]) == 6725 and len(revise.raw["eval"]) == 748
 
 
+def test_revise_trains_on_every_token_as_its_own_collator_builds_the_labels(revise):
+    """TRL 0.17 prepares completion_mask, not labels; with completion_only_loss false its collator keeps all."""
+    assert revise.prepared["train"].labels is None and revise.prepared["train"].completion_mask is not None
+    collated = revise.collated["train"]
+    assert len(collated.rows) == 1024
+    assert all(labels == ids for labels, ids in zip(collated.labels, collated.input_ids, strict=True))
+
+
 def test_llmhalluc_warmup_exists_only_under_transformers_4(tmp_path):
     """Pinned as of its commit date (transformers 4.57, trl 0.27) warmup_ratio 0.1 reaches the trainer."""
     if importlib.util.find_spec("parity.capture.environment") is None:

@@ -100,6 +100,12 @@ class CapturedRecipe:
         return {name: PreparedDataset(_read_parquet_rows(path)) for name, path in files.items()}
 
     @cached_property
+    def collated(self) -> dict[str, PreparedDataset]:
+        """The first prepared train examples as the trainer's own collator batches them (input_ids, labels)."""
+        files = _parquet_folder(self.path / "collated")
+        return {name: PreparedDataset(_read_parquet_rows(path)) for name, path in files.items()}
+
+    @cached_property
     def raw(self) -> dict[str, list[dict[str, Any]]]:
         """The rows the recipe passed to the trainer, before TRL's preparation."""
         return {name: _read_parquet_rows(path) for name, path in _parquet_folder(self.path / "raw").items()}

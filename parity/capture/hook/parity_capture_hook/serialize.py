@@ -110,6 +110,32 @@ def _write_datasets(folder: str, role: str, value: Any) -> dict[str, Any]:
     return written
 
 
+COLLATED_EXAMPLES = 1024
+"""Prepared train examples also run through the trainer's own collator, one per batch (labels as trained)."""
+
+
+def _write_collated(trainer: Any) -> dict[str, Any]:
+    """input_ids and labels of the first prepared train examples as the trainer's collator builds them."""
+    dataset = getattr(trainer, "train_dataset", None)
+    if dataset is None or not hasattr(dataset, "select"):
+        return {"not_saved": "no map-style train dataset"}
+    count = min(COLLATED_EXAMPLES, dataset.num_rows)
+    rows = {"input_ids": [], "labels": []}
+    try:
+        for example in dataset.select(range(count)):
+            batch = trainer.data_collator([example])
+            rows["input_ids"].append(batch["input_ids"][0].tolist())
+            rows["labels"].append(batch["labels"][0].tolist())
+    except Exception as err:  # noqa: BLE001 - a collator parity cannot drive is reported, not fatal
+        return {"not_saved": f"the collator raised {type(err).__name__}: {str(err).splitlines()[0][:200]}"}
+    import datasets
+
+    target = state.state_dir() / "collated"
+    target.mkdir(exist_ok=True)
+    datasets.Dataset.from_dict(rows).to_parquet(str(target / "train.parquet"))
+    return {"rows": count, "of": dataset.num_rows}
+
+
 def describe_collator(collator: Any) -> dict[str, Any]:
     description: dict[str, Any] = {"class": f"{type(collator).__module__}.{type(collator).__qualname__}"}
     if dataclasses.is_dataclass(collator):
@@ -207,7 +233,9 @@ def write_everything(trainer: Any, entry: dict[str, Any]) -> None:
         },
     }
     state.write_json("datasets.json", datasets_written)
-    state.write_json("collator.json", describe_collator(trainer.data_collator))
+    state.write_json(
+        "collator.json", {**describe_collator(trainer.data_collator), "collated": _write_collated(trainer)}
+    )
     state.write_json("model.json", describe_model(trainer, entry.get("peft_config")))
     state.write_json(
         "processing_class.json",
