@@ -347,3 +347,72 @@ def test_a_capture_is_a_parity_recipe_with_its_launch_rules(shell_capture):
     assert recipe.provenance["eval"] == NOT_CAPTURED
     config = SFTConfig(output_dir="unused", use_cpu=True, **recipe.training)
     assert config.push_to_hub is True and config.learning_rate == 1e-4
+
+
+def test_capture_dir_is_a_recipe_and_materializes_from_the_captured_examples(shell_capture):
+    from parity.materialize import materialize
+    from parity.registry import resolve_recipe
+
+    path = shell_capture[0].path
+    captured = load_capture(path)
+    recipe = resolve_recipe(f"capture:{path}")
+    assert recipe.name == f"capture:{path}" and recipe.origin == f"capture ({path})"
+    materialized = materialize(recipe, data="synthetic:20:5", world_size=2, samples=2)
+    assert materialized.prepared.input_ids == captured.collated["train"].input_ids[:2]
+    assert materialized.prepared.labels == captured.collated["train"].labels[:2]
+    assert materialized.sample_rows == captured.raw["train"][:2]
+    accumulation = [materialized.launch_plan(n).gradient_accumulation_steps for n in (1, 2, 4, 8)]
+    assert accumulation == [row.gradient_accumulation_steps for row in captured.launch] == [4, 2, 1, 1]
+    assert materialized.tokenizer.chat_template == (path / "tokenizer" / "chat_template.jinja").read_text()
+
+
+def test_parity_show_reads_a_capture(shell_capture):
+    path = shell_capture[0].path
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "parity.cli",
+            "show",
+            f"capture:{path}",
+            "--format",
+            "json",
+            "--world-size",
+            "4",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    values = json.loads(result.stdout)["values"]
+    assert values["training.learning_rate"] == {"value": 1e-4, "source": "capture"}
+    assert values["effective.gradient_accumulation_steps"]["value"] == 1
+    assert values["model.attn_implementation"]["value"] == "flash_attention_2"
+
+
+def test_a_missing_capture_is_one_line_and_exit_2(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "parity.cli", "show", f"capture:{tmp_path / 'absent'}"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        check=False,
+    )
+    assert result.returncode == 2
+    assert (
+        stderr_line(result)
+        == f"parity: error: capture {tmp_path / 'absent'}: not a directory (create it with `parity capture`)"
+    )
+
+
+def test_the_parity_cli_has_the_capture_command():
+    result = subprocess.run(
+        [sys.executable, "-m", "parity.cli", "capture", "--help"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        check=False,
+    )
+    assert result.returncode == 0 and "EXECUTES the recipe's code" in " ".join(result.stdout.split())
