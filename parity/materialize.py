@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from parity.capture.reader import load_capture
+from parity.capture.source import captured_directory, captured_examples
 from parity.data.pipeline import RecipeData, conversational, preprocess_rows, split_rows
 from parity.data.sources import RawData, load_raw
 from parity.errors import ParityError
@@ -123,7 +125,7 @@ def materialize(
     recipe_data = split_rows(recipe, raw)
     if not recipe_data.train:
         raise ParityError(f"recipe '{recipe.name}': no training rows from --data {data}")
-    return Materialized(
+    materialized = Materialized(
         resolved=resolved,
         raw=raw,
         data=recipe_data,
@@ -136,3 +138,7 @@ def materialize(
             "samples": samples if samples is not None else "all",
         },
     )
+    captured = captured_directory(recipe)
+    if captured is not None:  # the recipe's own code tokenized and collated these: read them, never redo them
+        captured_examples(load_capture(captured)).install(materialized, samples)
+    return materialized
