@@ -116,7 +116,9 @@ def recipe_from_capture(captured: CapturedRecipe, name: str | None = None) -> Re
     recipe.upstream.repo = manifest.get("checkout", {}).get("path", "")
     recipe.upstream.commit = manifest.get("checkout", {}).get("git_commit") or ""
     recipe.upstream.config = {
-        key: change["value"] for key, change in captured.training_args.non_default.items()
+        key: change["value"]
+        for key, change in captured.training_args.non_default.items()
+        if key not in NOT_TRAINING
     }
     recipe.upstream.consumed = {key: f"training.{key}" for key in training} | left_out
     recipe.provenance = {f"training.{key}": "capture" for key in training}
