@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from parity.capture.reader import load_capture
+from parity.capture.source import captured_directory, captured_examples
 from parity.data.pipeline import RecipeData, conversational, preprocess_rows, split_rows
 from parity.data.sources import RawData, load_raw, warn_long_rows
 from parity.errors import ParityError
@@ -126,7 +128,7 @@ def materialize(
         raise ParityError(f"recipe '{recipe.name}': no training rows from --data {data}")
     warn_long_rows(raw.source, raw.train + raw.test, resolved.sft_config.max_length)
     check_recipe_rendering(recipe, tokenizer, recipe_data.train)
-    return Materialized(
+    materialized = Materialized(
         resolved=resolved,
         raw=raw,
         data=recipe_data,
@@ -139,3 +141,7 @@ def materialize(
             "samples": samples if samples is not None else "all",
         },
     )
+    captured = captured_directory(recipe)
+    if captured is not None:  # the recipe's own code tokenized and collated these: read them, never redo them
+        captured_examples(load_capture(captured)).install(materialized, samples)
+    return materialized

@@ -71,8 +71,12 @@ def looks_like_path(ref: str) -> bool:
 
 
 def resolve_recipe(ref: str, overrides: Iterable[str] = (), _seen: tuple[str, ...] = ()) -> Recipe:
-    """Build a recipe by name or YAML path, then apply CLI-style KEY=VALUE overrides."""
-    if looks_like_path(ref):
+    """Build a recipe by name, YAML path or `capture:DIR`, then apply CLI-style KEY=VALUE overrides."""
+    if ref.startswith("capture:"):
+        from parity.capture.source import recipe_for
+
+        recipe = recipe_for(ref)
+    elif looks_like_path(ref):
         recipe = _load_yaml_recipe(Path(ref), _seen)
     else:
         recipes = known_recipes()

@@ -19,6 +19,8 @@ try:  # typer >= 0.20 vendors click
 except ImportError:  # pragma: no cover
     from click import exceptions as click_exceptions
 
+from parity.capture.command import HELP as CAPTURE_HELP
+from parity.capture.command import capture_command
 from parity.cli.check import check_command
 from parity.cli.diff import diff_command
 from parity.cli.lock import lock_command
@@ -71,6 +73,7 @@ for _name, _command in (
     app.command(_name)(_command)
 refs_app.command("verify")(refs_verify_command)
 app.command("run", help=run_command.__doc__)(run_command)
+app.command("capture", help=CAPTURE_HELP)(capture_command)
 
 
 def _configure_logging() -> None:

@@ -1,0 +1,5 @@
+"""`python -m parity.capture ... -- COMMAND`: the capture command without the rest of the CLI."""
+
+from parity.capture.command import app
+
+app()(prog_name="parity capture")

@@ -1,0 +1,148 @@
+"""The manifest of a captured recipe, assembled from the runs' event logs: redirects, launch table per world
+size, warnings, library versions."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from parity.capture.cache import SCHEMA_VERSION
+from parity.capture.checkout import content_hash, git_commit
+from parity.capture.options import CaptureOptions
+
+REDIRECT_KINDS = (
+    "dataset-load",
+    "dataset-push",
+    "model-load",
+    "hub-push",
+    "tracker",
+    "cpu-refusal",
+    "stub-import",
+    "dataset-load-ignored",
+)
+
+
+def read_events(state_dir: Path) -> list[dict[str, Any]]:
+    path = state_dir / "events.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _without_process(event: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in event.items() if key not in ("pid", "time")}
+
+
+def unique(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Events with the same content (ignoring process and time) once, in first-seen order."""
+    seen: dict[str, dict[str, Any]] = {}
+    for event in events:
+        seen.setdefault(json.dumps(_without_process(event), sort_keys=True), _without_process(event))
+    return list(seen.values())
+
+
+def redirects(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return unique([event for event in events if event["kind"] in REDIRECT_KINDS])
+
+
+def warnings_raised(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each distinct warning once, with how many times it was raised."""
+    counted: dict[tuple[str, str], dict[str, Any]] = {}
+    for event in events:
+        if event["kind"] != "warning":
+            continue
+        key = (event.get("source", ""), event.get("message", ""))
+        entry = counted.setdefault(key, {**_without_process(event), "count": 0})
+        entry["count"] += 1
+    return [{key: value for key, value in entry.items() if key != "kind"} for entry in counted.values()]
+
+
+def launch_row(
+    world_size: int, events: list[dict[str, Any]], training_args: dict[str, Any]
+) -> dict[str, Any]:
+    """Processes (from the launcher, 1 without one), per-device batch, accumulation and global batch."""
+    launchers = [event for event in events if event["kind"] == "launcher"]
+    launcher = launchers[-1] if launchers else None
+    processes = int(launcher["processes"]) if launcher else 1
+    fields = training_args.get("fields", {})
+    per_device = fields.get("per_device_train_batch_size")
+    accumulation = fields.get("gradient_accumulation_steps")
+    global_batch = per_device * accumulation * processes if per_device and accumulation else None
+    return {
+        "world_size": world_size,
+        "gpus_listed": world_size,
+        "nvidia_smi_calls": sum(1 for event in events if event["kind"] == "nvidia-smi"),
+        "launcher": None
+        if launcher is None
+        else {
+            key: launcher.get(key)
+            for key in (
+                "launcher",
+                "argv",
+                "options",
+                "config",
+                "config_files",
+                "processes_from",
+                "script",
+                "script_args",
+            )
+        },
+        "processes": processes,
+        "processes_from": launcher["processes_from"] if launcher else "no launcher: one process",
+        "per_device_train_batch_size": per_device,
+        "gradient_accumulation_steps": accumulation,
+        "global_batch": global_batch,
+    }
+
+
+def build_manifest(
+    options: CaptureOptions,
+    key: str,
+    interpreter: dict[str, Any],
+    served: dict,
+    dotenv: str | None,
+    runs: list[dict[str, Any]],
+    seconds: float,
+) -> dict[str, Any]:
+    """manifest.json: the command, checkout, interpreter, redirects, launch table, warnings and timings."""
+    first = runs[0]
+    all_events = [event for run in runs for event in run["events"]]
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "cache_key": key,
+        "command": list(options.command),
+        "checkout": {
+            "path": str(options.checkout.resolve()),
+            "git_commit": git_commit(options.checkout),
+            "content_sha256": content_hash(options.checkout),
+        },
+        "python": {**interpreter, "version": first["versions"].get("python")},
+        "versions": first["versions"],
+        "stopped_at": first["trainer"],
+        "redirects": {
+            "tokenizers": served,
+            "data": {name: str(Path(folder).resolve()) for name, folder in options.data.items()},
+            "events": redirects(first["events"]),
+            "hub_offline": ["HF_HUB_OFFLINE=1", "HF_DATASETS_OFFLINE=1", "TRANSFORMERS_OFFLINE=1"],
+            "trackers_disabled": [
+                "WANDB_DISABLED=true",
+                "WANDB_MODE=disabled",
+                "DISABLE_MLFLOW_INTEGRATION=TRUE",
+            ],
+        },
+        "stubs": list(options.stubs),
+        "env": {"variables": dict(options.env), "dotenv": dotenv},
+        "launch": [run["launch"] for run in runs],
+        "warnings": warnings_raised(all_events),
+        "datasets": first["datasets"],
+        "timings": {
+            "total_seconds": round(seconds, 2),
+            "per_world_size_seconds": {str(run["world_size"]): round(run["seconds"], 2) for run in runs},
+        },
+        "options": {
+            "world_sizes": list(options.world_sizes),
+            "timeout": options.timeout,
+            "python": options.python,
+        },
+    }

@@ -1,0 +1,212 @@
+"""`capture(options)`: run a recipe's own command up to the construction of its trainer, once per world size,
+and write the captured recipe directory atomically (cached by content)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from parity.capture import manifest as manifest_parts
+from parity.capture.cache import cache_key
+from parity.capture.checkout import copy_checkout
+from parity.capture.hubcache import seed_hub_cache
+from parity.capture.options import CaptureOptions, validate
+from parity.capture.output import write_capture
+from parity.capture.runner import (
+    EXIT_CAPTURED,
+    EXIT_FAILED,
+    RunOutcome,
+    run_command,
+    subprocess_environment,
+    write_shims,
+)
+from parity.errors import ParityError
+
+
+class CaptureError(ParityError):
+    """A capture that stopped: one line naming what to do, with the path of the full log."""
+
+
+@dataclass(frozen=True)
+class CaptureResult:
+    """Where the capture is, its manifest, whether it came from the cache, and how long the call took."""
+
+    path: Path
+    manifest: dict[str, Any]
+    cached: bool
+    seconds: float
+
+
+@dataclass(frozen=True)
+class _Interpreter:
+    python: Path
+    description: dict[str, Any]
+
+
+def resolve_interpreter(choice: str, checkout: Path, stubs: tuple[str, ...] = ()) -> _Interpreter:
+    """The interpreter the recipe runs under: parity's own, the checkout's pinned environment (the stubbed
+    modules not installed), or a path."""
+    if choice == "current":
+        return _Interpreter(Path(sys.executable), {"requested": "current", "executable": sys.executable})
+    if choice == "pinned":
+        try:
+            from parity.capture.environment import build_environment
+        except ImportError:
+            raise ParityError(
+                "--python pinned: the environment builder is not available in this parity"
+            ) from None
+        environment = build_environment(checkout, skip=tuple(stubs))
+        return _Interpreter(
+            Path(environment.python),
+            {
+                "requested": "pinned",
+                "executable": str(environment.python),
+                "installed": getattr(environment, "installed", None),
+                "exclude_newer": getattr(environment, "exclude_newer", None),
+                "notes": getattr(environment, "notes", None),
+                "cached": getattr(environment, "cached", None),
+            },
+        )
+    path = Path(os.path.abspath(os.path.expanduser(choice)))
+    if not path.is_file() or not os.access(path, os.X_OK):
+        raise ParityError(f"--python {choice}: not an executable interpreter (use current, pinned or a path)")
+    return _Interpreter(path, {"requested": choice, "executable": str(path)})
+
+
+def _failed_log_path(out: Path) -> Path:
+    return out.with_name(out.name + ".capture-failed.log")
+
+
+def _write_dotenv(copy: Path, env: dict[str, str]) -> str | None:
+    """Append the --env variables to the copy's .env (a script may `source .env`), creating it if needed."""
+    if not env:
+        return None
+    dotenv = copy / ".env"
+    existed = dotenv.is_file()
+    lines = [f"{key}={json.dumps(value)}" for key, value in env.items()]
+    previous = dotenv.read_text() if existed else ""
+    separator = "" if not previous or previous.endswith("\n") else "\n"
+    dotenv.write_text(previous + separator + "\n".join(lines) + "\n")
+    return "appended to the copy's .env" if existed else "written as the copy's .env"
+
+
+def _run_config(
+    options: CaptureOptions,
+    temp_root: Path,
+    copy: Path,
+    state_dir: Path,
+    world_size: int,
+    mode: str,
+    served: dict,
+) -> dict[str, Any]:
+    return {
+        "state_dir": str(state_dir),
+        "hub_store": str(state_dir / "hub"),
+        "hf_home": str(temp_root / "hf"),
+        "world_size": world_size,
+        "mode": mode,
+        "data": {name: str(Path(folder).resolve()) for name, folder in options.data.items()},
+        "models": {name: entry["source"] for name, entry in served.items()},
+        "stubs": list(options.stubs),
+        "exit_captured": EXIT_CAPTURED,
+        "exit_failed": EXIT_FAILED,
+        "checkout_copy": str(copy),
+        "temp_root": str(temp_root),
+    }
+
+
+def _failure_message(outcome: RunOutcome, options: CaptureOptions, world_size: int, log: Path) -> str:
+    where = f"(world size {world_size}; full log: {log})"
+    if outcome.status == "failed":
+        return f"{outcome.message} {where}"
+    if outcome.status == "timeout":
+        return f"capture {outcome.message}, the process group was killed {where}"
+    reason = f": {outcome.message}" if outcome.message else ""
+    command = " ".join(options.command)
+    return f"`{command}` ended (exit {outcome.returncode}) without constructing a trainer{reason} {where}"
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _cached(out: Path, key: str) -> dict[str, Any] | None:
+    manifest = _read_json(out / "manifest.json") if out.is_dir() else {}
+    return manifest if manifest.get("cache_key") == key else None
+
+
+def capture(options: CaptureOptions) -> CaptureResult:
+    """Capture a recipe by running its own command; returns the cached result for an unchanged recipe."""
+    started = time.monotonic()
+    validate(options)
+    key = cache_key(options)
+    cached = None if options.force else _cached(options.out, key)
+    if cached is not None:
+        return CaptureResult(options.out, cached, True, time.monotonic() - started)
+    interpreter = resolve_interpreter(options.python, options.checkout, options.stubs)
+    temp_root = Path(tempfile.mkdtemp(prefix="parity-capture-"))
+    try:
+        manifest = _capture_runs(options, key, interpreter, temp_root, started)
+    finally:
+        shutil.rmtree(temp_root, ignore_errors=True)
+    return CaptureResult(options.out, manifest, False, time.monotonic() - started)
+
+
+def _capture_runs(
+    options: CaptureOptions, key: str, interpreter: _Interpreter, temp_root: Path, started: float
+) -> dict[str, Any]:
+    copy = temp_root / "checkout"
+    copy_checkout(options.checkout, copy)
+    dotenv = _write_dotenv(copy, options.env)
+    served = seed_hub_cache(temp_root / "hf", options.tokenizers)
+    shims = temp_root / "bin"
+    write_shims(shims, interpreter.python)
+    log = temp_root / "log.txt"
+    runs: list[dict[str, Any]] = []
+    for index, world_size in enumerate(options.world_sizes):
+        state_dir = temp_root / "state" / f"world-size-{world_size}"
+        state_dir.mkdir(parents=True)
+        mode = "full" if index == 0 else "args"
+        config_path = state_dir / "config.json"
+        config_path.write_text(
+            json.dumps(_run_config(options, temp_root, copy, state_dir, world_size, mode, served))
+        )
+        environment = subprocess_environment(
+            temp_root, copy, shims, interpreter.python, config_path, options.env
+        )
+        with open(log, "a") as handle:
+            handle.write(f"===== parity capture: world size {world_size} ({mode}) =====\n")
+        outcome = run_command(list(options.command), copy, environment, state_dir, options.timeout, log)
+        if outcome.status != "captured":
+            failed_log = _failed_log_path(options.out)
+            failed_log.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(log, failed_log)
+            raise CaptureError(_failure_message(outcome, options, world_size, failed_log))
+        events = manifest_parts.read_events(state_dir)
+        training_args = _read_json(state_dir / "training_args.json")
+        runs.append(
+            {
+                "world_size": world_size,
+                "state_dir": state_dir,
+                "seconds": outcome.seconds,
+                "events": events,
+                "training_args": training_args,
+                "launch": manifest_parts.launch_row(world_size, events, training_args),
+                "versions": _read_json(state_dir / "versions.json"),
+                "trainer": _read_json(state_dir / "trainer.json"),
+                "datasets": _read_json(state_dir / "datasets.json"),
+            }
+        )
+    manifest = manifest_parts.build_manifest(
+        options, key, interpreter.description, served, dotenv, runs, time.monotonic() - started
+    )
+    write_capture(options.out, runs, manifest, log)
+    _failed_log_path(options.out).unlink(missing_ok=True)
+    return manifest

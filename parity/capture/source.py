@@ -1,0 +1,75 @@
+"""`capture:DIR` as a recipe source: the name resolves to the Recipe a captured directory stands for, and its
+materialization reads the captured rows and examples (tokenized and collated by the recipe's own code, in its
+own environment) instead of re-tokenizing them here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from parity.capture.reader import CapturedRecipe, load_capture
+from parity.capture.recipe import recipe_from_capture
+from parity.spec import Recipe
+
+PREFIX = "capture:"
+PROVENANCE_KEY = "capture"
+"""Recipe.provenance key holding the captured directory (survives copies, overrides and alignment)."""
+
+
+def is_capture_ref(ref: str) -> bool:
+    return ref.startswith(PREFIX)
+
+
+def recipe_for(ref: str) -> Recipe:
+    """The Recipe of `capture:DIR` (a ParityError when DIR is not a complete capture)."""
+    path = Path(ref[len(PREFIX) :]).expanduser()
+    recipe = recipe_from_capture(load_capture(path), name=ref)
+    recipe.provenance[PROVENANCE_KEY] = str(path.resolve())
+    return recipe
+
+
+def captured_directory(recipe: Recipe) -> Path | None:
+    """The capture a recipe came from, or None for every other recipe."""
+    path = recipe.provenance.get(PROVENANCE_KEY)
+    return Path(path) if path else None
+
+
+@dataclass(frozen=True)
+class CapturedExamples:
+    """What materialization takes from a capture: TRL-format rows and examples as the recipe trained them."""
+
+    train_rows: list[dict[str, Any]]
+    eval_rows: list[dict[str, Any]]
+    input_ids: list[list[int]]
+    labels: list[list[int]]
+
+    def install(self, materialized: Any, samples: int | None) -> None:
+        """Fill a Materialized's cached rows and prepared examples (its cached properties) from the capture."""
+        from parity.trl_bridge import Prepared
+
+        count = len(self.input_ids) if samples is None else min(samples, len(self.input_ids))
+        materialized.__dict__.update(
+            train_rows=self.train_rows,
+            eval_rows=self.eval_rows,
+            sample_rows=self.train_rows[:count],
+            prepared=Prepared(self.input_ids[:count], self.labels[:count]),
+        )
+
+
+def captured_examples(captured: CapturedRecipe) -> CapturedExamples:
+    """The captured train/eval rows and the collated train examples (prepared labels when none were collated)."""
+    collated = captured.collated.get("train")
+    prepared = captured.prepared.get("train")
+    source = collated if collated is not None and collated.rows else prepared
+    if source is None:
+        from parity.errors import ParityError
+
+        raise ParityError(f"capture {captured.path}: no prepared train examples")
+    labels = source.labels if source.labels is not None else source.input_ids
+    return CapturedExamples(
+        train_rows=captured.raw.get("train", []),
+        eval_rows=captured.raw.get("eval", []),
+        input_ids=source.input_ids,
+        labels=labels,
+    )
