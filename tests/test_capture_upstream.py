@@ -1,8 +1,9 @@
 """`parity capture` on the two real upstream recipes in ../shared/upstream (skipped, with the reason, when the
 checkouts or an interpreter able to import the recipe are absent).
 
-llmhalluc imports omegaconf and easydict; set PARITY_CAPTURE_LLMHALLUC_PYTHON to an interpreter that has them
-when parity's own does not. revise needs its pinned environment (its arguments do not parse under
+llmhalluc imports omegaconf and easydict (parity's dev extras install them); PARITY_CAPTURE_LLMHALLUC_PYTHON
+names another interpreter. It is launched the way its scripts launch it (`accelerate launch -m`, scripts/crc/hf.sh),
+so its processes follow the world size. revise needs its pinned environment (its arguments do not parse under
 transformers 5): `--python pinned` where parity.capture.environment exists, else PARITY_CAPTURE_REVISE_PYTHON."""
 
 from __future__ import annotations
@@ -47,9 +48,16 @@ def llmhalluc(tmp_path_factory):
     options = CaptureOptions(
         checkout=LLMHALLUC,
         out=tmp_path_factory.mktemp("llmhalluc") / "capture",
-        command=("python", "-m", "llmhalluc.run_train", "--config", "configs/llmhalluc/gsm8k/sft.yaml"),
+        command=(
+            "accelerate",
+            "launch",
+            "-m",
+            "llmhalluc.run_train",
+            "--config",
+            "configs/llmhalluc/gsm8k/sft.yaml",
+        ),
         data={"mtybilly/GSM8K": SHARED / "data" / "mtybilly-gsm8k"},
-        world_sizes=(1, 2),
+        world_sizes=(1, 2, 4, 8),
         python=python,
     )
     return capture(options), options
@@ -67,7 +75,9 @@ def test_llmhalluc_effective_training_arguments(llmhalluc):
         assert fields["warmup_ratio"] == 0.1
     assert [(row.world_size, row.processes, row.global_batch) for row in recipe.launch] == [
         (1, 1, 128),
-        (2, 1, 128),
+        (2, 2, 256),
+        (4, 4, 512),
+        (8, 8, 1024),
     ]
 
 
