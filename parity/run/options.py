@@ -38,7 +38,8 @@ class RunOptions:
     data: str = "synthetic"
     world_size: int = 1
     model: str | None = None
-    """'tiny' (random Llama-architecture model, CPU default) or a hub id / path loaded with from_pretrained."""
+    """'tiny' (random Llama-architecture model, CPU default), 'proxy' (the tiny model with the compact vocabulary
+    of the legs' token ids, parity.run.proxy) or a hub id / path loaded with from_pretrained."""
     max_steps: int | None = None
     epochs: float | None = None
     eval_every: int | None = None

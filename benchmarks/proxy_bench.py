@@ -1,0 +1,69 @@
+"""Per-step cost of a matched-run leg: `--model proxy` (compact vocabulary) vs `--model tiny` (128,256 rows).
+Runs on demand (not in tests): both legs of the built-in pair, same data, batches and steps; prints the ratio."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def seconds_per_step(m, opts, model_dir: Path, run_dir: Path, leg: str) -> tuple[float, float | None]:
+    """Train-loop seconds per optimizer step of one leg through execute_leg, and its final shared eval loss."""
+    from parity.run.train import execute_leg, leg_spec
+
+    spec = leg_spec(leg, run_dir, run_dir / f"{leg}.recipe.yaml", opts, str(model_dir), True)
+    result = execute_leg(spec, m)
+    return result["train_seconds"] / result["global_step"], result["final_eval_loss"].get("shared")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--a", default="llmhalluc")
+    parser.add_argument("--b", default="revise")
+    parser.add_argument("--steps", type=int, default=2)
+    parser.add_argument("--data", default="synthetic")
+    args = parser.parse_args()
+
+    from parity.materialize import materialize
+    from parity.registry import resolve_recipe
+    from parity.run.model import build_tiny
+    from parity.run.options import RunOptions
+    from parity.run.proxy import build_proxy, proxy_vocab
+    from parity.run.train import _quiet
+
+    _quiet()
+    ms = {
+        leg: materialize(resolve_recipe(ref), args.data, 1, 8) for leg, ref in (("a", args.a), ("b", args.b))
+    }
+    opts = RunOptions(data=args.data, max_steps=args.steps, eval_samples=0, eval_rows=8).resolved()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        vocab = proxy_vocab(ms.values(), opts)
+        models = {
+            "tiny": build_tiny([m.tokenizer for m in ms.values()], 0, root / "tiny"),
+            "proxy": build_proxy(ms["a"].tokenizer, vocab, 0, root / "proxy"),
+        }
+        print(
+            f"{args.a} vs {args.b}, {args.steps} steps per leg, data {args.data}, micro-batch {opts.micro_batch}"
+        )
+        print(
+            f"proxy vocabulary: {len(vocab.ids)} ids + {vocab.spare} spare rows (tiny: {len(ms['a'].tokenizer)})"
+        )
+        for leg, m in ms.items():
+            cost = {}
+            for name, model_dir in models.items():
+                cost[name] = seconds_per_step(m, opts, model_dir, root / f"{name}-{leg}", leg)
+            (tiny_s, tiny_loss), (proxy_s, proxy_loss) = cost["tiny"], cost["proxy"]
+            print(
+                f"leg {leg.upper()} {m.recipe.name:<10} tiny {tiny_s:7.2f} s/step (eval loss {tiny_loss:.3f})  "
+                f"proxy {proxy_s:6.2f} s/step (eval loss {proxy_loss:.3f})  ratio {tiny_s / proxy_s:5.1f}x"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
