@@ -1,30 +1,48 @@
 """Per-step cost of a matched-run leg: `--model proxy` (compact vocabulary) vs `--model tiny` (128,256 rows).
-Runs on demand (not in tests): both legs of the built-in pair, same data, batches and steps; prints the ratio."""
+Runs on demand (not in tests): both legs of the built-in pair, same data, batches and steps; prints the ratio.
+Cost is CPU seconds of the training loop (all threads), so other load on the machine does not skew the ratio."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def seconds_per_step(m, opts, model_dir: Path, run_dir: Path, leg: str) -> tuple[float, float | None]:
-    """Train-loop seconds per optimizer step of one leg through execute_leg, and its final shared eval loss."""
+def cpu_clock():
+    """A TrainerCallback reading the process CPU time at the start and end of trainer.train()."""
+    from transformers import TrainerCallback
+
+    class CpuClock(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.start = time.process_time()
+
+        def on_train_end(self, args, state, control, **kwargs):
+            self.seconds = time.process_time() - self.start
+
+    return CpuClock()
+
+
+def seconds_per_step(m, opts, model_dir: Path, run_dir: Path, leg: str) -> tuple[float, float, float | None]:
+    """CPU and wall seconds per optimizer step of one leg through execute_leg, and its final shared eval loss."""
     from parity.run.train import execute_leg, leg_spec
 
     spec = leg_spec(leg, run_dir, run_dir / f"{leg}.recipe.yaml", opts, str(model_dir), True)
-    result = execute_leg(spec, m)
-    return result["train_seconds"] / result["global_step"], result["final_eval_loss"].get("shared")
+    clock = cpu_clock()
+    result = execute_leg(spec, m, [clock])
+    steps = result["global_step"]
+    return clock.seconds / steps, result["train_seconds"] / steps, result["final_eval_loss"].get("shared")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--a", default="llmhalluc")
     parser.add_argument("--b", default="revise")
-    parser.add_argument("--steps", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=1)
     parser.add_argument("--data", default="synthetic")
     args = parser.parse_args()
 
@@ -57,10 +75,11 @@ def main() -> int:
             cost = {}
             for name, model_dir in models.items():
                 cost[name] = seconds_per_step(m, opts, model_dir, root / f"{name}-{leg}", leg)
-            (tiny_s, tiny_loss), (proxy_s, proxy_loss) = cost["tiny"], cost["proxy"]
+            (tiny_s, tiny_wall, tiny_loss), (proxy_s, proxy_wall, proxy_loss) = cost["tiny"], cost["proxy"]
             print(
-                f"leg {leg.upper()} {m.recipe.name:<10} tiny {tiny_s:7.2f} s/step (eval loss {tiny_loss:.3f})  "
-                f"proxy {proxy_s:6.2f} s/step (eval loss {proxy_loss:.3f})  ratio {tiny_s / proxy_s:5.1f}x"
+                f"leg {leg.upper()} {m.recipe.name:<10} tiny {tiny_s:7.2f} CPU-s/step ({tiny_wall:.2f} s wall, "
+                f"eval loss {tiny_loss:.3f})  proxy {proxy_s:6.2f} CPU-s/step ({proxy_wall:.2f} s wall, "
+                f"eval loss {proxy_loss:.3f})  ratio {tiny_s / proxy_s:5.1f}x"
             )
     return 0
 

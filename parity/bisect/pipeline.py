@@ -14,7 +14,7 @@ from typing import Any
 from parity.align import align, parse_align_axes
 from parity.bisect.designs import DESIGNS, NONE, DesignResult, run_design
 from parity.bisect.runs import METRICS, LegRun, RunCache, ordered
-from parity.bisect.stats import Noise, interaction, interval, pooled_noise, share, within
+from parity.bisect.stats import Noise, interaction, interval, paired_noise, share, within
 from parity.errors import ParityError
 from parity.run.files import write_json_atomic
 from parity.run.options import RunOptions
@@ -31,6 +31,8 @@ class BisectResult:
     out: Path
     attribution: dict[str, Any]
     runs: list[LegRun]
+    trained: int = 0
+    """Legs trained by this call (the others came from the cache in the directory)."""
 
     def __getitem__(self, key: str) -> Any:
         return self.attribution[key]
@@ -96,7 +98,7 @@ def bisect_pair(
     from parity.bisect.report import write_reports
 
     write_reports(out_dir, attribution, runs)
-    return BisectResult(out_dir, attribution, runs)
+    return BisectResult(out_dir, attribution, runs, cache.trained)
 
 
 def _axes(
@@ -140,7 +142,7 @@ def _noise(cache: RunCache, metric: str, seeds: int) -> tuple[Noise, dict[str, l
     for seed in range(seeds):
         values["b"].append(_value(cache.leg("b", NONE, seed), metric))
         values["a"].append(_value(cache.leg("a", NONE, seed), metric))
-    return pooled_noise(values), values
+    return paired_noise(values), values
 
 
 def axis_keys(cache: RunCache, axis: str) -> list[str]:

@@ -1,6 +1,7 @@
 """Run-to-run noise from repeated baselines, intervals of effects, shares of the gap and the interaction term.
 
-An effect is the difference of two runs; its 95% interval is effect +- t(dof) * sigma * sqrt(2).
+Every effect is the difference of two runs with the same data-order seed; its noise is estimated by the spread
+of the baseline gap A - B over K seeds (sigma, K - 1 degrees of freedom): 95% interval effect +- t * sigma.
 """
 
 from __future__ import annotations
@@ -25,13 +26,13 @@ def t_quantile(dof: int) -> float:
 
 @dataclass(frozen=True)
 class Noise:
-    """Pooled run-to-run standard deviation of the metric over data-order seeds (None with one seed)."""
+    """Standard deviation of a difference between two runs sharing a data-order seed (None with one seed)."""
 
     sigma: float | None
     dof: int
     seeds: int
     values: dict[str, list[float]]
-    """Metric of each baseline leg ('a', 'b') per seed."""
+    """Metric of each baseline leg ('a', 'b') per seed; their differences are the gaps sigma is taken from."""
 
     @property
     def t(self) -> float | None:
@@ -41,7 +42,7 @@ class Noise:
         """95% half-width of a sum of runs whose squared coefficients add to `runs_combined` (2: a difference)."""
         if self.sigma is None or self.t is None:
             return 0.0
-        return self.t * self.sigma * math.sqrt(runs_combined)
+        return self.t * self.sigma * math.sqrt(runs_combined / 2)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -53,15 +54,14 @@ class Noise:
         }
 
 
-def pooled_noise(values: dict[str, Sequence[float]]) -> Noise:
-    """Pool the per-leg sample variances (each leg's seeds share the leg's recipe, only data order differs)."""
-    dof = sum(len(v) - 1 for v in values.values() if len(v) > 1)
+def paired_noise(values: dict[str, Sequence[float]]) -> Noise:
+    """Noise of a same-seed difference from the baseline legs 'a' and 'b' repeated over the same seeds: the
+    sample standard deviation of the per-seed gaps a[k] - b[k]."""
     plain = {leg: [float(x) for x in v] for leg, v in values.items()}
-    seeds = max((len(v) for v in values.values()), default=0)
-    if dof == 0:
-        return Noise(None, 0, seeds, plain)
-    squares = sum(statistics.variance(v) * (len(v) - 1) for v in values.values() if len(v) > 1)
-    return Noise(math.sqrt(squares / dof), dof, seeds, plain)
+    gaps = [a - b for a, b in zip(plain["a"], plain["b"], strict=True)]
+    if len(gaps) < 2:
+        return Noise(None, 0, len(gaps), plain)
+    return Noise(statistics.stdev(gaps), len(gaps) - 1, len(gaps), plain)
 
 
 def interval(value: float, halfwidth: float) -> list[float]:
@@ -81,7 +81,7 @@ def interaction(explained: float, effects: Sequence[float], noise: Noise) -> dic
     """What the per-axis (or per-group) effects leave out of the gap that aligning everything removes.
 
     For one-at-a-time and leave-one-out with k effects the term combines k + 2 runs with squared coefficients
-    summing to k^2 - k + 2."""
+    summing to k^2 - k + 2 (treated as independent differences: a conservative width)."""
     k = len(effects)
     value = explained - sum(effects)
     halfwidth = noise.halfwidth(k * k - k + 2)
