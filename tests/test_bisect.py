@@ -83,7 +83,7 @@ def test_b_leg_is_trained_once_per_seed_and_a_second_design_reuses_every_run(pla
         "b-s1",
         "b-s2",
     ]
-    assert planted_lr.trained == 9
+    assert planted_lr.trained == 8  # A with both axes aligned trains what B trains: B's leg is reused
     again = bisect_pair(
         "revise",
         "revise",
@@ -142,6 +142,7 @@ def test_same_recipe_twice_has_a_total_gap_within_the_noise(tmp_path):
         "revise", "revise", set_a=REVISE, set_b=REVISE, out=tmp_path / "null", seeds=3, max_steps=4, **SMALL
     )
     assert result["axes"] == []
+    assert result.trained == 3
     assert result["total_gap"]["value"] == 0.0
     assert result["total_gap"]["within_noise"]
     assert result["total_gap"]["interaction"] is None

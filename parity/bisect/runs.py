@@ -1,10 +1,12 @@
 """Bisect runs, one leg each, cached on disk by what they train: side, aligned axis set, data-order seed.
 
-With A aligned to B on a set S only leg A changes, so B is trained once per seed and shared by every S.
+With A aligned to B on a set S only leg A changes, so B is trained once per seed and shared by every S; an A
+variant whose recipe trains exactly what B trains (same recipe twice, everything aligned) reuses B's leg.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import time
@@ -20,6 +22,8 @@ from parity.run.files import read_json, write_json_atomic, write_text_atomic
 from parity.run.options import RunOptions
 
 RUN_FILE = "run.json"
+TRAINED_SECTIONS = ("model", "tokenizer", "template", "data", "prompt", "training", "peft", "launch", "eval")
+"""Recipe sections that decide what a leg trains and how it is scored (not its name or provenance)."""
 METRICS = ("eval_loss", "accuracy")
 CACHE_KEYS = (
     "data",
@@ -70,6 +74,10 @@ class LegRun:
             "seconds": self.seconds,
             "curve": self.curve,
         }
+
+
+def trained_content(recipe: Any) -> dict[str, Any]:
+    return {name: plain(getattr(recipe, name)) for name in TRAINED_SECTIONS}
 
 
 def fingerprint(a_ref: str, b_ref: str, set_a: list[str], set_b: list[str], opts: RunOptions) -> str:
@@ -163,10 +171,15 @@ class RunCache:
             return LegRun(
                 key, side, data["aligned"], seed, data["metrics"], data["curve"], data["seconds"], True
             )
+        recipe, ref, user, applied = self.variant(side, aligned, seed)
+        if side == "a" and trained_content(recipe) == trained_content(self.variant("b", aligned, seed)[0]):
+            same = self.leg("b", frozenset(), seed)
+            run = dataclasses.replace(same, key=key, side=side, aligned=ordered(aligned), cached=False)
+            write_json_atomic(done, {**run.to_dict(), "same_as": same.key})
+            return run
         if self.on_leg:
             self.on_leg(key)
         started = time.perf_counter()
-        recipe, ref, user, applied = self.variant(side, aligned, seed)
         result, curve = self._train(run_dir, side, recipe, ref, user, applied)
         run = LegRun(
             key,
