@@ -44,6 +44,10 @@ def main() -> int:
     parser.add_argument("--b", default="revise")
     parser.add_argument("--steps", type=int, default=1)
     parser.add_argument("--data", default="synthetic")
+    parser.add_argument(
+        "--micro-batch", type=int, default=None, help="per-device micro-batch (CPU default 2)"
+    )
+    parser.add_argument("--models", default="tiny,proxy", help="which models to time, comma-separated")
     args = parser.parse_args()
 
     from parity.materialize import materialize
@@ -57,14 +61,18 @@ def main() -> int:
     ms = {
         leg: materialize(resolve_recipe(ref), args.data, 1, 8) for leg, ref in (("a", args.a), ("b", args.b))
     }
-    opts = RunOptions(data=args.data, max_steps=args.steps, eval_samples=0, eval_rows=8).resolved()
+    opts = RunOptions(
+        data=args.data, max_steps=args.steps, eval_samples=0, eval_rows=8, micro_batch=args.micro_batch
+    ).resolved()
+    wanted = args.models.split(",")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         vocab = proxy_vocab(ms.values(), opts)
-        models = {
-            "tiny": build_tiny([m.tokenizer for m in ms.values()], 0, root / "tiny"),
-            "proxy": build_proxy(ms["a"].tokenizer, vocab, 0, root / "proxy"),
-        }
+        models = {}
+        if "tiny" in wanted:
+            models["tiny"] = build_tiny([m.tokenizer for m in ms.values()], 0, root / "tiny")
+        if "proxy" in wanted:
+            models["proxy"] = build_proxy(ms["a"].tokenizer, vocab, 0, root / "proxy")
         print(
             f"{args.a} vs {args.b}, {args.steps} steps per leg, data {args.data}, micro-batch {opts.micro_batch}"
         )
@@ -75,11 +83,15 @@ def main() -> int:
             cost = {}
             for name, model_dir in models.items():
                 cost[name] = seconds_per_step(m, opts, model_dir, root / f"{name}-{leg}", leg)
-            (tiny_s, tiny_wall, tiny_loss), (proxy_s, proxy_wall, proxy_loss) = cost["tiny"], cost["proxy"]
+            for name, (cpu_s, wall_s, loss) in cost.items():
+                print(
+                    f"leg {leg.upper()} {m.recipe.name:<10} {name:<5} {cpu_s:7.2f} CPU-s/step "
+                    f"({wall_s:.2f} s wall), final shared eval loss {loss:.3f}"
+                )
+            if len(cost) < 2:
+                continue
             print(
-                f"leg {leg.upper()} {m.recipe.name:<10} tiny {tiny_s:7.2f} CPU-s/step ({tiny_wall:.2f} s wall, "
-                f"eval loss {tiny_loss:.3f})  proxy {proxy_s:6.2f} CPU-s/step ({proxy_wall:.2f} s wall, "
-                f"eval loss {proxy_loss:.3f})  ratio {tiny_s / proxy_s:5.1f}x"
+                f"leg {leg.upper()} {m.recipe.name:<10} tiny / proxy: {cost['tiny'][0] / cost['proxy'][0]:.1f}x"
             )
     return 0
 

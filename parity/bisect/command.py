@@ -10,6 +10,8 @@ from typing import Annotated
 
 import typer
 
+from parity.bisect.pipeline import DEFAULT_DESIGN, DEFAULT_MAX_STEPS, DEFAULT_SEEDS
+
 RecipeA = Annotated[str, typer.Option("--a", help="Recipe A (the one aligned): name or YAML path.")]
 RecipeB = Annotated[str, typer.Option("--b", help="Recipe B (the reference): name or YAML path.")]
 AxesOption = Annotated[
@@ -67,17 +69,15 @@ SetB = Annotated[
     list[str] | None, typer.Option("--set-b", help="Override on recipe B, KEY=VALUE (repeatable).")
 ]
 
-DEFAULT_MAX_STEPS = 20
-
 
 def bisect_command(
     a: RecipeA,
     b: RecipeB,
     axes: AxesOption = None,
     metric: MetricOption = "eval_loss",
-    seeds: SeedsOption = 3,
+    seeds: SeedsOption = DEFAULT_SEEDS,
     max_steps: MaxSteps = DEFAULT_MAX_STEPS,
-    design: DesignOption = "adaptive",
+    design: DesignOption = DEFAULT_DESIGN,
     out: Out = None,
     data: DataOption = "synthetic",
     model: ModelOption = "proxy",

@@ -17,11 +17,14 @@ from parity.bisect.runs import METRICS, LegRun, RunCache, ordered
 from parity.bisect.stats import Noise, interaction, interval, paired_noise, share, within
 from parity.errors import ParityError
 from parity.run.files import write_json_atomic
-from parity.run.options import RunOptions
+from parity.run.options import RunOptions, cuda_available
 
 SCHEMA_VERSION = 1
 DEFAULT_SEEDS = 3
 DEFAULT_DESIGN = "adaptive"
+DEFAULT_MAX_STEPS = 8
+PROXY_MICRO_BATCH = 16
+"""CPU micro-batch with the proxy (its logits are small); accumulation keeps every recipe's global batch."""
 
 
 @dataclass
@@ -75,6 +78,10 @@ def bisect_pair(
     if unknown:
         raise TypeError(f"bisect_pair() got unknown options: {', '.join(unknown)}")
     options["model"] = options.get("model") or "proxy"
+    if options.get("max_steps") is None and options.get("epochs") is None:
+        options["max_steps"] = DEFAULT_MAX_STEPS
+    if options["model"] == "proxy" and options.get("micro_batch") is None and not cuda_available():
+        options["micro_batch"] = PROXY_MICRO_BATCH
     opts = RunOptions(**options).resolved()
     set_a, set_b = list(set_a), list(set_b)
     out_dir = Path(out) if out is not None else default_out(a_ref, b_ref)

@@ -113,6 +113,7 @@ class RunCache:
         self.trained = 0
         self.reused = 0
         self.on_leg: Any = None
+        self._materialized: dict[str, Any] = {}
 
     def recipes(self, seed: int):
         from parity.registry import resolve_recipe
@@ -145,6 +146,9 @@ class RunCache:
         if not (directory / "config.json").is_file():
             from parity.run.model import build_tiny
             from parity.run.proxy import build_proxy, proxy_vocab
+            from parity.run.train import _quiet
+
+            _quiet()
 
             ms = [self._materialize(self.variant("b", frozenset(), 0)[0])]
             ms += [self._materialize(self.variant("a", s, 0)[0]) for s in corner_sets]
@@ -156,9 +160,15 @@ class RunCache:
         return self.model_source
 
     def _materialize(self, recipe):
+        """Materialized once per trained content within this bisect (variants often coincide)."""
         from parity.materialize import materialize
 
-        return materialize(recipe, self.opts.data, self.opts.world_size, self.opts.preflight_samples)
+        key = json.dumps(trained_content(recipe), sort_keys=True)
+        if key not in self._materialized:
+            self._materialized[key] = materialize(
+                recipe, self.opts.data, self.opts.world_size, self.opts.preflight_samples
+            )
+        return self._materialized[key]
 
     def leg(self, side: str, aligned: frozenset[str], seed: int = 0) -> LegRun:
         """The leg's run, from DIR/runs/<key>/run.json when it is there, else trained now."""
