@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -14,31 +13,13 @@ from typing import Any
 
 import yaml
 
-from parity.axes import ALIGN_AXES, field_axis
-from parity.errors import ParityError, unknown_key_error
+from parity.atomic import write_text_atomic
+from parity.axes import SECTION_KEYS, field_axis, parse_align_axes
+from parity.errors import ParityError
 from parity.overrides import RESET, apply_override, parse_assignment
 from parity.plain import plain
 from parity.registry import looks_like_path
-from parity.spec import EvalSpec, Recipe
-
-SECTION_KEYS: dict[str, tuple[str, ...]] = {
-    "batch": ("launch.num_processes", "launch.global_batch"),
-    "template": ("template.chat_template", "template.force", "template.source", "tokenizer.pad_token"),
-    "prompt": ("prompt.user_template", "prompt.instruction"),
-    "data": tuple(f"data.{f.name}" for f in dataclasses.fields(Recipe(name="_").data)),
-    "schedule": ("launch.early_stopping_patience", "launch.early_stopping_threshold"),
-    "peft": ("peft.method", "peft.lora"),
-    "precision": (
-        "model.torch_dtype",
-        "model.attn_implementation",
-        "launch.deepspeed_config",
-        "launch.deepspeed_stage",
-        "launch.deepspeed_min_gpus",
-    ),
-    "eval": tuple(f"eval.{f.name}" for f in dataclasses.fields(EvalSpec)),
-    "runtime": ("launch.launcher",),
-}
-"""Recipe keys outside `training` that each axis copies; `training.*` keys follow parity.axes.field_axis."""
+from parity.spec import Recipe
 
 
 @dataclass
@@ -68,23 +49,6 @@ class AlignedPair:
 def assignment(key: str, value: Any) -> str:
     """'KEY=VALUE' with the value in JSON (valid YAML), so parse_assignment reads it back unchanged."""
     return f"{key}={json.dumps(value, ensure_ascii=False)}"
-
-
-def parse_align_axes(text: str | Iterable[str] | None) -> list[str]:
-    """'batch,template' or ['all'] -> canonical axis names (ALIGN_AXES order); unknown names are a ParityError."""
-    if text is None:
-        return []
-    names = [n.strip() for n in (text.split(",") if isinstance(text, str) else text) if n and n.strip()]
-    if "all" in names or "none" in names:
-        if len(names) > 1:
-            raise ParityError(
-                f"--align: 'all' and 'none' cannot be combined with other axes, got {','.join(names)}"
-            )
-        return list(ALIGN_AXES) if names == ["all"] else []
-    for name in names:
-        if name not in ALIGN_AXES:
-            raise unknown_key_error("align axis", name, [*ALIGN_AXES, "all"])
-    return [axis for axis in ALIGN_AXES if axis in names]
 
 
 def axis_values(recipe: Recipe, axis: str) -> dict[str, Any]:
@@ -180,8 +144,6 @@ def save_aligned(
     set_b: Iterable[str] = (),
 ) -> dict[str, Path]:
     """Write `<name>.aligned.yaml` for both recipes into `directory`; returns {'a': path, 'b': path}."""
-    from parity.run.files import write_text_atomic
-
     directory.mkdir(parents=True, exist_ok=True)
     same = pair.aligned_a.name == pair.aligned_b.name
     axes = ",".join(pair.axes) or "none"

@@ -9,10 +9,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from parity.axes import AXES, parse_axes
 from parity.errors import ParityError
-from parity.findings import AXES, Finding, sort_findings
+from parity.findings import Finding, sort_findings
 from parity.materialize import DEFAULT_SAMPLES, Materialized, materialize
 from parity.plain import plain
+from parity.plan import table_world_sizes
 from parity.probes import ProbeContext, load_probes
 from parity.registry import resolve_recipe
 from parity.spec import Recipe
@@ -40,26 +42,6 @@ class DiffReport:
             "probes": plain(self.probes),
         }
 
-    def by_axis(self) -> dict[str, list[Finding]]:
-        grouped: dict[str, list[Finding]] = {}
-        for finding in self.findings:
-            grouped.setdefault(finding.axis, []).append(finding)
-        return grouped
-
-
-def parse_axes(text: str | Iterable[str] | None, valid: Iterable[str] = AXES) -> list[str] | None:
-    """'batch,template' -> ['batch', 'template']; unknown names are a ParityError."""
-    if text is None:
-        return None
-    names = [n.strip() for n in (text.split(",") if isinstance(text, str) else text) if n.strip()]
-    valid = list(valid)
-    for name in names:
-        if name not in valid:
-            from parity.errors import unknown_key_error
-
-            raise unknown_key_error("axis", name, valid)
-    return names
-
 
 def diff_materialized(
     a: Materialized,
@@ -86,7 +68,7 @@ def diff_materialized(
     for name in selected:
         if on_probe:
             on_probe(name)
-        result = probes[name](a, b, context)
+        result = probes.get(name)(a, b, context)
         report.findings.extend(result.findings)
         report.probes[name] = result.values
     report.findings = sort_findings(report.findings)
@@ -112,7 +94,7 @@ def run_diff(
     on_probe: Callable[[str], None] | None = None,
 ) -> DiffReport:
     """Resolve, materialize and diff two recipes: the library form of `parity diff`."""
-    axes = parse_axes(only, load_probes().keys())
+    axes = parse_axes(only, load_probes().names())
     if samples is not None and samples < 1:
         raise ParityError(f"--samples must be a positive number or 'all', got {samples}")
     recipe_a = resolve_recipe(a_ref, list(set_a))
@@ -120,5 +102,5 @@ def run_diff(
     ma, mb = materialize_pair(recipe_a, recipe_b, data, world_size, samples)
     if show_example < 0 or show_example >= min(len(ma.data.train), len(mb.data.train)):
         raise ParityError(f"--show-example {show_example} is out of range")
-    context = ProbeContext(world_sizes=tuple(sorted({1, 2, 4, 8, world_size})), show_example=show_example)
+    context = ProbeContext(world_sizes=table_world_sizes(world_size), show_example=show_example)
     return diff_materialized(ma, mb, axes, context, on_probe)

@@ -3,31 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from typing import Any
 
-from parity.launch import LaunchPlan, plan_launch
-from parity.materialize import build_lora_config, build_sft_config, sft_defaults
 from parity.plain import config_values, plain
+from parity.plan import Resolved
 from parity.spec import Recipe
 
 CONTEXT_FIELDS = {"output_dir", "use_cpu", "logging_dir", "disable_tqdm"}
 """SFTConfig fields set by where materialization runs, not by the recipe."""
-
-
-@dataclass(frozen=True)
-class Resolved:
-    """A recipe's configs resolved through the real libraries for one world size."""
-
-    recipe: Recipe
-    launch: LaunchPlan
-    sft_config: Any
-    lora_config: Any
-
-
-def resolve(recipe: Recipe, world_size: int = 1) -> Resolved:
-    launch = plan_launch(recipe, world_size, sft_defaults())
-    return Resolved(recipe, launch, build_sft_config(recipe, launch), build_lora_config(recipe))
 
 
 def _source(recipe: Recipe, key: str, default_label: str) -> str:
@@ -75,8 +58,3 @@ def effective_values(resolved: Resolved) -> dict[str, dict[str, Any]]:
     for name, value in plan.items():
         out[f"effective.{name}"] = {"value": plain(value), "source": "launch rule"}
     return out
-
-
-def defaults_reference() -> dict[str, Any]:
-    """SFTConfig defaults (for documentation and the config probe)."""
-    return {k: plain(v) for k, v in sft_defaults().items()}

@@ -13,7 +13,7 @@ from typing import Any
 
 from trl.data_utils import common_prefix_length
 
-from parity.trl_bridge import IGNORE_INDEX
+from parity.labels import IGNORE_INDEX
 
 
 def supports_fast_path(rows: list[dict], sft_config: Any) -> bool:

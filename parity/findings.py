@@ -11,22 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from parity.axes import AXES
 from parity.plain import plain
 
-AXES = (
-    "config",
-    "batch",
-    "data",
-    "prompt",
-    "template",
-    "tokens",
-    "loss_mask",
-    "schedule",
-    "peft",
-    "precision",
-    "answer",
-    "env",
-)
+__all__ = ["AXES", "SEVERITIES", "Finding", "at_or_above", "sort_findings"]
+
 SEVERITIES = ("high", "medium", "low", "info")
 SEVERITY_RANK = {name: rank for rank, name in enumerate(SEVERITIES)}
 

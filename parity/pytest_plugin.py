@@ -69,15 +69,14 @@ def _cached_check(config: pytest.Config, path: Path):
     return cache[path]
 
 
-ENTRIES = ["findings"] + [
-    f"{side}.{part}" for side in ("a", "b") for part in ("config", "batch", "tokenization")
-]
-
-
 def pytest_collection_modifyitems(
     session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
 ) -> None:
-    for raw in config.getoption("parity_lock") or []:
+    if not config.getoption("parity_lock"):
+        return
+    from parity.lock import ENTRIES
+
+    for raw in config.getoption("parity_lock"):
         path = Path(raw).resolve()
         for entry in ENTRIES:
             items.append(

@@ -6,7 +6,7 @@ A YAML recipe never executes code: it names a base recipe and sets dotted keys u
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -16,12 +16,9 @@ import yaml
 
 from parity.errors import ParityError, unknown_key_error
 from parity.overrides import apply_override, parse_assignment
+from parity.registries import Registry
 from parity.spec import Recipe
 
-BUILTINS: dict[str, str] = {
-    "llmhalluc": "recipes.llmhalluc:build",
-    "revise": "recipes.revise:build",
-}
 ENTRY_POINT_GROUP = "parity.recipes"
 YAML_KEYS = ("extends", "name", "description", "set")
 
@@ -35,18 +32,20 @@ class RecipeEntry:
     target: str
 
 
-def _entry_point_recipes() -> dict[str, RecipeEntry]:
-    return {
-        ep.name: RecipeEntry(ep.name, f"entry point ({ep.value})", ep.value)
-        for ep in entry_points(group=ENTRY_POINT_GROUP)
-    }
+BUILTINS: Registry[RecipeEntry] = Registry("recipe")
+"""The adapters under recipes/; plugins join them in known_recipes()."""
+for _name in ("llmhalluc", "revise"):
+    BUILTINS.add(_name, RecipeEntry(_name, "built-in (recipes/)", f"recipes.{_name}:build"))
 
 
-def known_recipes() -> dict[str, RecipeEntry]:
+def known_recipes() -> Registry[RecipeEntry]:
     """Every named recipe: built-ins first, then plugins (a plugin cannot shadow a built-in)."""
-    found = {name: RecipeEntry(name, "built-in (recipes/)", target) for name, target in BUILTINS.items()}
-    for name, entry in _entry_point_recipes().items():
-        found.setdefault(name, entry)
+    found: Registry[RecipeEntry] = Registry("recipe")
+    for name, entry in BUILTINS.items():
+        found.add(name, entry)
+    for point in entry_points(group=ENTRY_POINT_GROUP):
+        if point.name not in found:
+            found.add(point.name, RecipeEntry(point.name, f"entry point ({point.value})", point.value))
     return found
 
 
@@ -75,11 +74,9 @@ def resolve_recipe(ref: str, overrides: Iterable[str] = (), _seen: tuple[str, ..
     if looks_like_path(ref):
         recipe = _load_yaml_recipe(Path(ref), _seen)
     else:
-        entries = known_recipes()
-        if ref not in entries:
-            raise unknown_key_error("recipe", ref, list(entries))
-        recipe = _build_target(entries[ref].target)
-        recipe.origin = entries[ref].origin
+        entry = known_recipes().get(ref)
+        recipe = _build_target(entry.target)
+        recipe.origin = entry.origin
     for text in overrides:
         key, value = parse_assignment(text)
         apply_override(recipe, key, value, where="cli")
@@ -131,6 +128,3 @@ def _load_yaml_recipe(path: Path, seen: tuple[str, ...]) -> Recipe:
 def register_hint() -> str:
     """How a third-party package registers a recipe (shown by `parity recipes`)."""
     return f'[project.entry-points."{ENTRY_POINT_GROUP}"] my_recipe = "my_pkg.recipes:build"'
-
-
-RecipeFactory = Callable[[], Recipe]

@@ -187,16 +187,9 @@ SECTIONS: tuple[str, ...] = (
     "env",
     "upstream",
 )
-FREE_FORM_SECTIONS = {"training", "env"}
-"""Sections whose keys are validated against a library object (SFTConfig) or are free (env)."""
 
 
 def section_fields(section: str) -> list[str]:
     """Field names of a dataclass section of Recipe."""
     value = getattr(Recipe(name="_"), section)
     return [f.name for f in dataclasses.fields(value)] if dataclasses.is_dataclass(value) else []
-
-
-def recipe_to_dict(recipe: Recipe) -> dict[str, Any]:
-    """A plain, YAML/JSON-ready dict of the recipe."""
-    return dataclasses.asdict(recipe)

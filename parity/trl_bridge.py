@@ -13,8 +13,9 @@ from typing import Any
 
 import datasets
 
-IGNORE_INDEX = -100
-"""The label value the loss ignores (transformers' and TRL's convention)."""
+from parity.labels import IGNORE_INDEX
+
+__all__ = ["IGNORE_INDEX"]
 
 
 def resolve_completion_only_loss(sft_config: Any, first_example: dict) -> bool:

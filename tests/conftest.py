@@ -32,6 +32,25 @@ def make(
     )
 
 
+def tokenized(m: Materialized):
+    """The sample as the `datasets.Dataset` TRL's preparation returns (input_ids, labels)."""
+    return m.prepared.dataset
+
+
+def collator(m: Materialized):
+    """TRL's collator for the recipe's tokenizer and SFTConfig."""
+    from parity.trl_bridge import build_collator
+
+    return build_collator(m.tokenizer, m.sft_config)
+
+
+def with_recipe(m: Materialized, recipe) -> Materialized:
+    """`m` with its recipe replaced (configs, data and tokenizer kept), for probes that read the recipe only."""
+    import dataclasses
+
+    return dataclasses.replace(m, resolved=dataclasses.replace(m.resolved, recipe=recipe))
+
+
 def by_key(result) -> dict:
     """A probe result's findings by key."""
     return {f.key: f for f in result.findings}

@@ -8,11 +8,11 @@ import pytest
 from parity.align import align, axis_values, parse_align_axes, save_aligned
 from parity.axes import ALIGN_AXES
 from parity.diff import diff_materialized
-from parity.effective import effective_values, resolve
+from parity.effective import effective_values
 from parity.errors import ParityError
-from parity.launch import plan_launch
-from parity.materialize import materialize, sft_defaults
+from parity.materialize import materialize
 from parity.overrides import RESET, parse_assignment
+from parity.plan import plan_launch, resolve
 from parity.registry import resolve_recipe
 from parity.run.preflight import preflight
 
@@ -67,9 +67,7 @@ def test_key_set_only_on_the_target_is_reset_to_the_library_default(pair):
 @pytest.mark.parametrize("world_size", [1, 2, 4, 8])
 def test_aligning_batch_matches_the_global_batch_at_every_world_size(pair, world_size):
     result = align(*pair, "batch")
-    plans = [
-        plan_launch(r, world_size, sft_defaults()) for r in (result.aligned_a, result.aligned_b, pair[1])
-    ]
+    plans = [plan_launch(r, world_size) for r in (result.aligned_a, result.aligned_b, pair[1])]
     assert plans[0].global_batch == plans[1].global_batch == plans[2].global_batch
     assert plans[0].num_processes == plans[1].num_processes == world_size
 

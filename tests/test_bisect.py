@@ -159,8 +159,6 @@ def test_same_recipe_twice_has_a_total_gap_within_the_noise(tmp_path):
     ],
 )
 def test_bad_options_exit_2_with_one_line(args, message, capsys):
-    import parity.bisect.__main__  # noqa: F401  (registers the command on parity's CLI)
-
     assert main(["bisect", "--a", "revise", "--b", "revise", *args]) == 2
     err = capsys.readouterr().err
     assert err == f"parity: error: {message}\n"

@@ -6,7 +6,7 @@ import pytest
 from conftest import by_key, make
 
 from parity.probes import ProbeContext
-from parity.probes.answer import answer_probe, answers_match, extract_answer
+from parity.probes.answer import answers_match, extract_answer, probe
 from parity.spec import EvalSpec
 
 CTX = ProbeContext()
@@ -22,7 +22,7 @@ REVISE_EVAL = EvalSpec(
 
 @pytest.fixture(scope="module")
 def real_result(real_pair):
-    return answer_probe(*real_pair, CTX)
+    return probe(*real_pair, CTX)
 
 
 def test_strict_takes_first_match_and_flexible_the_last():
@@ -86,11 +86,11 @@ def test_protocol_findings_on_real_data(real_result):
 
 
 def test_identical_pair_has_no_findings(revise):
-    assert answer_probe(revise, make("revise"), CTX).findings == []
+    assert probe(revise, make("revise"), CTX).findings == []
 
 
 def test_shots_alone(revise):
-    [finding] = answer_probe(revise, make("revise", ["eval.num_fewshot=5"]), CTX).findings
+    [finding] = probe(revise, make("revise", ["eval.num_fewshot=5"]), CTX).findings
     assert (finding.key, finding.severity, finding.align, finding.a, finding.b) == (
         "eval.num_fewshot",
         "medium",

@@ -1,4 +1,4 @@
-"""Tests for the batch probe and parity.steps: global batch per world size, optimizer steps, eval/save cadence."""
+"""Tests for the batch probe and parity.plan: global batch per world size, optimizer steps, eval/save cadence."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import math
 import pytest
 from conftest import by_key, make
 
+from parity.plan import train_dataloader
 from parity.probes import ProbeContext
 from parity.probes.batch import probe
-from parity.steps import plan_steps, train_dataloader
 
 CTX = ProbeContext()
 
@@ -70,7 +70,7 @@ def test_tokens_per_step(real_result):
 
 
 def test_revise_alone_across_world_sizes(revise):
-    plans = {n: plan_steps(revise, n) for n in (1, 4, 8)}
+    plans = {n: revise.step_plan(n) for n in (1, 4, 8)}
     assert [plans[n].accumulation for n in (1, 4, 8)] == [4, 1, 1]
     assert [plans[n].global_batch for n in (1, 4, 8)] == [32, 32, 64]
     assert [plans[n].total_steps for n in (1, 4, 8)] == [36, 36, 18]
@@ -108,3 +108,12 @@ def test_dataloader_length_per_process():
     assert len(train_dataloader(360, 7, 1, drop_last=False)) == 52
     assert len(train_dataloader(360, 7, 1, drop_last=True)) == 51
     assert len(train_dataloader(6725, 8, 8, drop_last=False)) == 106
+
+
+def test_measure_is_computed_once_per_recipe(revise):
+    from parity.probes.batch import measure
+
+    first = measure(revise)
+    assert measure(revise) is first
+    assert revise.measurements[("batch",)] is first
+    assert (first["global_batch"], first["per_device"], first["accumulation"]) == (32, 8, 4)

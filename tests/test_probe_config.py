@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
-from conftest import by_key, make
+from conftest import by_key, make, with_recipe
 
 from parity.probes import ProbeContext
 from parity.probes.config import model_loader_kwargs, probe, unread_keys
@@ -97,7 +95,7 @@ def test_lint_skips_renamed_loader_and_consumed_keys(revise):
     recipe.upstream.config.update(
         {"torch_dtype": "bfloat16", "warmup_ratio": 0.1, "learning_rat": 1e-4, "lora_alpah": 16, "zzz_qqq": 1}
     )
-    assert set(unread_keys(dataclasses.replace(revise, recipe=recipe))) == {
+    assert set(unread_keys(with_recipe(revise, recipe))) == {
         "learning_rat",
         "lora_alpah",
         "zzz_qqq",
@@ -108,7 +106,7 @@ def test_lint_skips_renamed_loader_and_consumed_keys(revise):
 def test_lint_closest_fields_and_severity(revise):
     recipe = revise.recipe.copy()
     recipe.upstream.config.update({"learning_rat": 1e-4, "lora_alpah": 16, "zzz_qqq": 1})
-    found = by_key(probe(revise, dataclasses.replace(revise, recipe=recipe), CTX))
+    found = by_key(probe(revise, with_recipe(revise, recipe), CTX))
     assert set(found) == {"upstream.learning_rat", "upstream.lora_alpah", "upstream.zzz_qqq"}
     rat = found["upstream.learning_rat"]
     assert (rat.severity, rat.a, rat.b, rat.evidence["closest"]) == ("medium", None, 1e-4, "learning_rate")

@@ -6,14 +6,14 @@ import pytest
 from conftest import by_key, make
 
 from parity.probes import ProbeContext
-from parity.probes.data import data_probe
+from parity.probes.data import probe
 
 CTX = ProbeContext()
 
 
 @pytest.fixture(scope="module")
 def real_result(real_pair):
-    return data_probe(*real_pair, CTX)
+    return probe(*real_pair, CTX)
 
 
 def test_eval_on_test_is_flagged_as_leakage_on_real_data(real_result):
@@ -69,11 +69,11 @@ def test_train_content_and_unseeded_split_findings(real_result):
 
 @pytest.mark.parametrize(("index", "name"), [(0, "llmhalluc"), (1, "revise")])
 def test_identical_pair_has_no_findings(synthetic_pair, index, name):
-    assert data_probe(synthetic_pair[index], make(name), CTX).findings == []
+    assert probe(synthetic_pair[index], make(name), CTX).findings == []
 
 
 def test_dropping_preprocessing_changes_train_content_and_preprocessing_only(revise):
-    result = data_probe(revise, make("revise", ["data.preprocess=[]"]), CTX)
+    result = probe(revise, make("revise", ["data.preprocess=[]"]), CTX)
     assert sorted(by_key(result)) == ["data.preprocess", "data.train"]
     assert result.values["b"]["annotations"]["annotation_token_share"] > 0
 
@@ -81,7 +81,7 @@ def test_dropping_preprocessing_changes_train_content_and_preprocessing_only(rev
 def test_leakage_differs_when_only_selection_differs(synthetic_pair):
     a = synthetic_pair[0]
     b = make("llmhalluc", ["training.load_best_model_at_end=false", "launch.early_stopping_patience=null"])
-    result = data_probe(a, b, CTX)
+    result = probe(a, b, CTX)
     finding = by_key(result)["data.eval_split"]
     assert [f.key for f in result.findings] == ["data.eval_split"]
     assert finding.severity == "high"

@@ -6,14 +6,14 @@ import pytest
 from conftest import by_key, make
 
 from parity.probes import ProbeContext
-from parity.probes.loss_mask import loss_mask_probe
+from parity.probes.loss_mask import probe
 
 CTX = ProbeContext()
 
 
 @pytest.fixture(scope="module")
 def real_result(real_pair):
-    return loss_mask_probe(*real_pair, CTX)
+    return probe(*real_pair, CTX)
 
 
 def test_exact_trained_fractions_on_first_64_real_examples(real_result):
@@ -67,11 +67,11 @@ def test_example_view_side_by_side(real_result):
 
 
 def test_identical_pair_has_no_findings(revise):
-    assert loss_mask_probe(revise, make("revise"), CTX).findings == []
+    assert probe(revise, make("revise"), CTX).findings == []
 
 
 def test_library_default_completion_only_loss(revise):
-    result = loss_mask_probe(revise, make("revise", ["training.completion_only_loss=<default>"]), CTX)
+    result = probe(revise, make("revise", ["training.completion_only_loss=<default>"]), CTX)
     assert sorted(by_key(result)) == ["loss_mask.prompt_tokens_trained", "training.completion_only_loss"]
     assert result.values["b"]["completion_only_loss"] is True
     assert result.values["b"]["completion_only_loss_provenance"].startswith("TRL default")

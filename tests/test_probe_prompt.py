@@ -5,10 +5,11 @@ from __future__ import annotations
 from conftest import make
 
 from parity.probes import ProbeContext
-from parity.probes.prompt import prompt_probe
+from parity.probes.prompt import probe
 from parity.textdiff import char_diff, edge_notes, visible
 
 CTX = ProbeContext()
+REVISE_INSTRUCTION = "Let's think step by step. Put your final answer at the end with 'The answer is: .'"
 QUESTION = (
     "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
     "How many clips did Natalia sell altogether in April and May?"
@@ -16,7 +17,7 @@ QUESTION = (
 
 
 def test_exact_user_messages_for_first_real_train_row(real_pair):
-    result = prompt_probe(*real_pair, CTX)
+    result = probe(*real_pair, CTX)
     assert result.values["a"]["user_message"] == (
         QUESTION + "\nLet's think step by step. Put your final answer at the end, starts with ####.\n"
     )
@@ -26,7 +27,7 @@ def test_exact_user_messages_for_first_real_train_row(real_pair):
 
 
 def test_user_message_finding_on_real_data(real_pair):
-    result = prompt_probe(*real_pair, CTX)
+    result = probe(*real_pair, CTX)
     [finding] = result.findings
     assert (finding.key, finding.severity, finding.align) == ("prompt.user_message", "high", "prompt")
     assert "llmhalluc ends with an extra '\\n'" in finding.summary
@@ -43,11 +44,11 @@ def test_user_message_finding_on_real_data(real_pair):
 
 
 def test_identical_pair_has_no_findings(revise):
-    assert prompt_probe(revise, make("revise"), CTX).findings == []
+    assert probe(revise, make("revise"), CTX).findings == []
 
 
 def test_trailing_newline_alone_is_one_finding(revise):
-    result = prompt_probe(revise, make("revise", ["prompt.user_template={question}\n{instruction}\n"]), CTX)
+    result = probe(revise, make("revise", ["prompt.user_template={question}\n{instruction}\n"]), CTX)
     [finding] = result.findings
     end = len(result.values["a"]["user_message"])
     assert finding.evidence["diff"] == [
@@ -58,10 +59,20 @@ def test_trailing_newline_alone_is_one_finding(revise):
 
 
 def test_instruction_change_is_named(revise):
-    result = prompt_probe(revise, make("revise", ["prompt.instruction=Solve it."]), CTX)
+    result = probe(revise, make("revise", ["prompt.instruction=Solve it."]), CTX)
     [finding] = result.findings
-    assert "instructions differ" in finding.summary
-    assert finding.b.endswith("\nSolve it.")
+    question = "Tara has 94 stamps. She keeps 6 for herself and shares the rest equally among 4 friends. "
+    question += "How many stamps does each friend get?"
+    assert (finding.key, finding.severity, finding.align) == ("prompt.user_message", "high", "prompt")
+    assert finding.summary == "user message differs for the same row (32 of 32 rows): instructions differ"
+    assert finding.a == question + "\n" + REVISE_INSTRUCTION
+    assert finding.b == question + "\nSolve it."
+    assert (finding.evidence["a_instruction"], finding.evidence["b_instruction"]) == (
+        REVISE_INSTRUCTION,
+        "Solve it.",
+    )
+    assert (result.values["rows_differing"], result.values["rows_compared"]) == (32, 32)
+    assert result.values["same_instruction"] is False
 
 
 def test_visible_whitespace():

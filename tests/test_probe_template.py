@@ -6,14 +6,14 @@ import pytest
 from conftest import make
 
 from parity.probes import ProbeContext
-from parity.probes.template import template_probe
+from parity.probes.template import probe
 
 CTX = ProbeContext()
 
 
 @pytest.fixture(scope="module")
 def real_result(real_pair):
-    return template_probe(*real_pair, CTX)
+    return probe(*real_pair, CTX)
 
 
 def test_rendered_texts_start_differently_on_real_data(real_result):
@@ -61,12 +61,12 @@ def test_source_finding_and_values_on_real_data(real_result):
 
 
 def test_identical_pair_has_no_findings(revise):
-    assert template_probe(revise, make("revise"), CTX).findings == []
+    assert probe(revise, make("revise"), CTX).findings == []
 
 
 def test_one_character_change_gives_exactly_one_finding(revise):
     changed = revise.recipe.template.chat_template.replace("<|user|>", "<|User|>")
-    result = template_probe(revise, make("revise", [f"template.chat_template={changed}"]), CTX)
+    result = probe(revise, make("revise", [f"template.chat_template={changed}"]), CTX)
     [finding] = result.findings
     assert (finding.key, finding.severity) == ("template.chat_template", "high")
     assert finding.evidence["template_diff"] == [
@@ -77,7 +77,7 @@ def test_one_character_change_gives_exactly_one_finding(revise):
 
 def test_date_dependent_template_is_not_deterministic(revise):
     dated = "{{ 'Today: ' + strftime_now('%d %b %Y') + '\\n' }}" + revise.recipe.template.chat_template
-    result = template_probe(revise, make("revise", [f"template.chat_template={dated}"]), CTX)
+    result = probe(revise, make("revise", [f"template.chat_template={dated}"]), CTX)
     assert result.values["b"]["deterministic"] is False
     assert result.values["b"]["date_dependent"] is True
     assert result.values["b"]["rendered"].startswith("Today: 03 Feb 2001\n")
@@ -89,7 +89,7 @@ def test_template_without_generation_prompt(revise):
     template = revise.recipe.template.chat_template.replace(
         "{% if loop.last and add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}", ""
     )
-    result = template_probe(revise, make("revise", [f"template.chat_template={template}"]), CTX)
+    result = probe(revise, make("revise", [f"template.chat_template={template}"]), CTX)
     keys = {f.key: f for f in result.findings}
     assert sorted(keys) == ["template.chat_template", "template.generation_prompt"]
     assert keys["template.chat_template"].severity == "low"

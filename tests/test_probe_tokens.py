@@ -6,14 +6,14 @@ import pytest
 from conftest import by_key, make
 
 from parity.probes import ProbeContext
-from parity.probes.tokens import length_stats, tokens_probe
+from parity.probes.tokens import length_stats, probe
 
 CTX = ProbeContext()
 
 
 @pytest.fixture(scope="module")
 def real_result(real_pair):
-    return tokens_probe(*real_pair, CTX)
+    return probe(*real_pair, CTX)
 
 
 def test_same_example_differs_from_position_zero_on_real_data(real_result):
@@ -53,11 +53,11 @@ def test_max_length_differs_but_truncates_nothing_on_real_data(real_result):
 
 
 def test_identical_pair_has_no_findings(revise):
-    assert tokens_probe(revise, make("revise"), CTX).findings == []
+    assert probe(revise, make("revise"), CTX).findings == []
 
 
 def test_short_max_length_truncates(revise):
-    result = tokens_probe(revise, make("revise", ["training.max_length=64"]), CTX)
+    result = probe(revise, make("revise", ["training.max_length=64"]), CTX)
     findings = by_key(result)
     assert (findings["tokens.truncation"].a, findings["tokens.truncation"].b) == (0, 32)
     assert (findings["training.max_length"].a, findings["training.max_length"].b) == (1024, 64)
@@ -70,7 +70,7 @@ def test_short_max_length_truncates(revise):
     ("override", "align"), [("prompt.instruction=Solve it.", "prompt"), ("data.preprocess=[]", "data")]
 )
 def test_example_finding_is_aligned_with_its_cause(revise, override, align):
-    result = tokens_probe(revise, make("revise", [override]), CTX)
+    result = probe(revise, make("revise", [override]), CTX)
     assert by_key(result)["tokens.example"].align == align
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from conftest import REAL_GSM8K, make, needs_real_gsm8k
+from conftest import REAL_GSM8K, make, needs_real_gsm8k, tokenized
 
 QUESTION = (
     "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
@@ -43,7 +43,7 @@ def test_llmhalluc_first_example_renders_as_upstream(llmhalluc):
     row = llmhalluc.train_rows[0]
     rendered = llmhalluc.tokenizer.apply_chat_template(row["prompt"] + row["completion"], tokenize=False)
     assert rendered == expected
-    ids = llmhalluc.tokenized[0]["input_ids"]
+    ids = tokenized(llmhalluc)[0]["input_ids"]
     assert ids == llmhalluc.tokenizer.encode(expected, add_special_tokens=False)
     assert ids[:8] == [198, 27, 91, 882, 91, 397, 45, 4306]
     assert ids[-5:] == [627, 827, 220, 5332, 128001]
@@ -52,7 +52,7 @@ def test_llmhalluc_first_example_renders_as_upstream(llmhalluc):
 
 @needs_real_gsm8k
 def test_llmhalluc_loss_covers_the_completion_only(llmhalluc):
-    labels = llmhalluc.tokenized[0]["labels"]
+    labels = tokenized(llmhalluc)[0]["labels"]
     trained = [i for i, label in enumerate(labels) if label != -100]
     assert len(trained) == 49
     assert trained[0] == 68 and trained[-1] == 116
@@ -92,7 +92,7 @@ def test_llmhalluc_evaluates_on_the_test_split(llmhalluc):
 def test_neither_template_emits_bos():
     for name in ("llmhalluc", "revise"):
         m = make(name, samples=2)
-        assert m.tokenizer.bos_token_id not in m.tokenized[0]["input_ids"]
+        assert m.tokenizer.bos_token_id not in tokenized(m)[0]["input_ids"]
 
 
 def test_offline_tokenizer_is_the_real_llama_vocabulary():

@@ -13,15 +13,16 @@ from pathlib import Path
 import pytest
 
 from parity import refs
+from parity.cli import main
 from parity.errors import ParityError
 from parity.refs import (
+    LOCATORS,
     format_refs_report,
     load_locators,
     parse_key_path,
     scalar,
     values_equal,
     verify_ref,
-    verify_ref_cli,
 )
 from parity.vendor import load_facts
 
@@ -304,16 +305,57 @@ def test_unparseable_python_makes_its_facts_missing(tmp_path: Path) -> None:
 # --- CLI entry point ---------------------------------------------------------------------------------
 
 
-def test_cli_returns_zero_when_ok_and_one_on_drift(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    assert verify_ref_cli("llmhalluc", str(FIXTURES / "llmhalluc")) == 0
-    assert "41 facts: 41 ok, 0 drift, 0 missing" in capsys.readouterr().out
+def test_cli_exits_zero_when_ok_and_one_on_drift(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    sheet = load_facts("llmhalluc")
+    fixture = FIXTURES / "llmhalluc"
+    assert main(["refs", "verify", "--ref", "llmhalluc", "--checkout", str(fixture)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:2] == [
+        f"refs verify llmhalluc ({sheet.repo} @ {sheet.commit}) against {fixture}",
+        "41 facts: 41 ok, 0 drift, 0 missing",
+    ]
+    assert len(lines) == 2 + 41 and all(line.startswith("  ok ") for line in lines[2:])
 
     checkout = copy_checkout(tmp_path, "llmhalluc")
     (checkout / "pyproject.toml").unlink()
-    assert verify_ref_cli("llmhalluc", str(checkout)) == 1
-    assert "41 facts: 35 ok, 0 drift, 6 missing" in capsys.readouterr().out
+    assert main(["refs", "verify", "--ref", "llmhalluc", "--checkout", str(checkout)]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1] == "41 facts: 35 ok, 0 drift, 6 missing"
+    missing = [line.split()[1:] for line in lines if line.startswith("  MISSING ")]
+    assert len(missing) == 6 and all(words[-1] == "pyproject.toml" for words in missing)
+    assert {words[0] for words in missing} == {n for n in sheet.facts if n.startswith("env.")}
+    assert lines.count(f"  {'':8} file not found") == 6
+
+
+def test_verify_returns_a_report_and_prints_nothing(capsys: pytest.CaptureFixture[str]) -> None:
+    sheet = load_facts("revise")
+    report = verify_ref("revise", FIXTURES / "revise")
+    assert capsys.readouterr().out == ""
+    assert report.sheet is sheet and report.checkout == FIXTURES / "revise"
+    assert [check.fact for check in report.facts] == list(sheet.facts.values())
+    check = report.by_name("args.learning_rate")
+    assert (check.name, check.expected) == ("args.learning_rate", sheet["args.learning_rate"])
+
+
+def test_every_locator_kind_is_registered() -> None:
+    assert set(LOCATORS.names()) == {
+        "python_constant",
+        "dataclass_default",
+        "python_call_arg",
+        "python_call_kwarg",
+        "python_string_contains",
+        "shell_var",
+        "shell_arg",
+        "shell_flag",
+        "shell_command",
+        "yaml_key",
+        "yaml_document",
+        "json_key",
+        "toml_dependency",
+        "source_contains",
+        "source_absent",
+    }
+    assert LOCATORS.get("shell_arg").requires == ("flag",)
 
 
 # --- bad input ---------------------------------------------------------------------------------------
@@ -357,7 +399,7 @@ def test_bad_locators_file_is_a_one_line_parity_error(
     path = tmp_path / "locators.yaml"
     if content is not None:
         path.write_text(content)
-    monkeypatch.setattr(refs, "locators_path", lambda ref: path)
+    monkeypatch.setattr(refs.verify, "locators_path", lambda ref: path)
 
     with pytest.raises(ParityError, match=message) as raised:
         verify_ref("revise", FIXTURES / "revise")

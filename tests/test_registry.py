@@ -22,8 +22,9 @@ def write(tmp_path, name: str, text: str):
 
 def test_builtins_are_known():
     entries = known_recipes()
-    assert entries["llmhalluc"].target == "recipes.llmhalluc:build"
-    assert entries["revise"].target == "recipes.revise:build"
+    assert entries.names()[:2] == ["llmhalluc", "revise"]
+    assert entries.get("llmhalluc").target == "recipes.llmhalluc:build"
+    assert entries.get("revise").target == "recipes.revise:build"
 
 
 def test_yaml_recipe_extends_and_overrides(tmp_path, capsys):
@@ -107,7 +108,7 @@ def test_entry_point_plugin_is_registered(monkeypatch):
         return [EntryPoint(name="myrecipe", value="tests_plugin_recipe:build", group=group)]
 
     monkeypatch.setattr(registry, "entry_points", plugin_entry_points)
-    assert known_recipes()["myrecipe"].origin == "entry point (tests_plugin_recipe:build)"
+    assert known_recipes().get("myrecipe").origin == "entry point (tests_plugin_recipe:build)"
     recipe = resolve_recipe("myrecipe")
     assert isinstance(recipe, Recipe)
     assert recipe.name == "myrecipe" and recipe.training == {"learning_rate": 3e-5}
@@ -117,3 +118,18 @@ def test_exponent_notation_is_a_float_from_cli_and_yaml(tmp_path):
     assert resolve_recipe("revise", ["training.learning_rate=2e-4"]).training["learning_rate"] == 2e-4
     path = write(tmp_path, "lr.yaml", "extends: revise\nset:\n  training.learning_rate: 3e-5\n")
     assert resolve_recipe(str(path)).training["learning_rate"] == 3e-5
+
+
+def test_plugin_cannot_shadow_a_builtin(monkeypatch):
+    def plugin_entry_points(group: str):
+        return [
+            EntryPoint(name="revise", value="tests_plugin_recipe:build", group=group),
+            EntryPoint(name="myrecipe", value="tests_plugin_recipe:build", group=group),
+        ]
+
+    monkeypatch.setattr(registry, "entry_points", plugin_entry_points)
+    entries = known_recipes()
+    assert entries.names() == ["llmhalluc", "revise", "myrecipe"]
+    assert entries.get("revise").origin == "built-in (recipes/)"
+    with pytest.raises(ParityError, match="unknown recipe 'myrecipes'; did you mean 'myrecipe'"):
+        resolve_recipe("myrecipes")

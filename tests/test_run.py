@@ -9,12 +9,13 @@ import pytest
 from transformers import TrainerCallback
 
 from parity import cli
+from parity.axes import ALIGN_AXES
+from parity.cli.run import run_command
 from parity.errors import ParityError
 from parity.findings import Finding
-from parity.launch import LaunchPlan
+from parity.plan import LaunchPlan
 from parity.probes import PROBES, ProbeResult, load_probes
 from parity.run import RunInterrupted, run_pair
-from parity.run.command import run_command
 from parity.run.config import micro_batching
 from parity.run.launch import MachineOptions, gpu_sets, plan_launches
 from parity.run.report import loss_gap, verdict
@@ -45,21 +46,7 @@ def test_same_recipe_twice_gives_identical_losses(null_revise):
 
 def test_all_aligned_pair_gives_identical_losses(tmp_path):
     summary = pair_run("llmhalluc", "revise", LLMHALLUC, REVISE, tmp_path / "run", align="all", max_steps=8)
-    assert summary["aligned"] == [
-        "batch",
-        "template",
-        "prompt",
-        "data",
-        "loss_mask",
-        "schedule",
-        "optim",
-        "peft",
-        "precision",
-        "seed",
-        "eval",
-        "tokens",
-        "runtime",
-    ]
+    assert summary["aligned"] == list(ALIGN_AXES)
     assert summary.max_abs_loss_gap <= 1e-6
     assert summary.verdict == "identical"
     assert summary["runs"]["a"]["loss_curve"] == summary["runs"]["b"]["loss_curve"]
@@ -210,7 +197,7 @@ def seed_finding_probe(monkeypatch):
     def probe(a, b, ctx):
         return ProbeResult([Finding("env", "fake.seed", "low", 1, 2, "always differs", {}, align="seed")], {})
 
-    monkeypatch.setitem(PROBES, "env", probe)
+    monkeypatch.setitem(PROBES._entries, "env", probe)
 
 
 def test_failed_alignment_stops_before_training_with_exit_1(

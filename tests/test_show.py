@@ -7,6 +7,7 @@ import json
 import pytest
 
 from parity.cli import main
+from parity.cli.console import shorten
 
 
 def show_json(capsys, *args: str) -> dict:
@@ -51,8 +52,17 @@ def test_yaml_formats(capsys):
 
 def test_rich_format_summarizes_the_launch(capsys):
     assert main(["show", "revise", "--world-size", "8"]) == 0
-    out = capsys.readouterr().out
-    assert "global batch 64" in " ".join(out.split())
+    out = " ".join(capsys.readouterr().out.split())
+    assert out.startswith(
+        "revise (built-in (recipes/)) at world size 8: 8 process(es) x per-device 8 x accumulation 1 "
+        "= global batch 64"
+    )
+
+
+def test_long_values_are_shortened_to_one_limit():
+    assert shorten("x" * 140, 140) == "x" * 140
+    assert shorten("x" * 141, 140) == "x" * 137 + "..."
+    assert shorten("short", 3) == "..."
 
 
 @pytest.mark.parametrize(

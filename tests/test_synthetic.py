@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import ast
-import json
 import operator
 import random
 import re
 from fractions import Fraction
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from parity.data import synthetic
-from parity.data.synthetic import generate_rows, write_gsm8k_dir
+from parity.data.synthetic import generate_rows, generate_splits
 
 ANNOTATION = re.compile(r"<<([^=<>]*)=([^<>]*)>>")
 EXPR = re.compile(r"^[0-9+\-*/.()]+$")
@@ -162,11 +160,8 @@ def test_mostly_distinct_questions() -> None:
     assert len({r["question"] for r in rows}) > 9_500
 
 
-def test_write_gsm8k_dir(tmp_path: Path) -> None:
-    out = tmp_path / "gsm8k"
-    write_gsm8k_dir(out, n_train=300, n_test=120, seed=5)
-    train = [json.loads(line) for line in (out / "train.jsonl").read_text(encoding="utf-8").splitlines()]
-    test = [json.loads(line) for line in (out / "test.jsonl").read_text(encoding="utf-8").splitlines()]
+def test_generate_splits() -> None:
+    train, test = generate_splits(n_train=300, n_test=120, seed=5)
     assert len(train) == 300
     assert len(test) == 120
     assert train == generate_rows(300, seed=5)
@@ -175,17 +170,12 @@ def test_write_gsm8k_dir(tmp_path: Path) -> None:
         _check_row(row)
 
 
-def test_write_gsm8k_dir_deterministic(tmp_path: Path) -> None:
-    write_gsm8k_dir(tmp_path / "a", 40, 10, seed=2)
-    write_gsm8k_dir(tmp_path / "b", 40, 10, seed=2)
-    for name in ("train.jsonl", "test.jsonl"):
-        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+def test_generate_splits_deterministic() -> None:
+    assert generate_splits(40, 10, seed=2) == generate_splits(40, 10, seed=2)
 
 
-def test_write_gsm8k_dir_empty(tmp_path: Path) -> None:
-    write_gsm8k_dir(tmp_path, 0, 0)
-    assert (tmp_path / "train.jsonl").read_text(encoding="utf-8") == ""
-    assert (tmp_path / "test.jsonl").read_text(encoding="utf-8") == ""
+def test_generate_splits_empty() -> None:
+    assert generate_splits(0, 0) == ([], [])
 
 
 def test_golden_row() -> None:

@@ -7,7 +7,7 @@ import dataclasses
 import datasets
 import pytest
 import torch
-from conftest import make
+from conftest import collator, make, tokenized
 from transformers import LlamaConfig, LlamaForCausalLM
 from trl import SFTTrainer
 
@@ -43,10 +43,10 @@ def plain_trainer_dataset(m, rows, tmp_path):
 def test_materialized_tokens_equal_plain_sft_trainer(name, tmp_path):
     m = make(name, samples=24)
     trainer_dataset, trainer_collator = plain_trainer_dataset(m, m.train_rows[:24], tmp_path)
-    assert trainer_dataset["input_ids"] == m.tokenized["input_ids"]
-    assert trainer_dataset["labels"] == m.tokenized["labels"]
-    batch_ours = m.collator(
-        [dict(input_ids=r["input_ids"], labels=r["labels"]) for r in m.tokenized.select(range(4))]
+    assert trainer_dataset["input_ids"] == tokenized(m)["input_ids"]
+    assert trainer_dataset["labels"] == tokenized(m)["labels"]
+    batch_ours = collator(m)(
+        [dict(input_ids=r["input_ids"], labels=r["labels"]) for r in tokenized(m).select(range(4))]
     )
     batch_trl = trainer_collator(
         [dict(input_ids=r["input_ids"], labels=r["labels"]) for r in trainer_dataset.select(range(4))]
@@ -57,7 +57,7 @@ def test_materialized_tokens_equal_plain_sft_trainer(name, tmp_path):
 
 def test_completion_only_default_masks_prompt_for_llmhalluc():
     m = make("llmhalluc", samples=4)
-    labels = m.tokenized[0]["labels"]
+    labels = tokenized(m)[0]["labels"]
     assert m.sft_config.completion_only_loss is None
     assert labels[0] == -100
     assert labels[-1] == m.tokenizer.eos_token_id
@@ -65,6 +65,6 @@ def test_completion_only_default_masks_prompt_for_llmhalluc():
 
 def test_revise_trains_every_token():
     m = make("revise", samples=4)
-    row = m.tokenized[0]
+    row = tokenized(m)[0]
     assert m.sft_config.completion_only_loss is False
     assert row["labels"] == row["input_ids"]

@@ -1,13 +1,10 @@
-"""`python -m parity.bisect ...`: the bisect command on parity's CLI (its error handling and exit codes)."""
+"""`python -m parity.bisect ...`: the same as `parity bisect ...`."""
 
 from __future__ import annotations
 
 import sys
 
-from parity.bisect.command import bisect_command
-from parity.cli import app, main
-
-app.command("bisect", help=bisect_command.__doc__)(bisect_command)
+from parity.cli import main
 
 if __name__ == "__main__":
     sys.exit(main(["bisect", *sys.argv[1:]]))

@@ -3,11 +3,9 @@ Row i depends only on (seed, i); every answer carries exact <<expr=value>> calcu
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Callable
 from decimal import Decimal
-from pathlib import Path
 
 Num = int | Decimal
 _CENT = Decimal("0.01")
@@ -455,13 +453,6 @@ def generate_rows(n: int, seed: int = 0) -> list[dict[str, str]]:
     return [_row(f"{seed}:{i}") for i in range(n)]
 
 
-def _write_jsonl(path: Path, rows: list[dict[str, str]]) -> None:
-    with path.open("w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps({"question": row["question"], "answer": row["answer"]}, ensure_ascii=False))
-            f.write("\n")
-
-
 def generate_splits(
     n_train: int, n_test: int, seed: int = 0
 ) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
@@ -478,12 +469,3 @@ def generate_splits(
         if row["question"] not in seen:
             test.append(row)
     return train, test
-
-
-def write_gsm8k_dir(path: Path, n_train: int, n_test: int, seed: int = 0) -> None:
-    """Write train.jsonl and test.jsonl under path; no test question appears in train."""
-    train, test = generate_splits(n_train, n_test, seed)
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    _write_jsonl(path / "train.jsonl", train)
-    _write_jsonl(path / "test.jsonl", test)

@@ -1,25 +1,32 @@
-"""Probe registry: a probe is a pure function of two materialized recipes returning findings and values.
+"""Probe registry and protocol: a probe measures each recipe, then compares the two measurements.
 
-Adding a probe is one module here with `@register_probe("name")`; it touches no other probe.
+A probe module has `measure(m, ...) -> dict` (decorated with `@measurement("name")`: computed once per
+materialized recipe), `compare(a, b, va, vb, ctx) -> ProbeResult` whose findings come from a
+`FindingMaker` for its axis, and `probe(a, b, ctx)` registered with `@PROBES.register("name")`.
+Adding a probe is one such module here; it touches no other probe.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from parity.axes import default_align
 from parity.findings import Finding
 from parity.materialize import Materialized
+from parity.plan import TABLE_WORLD_SIZES
+from parity.registries import Registry
 
 
 @dataclass(frozen=True)
 class ProbeContext:
     """Options shared by all probes of one diff."""
 
-    world_sizes: tuple[int, ...] = (1, 2, 4, 8)
+    world_sizes: tuple[int, ...] = TABLE_WORLD_SIZES
     show_example: int = 0
     """Index of the example rendered token by token (tokens, loss_mask)."""
 
@@ -32,23 +39,76 @@ class ProbeResult:
     values: dict[str, Any] = field(default_factory=dict)
 
 
-Probe = Callable[[Materialized, Materialized, ProbeContext], ProbeResult]
-PROBES: dict[str, Probe] = {}
+def measurement(probe: str) -> Callable[[Callable[..., dict[str, Any]]], Callable[..., dict[str, Any]]]:
+    """Decorator for a probe's `measure(m, *args)`: what it measures on one recipe, computed once per
+    materialized recipe and arguments (cached on `m.measurements`). Callers must not mutate the result."""
 
+    def decorator(measure: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
+        @functools.wraps(measure)
+        def cached(m: Materialized, *args: Any) -> dict[str, Any]:
+            key = (probe, *(_hashable(arg) for arg in args))
+            if key not in m.measurements:
+                m.measurements[key] = measure(m, *args)
+            return m.measurements[key]
 
-def register_probe(name: str) -> Callable[[Probe], Probe]:
-    """Register a probe under its axis name."""
-
-    def decorator(fn: Probe) -> Probe:
-        if name in PROBES:
-            raise ValueError(f"probe {name!r} registered twice")
-        PROBES[name] = fn
-        return fn
+        return cached
 
     return decorator
 
 
-def load_probes() -> dict[str, Probe]:
+def _hashable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return tuple(sorted((k, _hashable(v)) for k, v in value.items()))
+    if isinstance(value, list | tuple):
+        return tuple(_hashable(v) for v in value)
+    return value
+
+
+_TABLE_DEFAULT: Any = object()
+
+
+@dataclass(frozen=True)
+class FindingMaker:
+    """Builds the findings of one probe axis; the align axis comes from the axis table unless a finding names
+    another one (or None: nothing aligns it)."""
+
+    axis: str
+
+    def __call__(
+        self,
+        key: str,
+        severity: str,
+        a: Any,
+        b: Any,
+        summary: str,
+        evidence: dict[str, Any] | None = None,
+        *,
+        align: str | None = _TABLE_DEFAULT,
+    ) -> Finding:
+        chosen = default_align(self.axis) if align is _TABLE_DEFAULT else align
+        return Finding(self.axis, key, severity, a, b, summary, evidence or {}, chosen)
+
+
+def compare_on_example(
+    a: Materialized,
+    b: Materialized,
+    ctx: ProbeContext,
+    measure: Callable[[Materialized, dict[str, str]], dict[str, Any]],
+    compare: Callable[[Materialized, Materialized, dict, dict, ProbeContext], ProbeResult],
+) -> ProbeResult:
+    """Measure both recipes on raw train row `ctx.show_example` and compare, with the template clock frozen."""
+    from parity.rendering import CLOCKS, frozen_clock
+
+    row = a.raw.train[ctx.show_example]
+    with frozen_clock(CLOCKS[0]):
+        return compare(a, b, measure(a, row), measure(b, row), ctx)
+
+
+Probe = Callable[[Materialized, Materialized, ProbeContext], ProbeResult]
+PROBES: Registry[Probe] = Registry("probe")
+
+
+def load_probes() -> Registry[Probe]:
     """Import every module in parity/probes so each registers itself."""
     for module in pkgutil.iter_modules(__path__):
         importlib.import_module(f"{__name__}.{module.name}")

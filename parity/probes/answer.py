@@ -12,11 +12,12 @@ from parity.data.pipeline import preprocess_rows, user_message
 from parity.findings import Finding
 from parity.materialize import Materialized
 from parity.plain import plain
-from parity.probes import ProbeContext, ProbeResult, register_probe
+from parity.probes import PROBES, FindingMaker, ProbeContext, ProbeResult, measurement
 from parity.spec import EvalSpec
 from parity.textdiff import char_diff, pair_names
 
 AXIS = "answer"
+make_finding = FindingMaker(AXIS)
 GOLD_ROWS = 200
 """Benchmark test rows whose preprocessed answers are the gold completions of the compatibility matrix."""
 MODES = ("strict", "flexible")
@@ -103,7 +104,9 @@ def answer_format(completion: str) -> str:
     return NUMBER.sub("<N>", last)
 
 
-def _protocol(m: Materialized, row: dict[str, str]) -> dict[str, Any]:
+@measurement("answer")
+def measure(m: Materialized, row: dict[str, str]) -> dict[str, Any]:
+    """Eval protocol of the recipe and what its extractors read on one raw row."""
     spec = m.recipe.eval
     eval_prompt = spec.prompt.replace("{instruction}", m.recipe.prompt.instruction).replace(
         "{question}", row["question"]
@@ -133,26 +136,24 @@ def _protocol_findings(va: dict, vb: dict, name_a: str, name_b: str) -> list[Fin
     for name, severity in PROTOCOL_FIELDS.items():
         if va[name] != vb[name]:
             findings.append(
-                Finding(
-                    axis=AXIS,
-                    key=f"eval.{name}",
-                    severity=severity,
-                    a=va[name],
-                    b=vb[name],
-                    summary=f"eval {name} differs: {name_a} {va[name]!r}, {name_b} {vb[name]!r}",
+                make_finding(
+                    f"eval.{name}",
+                    severity,
+                    va[name],
+                    vb[name],
+                    f"eval {name} differs: {name_a} {va[name]!r}, {name_b} {vb[name]!r}",
                     align="eval",
                 )
             )
     if va["eval_prompt"] != vb["eval_prompt"]:
         findings.append(
-            Finding(
-                axis=AXIS,
-                key="eval.prompt",
-                severity="medium",
-                a=va["eval_prompt"],
-                b=vb["eval_prompt"],
-                summary=f"eval prompts differ for the same question ({len(char_diff(va['eval_prompt'], vb['eval_prompt']))} character edits)",
-                evidence={
+            make_finding(
+                "eval.prompt",
+                "medium",
+                va["eval_prompt"],
+                vb["eval_prompt"],
+                f"eval prompts differ for the same question ({len(char_diff(va['eval_prompt'], vb['eval_prompt']))} character edits)",
+                {
                     "diff": char_diff(va["eval_prompt"], vb["eval_prompt"]),
                     "a_template": va["eval_prompt_template"],
                     "b_template": vb["eval_prompt_template"],
@@ -166,14 +167,13 @@ def _protocol_findings(va: dict, vb: dict, name_a: str, name_b: str) -> list[Fin
     ):
         off, v = (name_a, va) if not va["prompt_matches_training"] else (name_b, vb)
         findings.append(
-            Finding(
-                axis=AXIS,
-                key="eval.prompt_matches_training",
-                severity="medium",
-                a=va["prompt_matches_training"],
-                b=vb["prompt_matches_training"],
-                summary=f"{off} evaluates with a prompt that differs from its training user message",
-                evidence={
+            make_finding(
+                "eval.prompt_matches_training",
+                "medium",
+                va["prompt_matches_training"],
+                vb["prompt_matches_training"],
+                f"{off} evaluates with a prompt that differs from its training user message",
+                {
                     "eval_prompt": v["eval_prompt"],
                     "training_user_message": v["training_user_message"],
                     "diff": char_diff(v["training_user_message"], v["eval_prompt"]),
@@ -184,9 +184,15 @@ def _protocol_findings(va: dict, vb: dict, name_a: str, name_b: str) -> list[Fin
     return findings
 
 
-@register_probe("answer")
-def answer_probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
+@PROBES.register("answer")
+def probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
     """Eval protocols, answer formats and the extractor x gold compatibility matrix of both recipes."""
+    row = a.raw.train[ctx.show_example]
+    return compare(a, b, measure(a, row), measure(b, row), ctx)
+
+
+def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeContext) -> ProbeResult:
+    """Findings and pair values from the two recipes' measurements."""
     row = a.raw.train[ctx.show_example]
     raw_gold = a.raw.test[:GOLD_ROWS]
     golds = {
@@ -208,7 +214,7 @@ def answer_probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeRe
         }
         if entries:
             matrix[mode] = entries
-    va, vb = _protocol(a, row), _protocol(b, row)
+    va, vb = dict(va), dict(vb)  # answer formats are added below
     name_a, name_b = pair_names(a.recipe.name, b.recipe.name)
     for side, v in (("a", va), ("b", vb)):
         formats = Counter(answer_format(text) for text in golds[side])
@@ -222,17 +228,14 @@ def answer_probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeRe
     )
     if differing:
         findings.append(
-            Finding(
-                axis=AXIS,
-                key="answer.format",
-                severity="high",
-                a=va["answer_format"],
-                b=vb["answer_format"],
-                summary=(
-                    f"answer format of completions differs on {differing} of {len(raw_gold)} test rows: "
-                    f"{name_a} completions end {va['example_ending']!r}, {name_b} {vb['example_ending']!r}"
-                ),
-                evidence={
+            make_finding(
+                "answer.format",
+                "high",
+                va["answer_format"],
+                vb["answer_format"],
+                f"answer format of completions differs on {differing} of {len(raw_gold)} test rows: "
+                f"{name_a} completions end {va['example_ending']!r}, {name_b} {vb['example_ending']!r}",
+                {
                     "a_formats": va["answer_formats"],
                     "b_formats": vb["answer_formats"],
                     "rows_differing": differing,
@@ -246,17 +249,14 @@ def answer_probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeRe
             if own is None or cross is None or cross >= own:
                 continue
             findings.append(
-                Finding(
-                    axis=AXIS,
-                    key=f"answer.{mode}_extractor.{x}",
-                    severity="high",
-                    a=entries[f"{x}_extractor_on_a_gold"],
-                    b=entries[f"{x}_extractor_on_b_gold"],
-                    summary=(
-                        f"{name_x}'s {mode} extractor reads {own:.1%} of its own gold completions but "
-                        f"{cross:.1%} of {name_y}'s"
-                    ),
-                    evidence={
+                make_finding(
+                    f"answer.{mode}_extractor.{x}",
+                    "high",
+                    entries[f"{x}_extractor_on_a_gold"],
+                    entries[f"{x}_extractor_on_b_gold"],
+                    f"{name_x}'s {mode} extractor reads {own:.1%} of its own gold completions but "
+                    f"{cross:.1%} of {name_y}'s",
+                    {
                         "regex": va[f"{mode}_regex"] if x == "a" else vb[f"{mode}_regex"],
                         "rows": len(raw_gold),
                         "example_completion_ending": golds[y][0].rstrip().rsplit("\n", 1)[-1]

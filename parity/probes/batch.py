@@ -1,5 +1,5 @@
 """Batch probe: effective global batch, optimizer steps, warmup and eval/save cadence per recipe and world size,
-from the launch rules and the HF Trainer's own step arithmetic (parity.steps), plus tokens per optimizer step."""
+from the launch rules and the HF Trainer's own step arithmetic (parity.plan), plus tokens per optimizer step."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ from typing import Any
 from parity.findings import Finding
 from parity.materialize import Materialized
 from parity.plain import plain
-from parity.probes import ProbeContext, ProbeResult, register_probe
-from parity.steps import StepPlan, plan_steps, step_count_cause
+from parity.plan import StepPlan, step_count_cause, table_world_sizes
+from parity.probes import PROBES, FindingMaker, ProbeContext, ProbeResult, measurement
 from parity.trl_bridge import IGNORE_INDEX
+
+make_finding = FindingMaker("batch")
 
 VERB = {"eval": "evaluates", "save": "saves"}
 
@@ -29,7 +31,10 @@ def token_counts(m: Materialized) -> dict[str, Any]:
     }
 
 
-def side_values(m: Materialized, plan: StepPlan) -> dict[str, Any]:
+@measurement("batch")
+def measure(m: Materialized) -> dict[str, Any]:
+    """Step plan at the recipe's world size and tokens per optimizer step."""
+    plan = m.step_plan()
     tokens = token_counts(m)
     per_step = {
         "tokens_per_step": round(tokens["mean_tokens"] * plan.global_batch, 6)
@@ -66,7 +71,7 @@ def _interval(strategy: str, steps: int | None) -> str:
     return f"{steps} steps" if steps is not None else f"'{strategy}'"
 
 
-def findings_for(a: Materialized, b: Materialized, pa: StepPlan, pb: StepPlan) -> list[Finding]:
+def _findings(a: Materialized, b: Materialized, pa: StepPlan, pb: StepPlan) -> list[Finding]:
     names = a.recipe.name, b.recipe.name
     composition = {
         "per_device_train_batch_size": [pa.per_device, pb.per_device],
@@ -79,8 +84,7 @@ def findings_for(a: Materialized, b: Materialized, pa: StepPlan, pb: StepPlan) -
     findings = []
     if pa.global_batch != pb.global_batch:
         findings.append(
-            Finding(
-                "batch",
+            make_finding(
                 "batch.global_batch",
                 "high",
                 pa.global_batch,
@@ -88,26 +92,22 @@ def findings_for(a: Materialized, b: Materialized, pa: StepPlan, pb: StepPlan) -
                 f"examples per optimizer step: {names[0]} {pa.global_batch} ({_shape(pa)}) vs {names[1]} "
                 f"{pb.global_batch} ({_shape(pb)}) at world size {pa.world_size} (per-device x accumulation x processes)",
                 composition,
-                "batch",
             )
         )
     elif (pa.per_device, pa.accumulation, pa.processes) != (pb.per_device, pb.accumulation, pb.processes):
         findings.append(
-            Finding(
-                "batch",
+            make_finding(
                 "batch.composition",
                 "low",
                 _shape(pa),
                 _shape(pb),
                 f"same global batch {pa.global_batch}, split differently: {_shape(pa)} vs {_shape(pb)}",
                 composition,
-                "batch",
             )
         )
     if pa.total_steps != pb.total_steps:
         findings.append(
-            Finding(
-                "batch",
+            make_finding(
                 "batch.optimizer_steps",
                 "medium",
                 pa.total_steps,
@@ -121,7 +121,7 @@ def findings_for(a: Materialized, b: Materialized, pa: StepPlan, pb: StepPlan) -
                     "steps_per_epoch": [pa.steps_per_epoch, pb.steps_per_epoch],
                     "epochs": [pa.epochs, pb.epochs],
                 },
-                step_count_cause(a, b),
+                align=step_count_cause(pa, pb),
             )
         )
     for kind in ("eval", "save"):
@@ -130,8 +130,7 @@ def findings_for(a: Materialized, b: Materialized, pa: StepPlan, pb: StepPlan) -
             continue
         at_a, at_b = getattr(pa, f"{kind}_at"), getattr(pb, f"{kind}_at")
         findings.append(
-            Finding(
-                "batch",
+            make_finding(
                 f"batch.{kind}_steps",
                 "medium",
                 xa,
@@ -147,22 +146,27 @@ def findings_for(a: Materialized, b: Materialized, pa: StepPlan, pb: StepPlan) -
                     "a_at": list(at_a),
                     "b_at": list(at_b),
                 },
-                "eval"
+                align="eval"
                 if (sa, getattr(a.sft_config, f"{kind}_steps"))
                 != (sb, getattr(b.sft_config, f"{kind}_steps"))
-                else step_count_cause(a, b),
+                else step_count_cause(pa, pb),
             )
         )
     return findings
 
 
-@register_probe("batch")
+@PROBES.register("batch")
 def probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
     """Global batch and step plan at the selected world size, and the global batch over ctx.world_sizes."""
-    pa, pb = plan_steps(a), plan_steps(b)
+    return compare(a, b, measure(a), measure(b), ctx)
+
+
+def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeContext) -> ProbeResult:
+    """Findings and pair values from the two recipes' measurements."""
+    pa, pb = a.step_plan(), b.step_plan()
     rows = []
-    for n in sorted(set(ctx.world_sizes) | {a.world_size}):
-        ra, rb = plan_steps(a, n), plan_steps(b, n)
+    for n in table_world_sizes(a.world_size, ctx.world_sizes):
+        ra, rb = a.step_plan(n), b.step_plan(n)
         rows.append(
             {
                 "world_size": n,
@@ -180,5 +184,5 @@ def probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
                 },
             }
         )
-    values = {"a": side_values(a, pa), "b": side_values(b, pb), "by_world_size": rows}
-    return ProbeResult(findings=findings_for(a, b, pa, pb), values=plain(values))
+    values = {"a": va, "b": vb, "by_world_size": rows}
+    return ProbeResult(findings=_findings(a, b, pa, pb), values=plain(values))

@@ -18,8 +18,10 @@ from parity.findings import Finding
 from parity.materialize import Materialized
 from parity.overrides import RENAMED_TRAINING_KEYS, lora_config_fields, sft_config_fields
 from parity.plain import config_values, plain
-from parity.probes import ProbeContext, ProbeResult, register_probe
+from parity.probes import PROBES, FindingMaker, ProbeContext, ProbeResult, measurement
 from parity.trl_bridge import resolve_completion_only_loss
+
+make_finding = FindingMaker("config")
 
 LIBRARY_DEFAULT = "default:trl.SFTConfig"
 
@@ -112,14 +114,13 @@ def field_findings(a: Materialized, b: Materialized, va: dict, vb: dict) -> tupl
         if owner != "config":
             continue
         findings.append(
-            Finding(
-                axis="config",
-                key=f"training.{name}",
-                severity=field_severity(name),
-                a=va.get(name),
-                b=vb.get(name),
-                summary=f"{name}: {va.get(name)!r} ({_describe(a, name)}) vs {vb.get(name)!r} ({_describe(b, name)})",
-                evidence={
+            make_finding(
+                f"training.{name}",
+                field_severity(name),
+                va.get(name),
+                vb.get(name),
+                f"{name}: {va.get(name)!r} ({_describe(a, name)}) vs {vb.get(name)!r} ({_describe(b, name)})",
+                {
                     "a_source": field_source(a, name),
                     "b_source": field_source(b, name),
                     "changes": changes,
@@ -151,27 +152,37 @@ def lint_findings(a: Materialized, b: Materialized, lint_a: dict, lint_b: dict) 
         else:
             tail = f"closest real field '{nearest}' ({entry['closest_in']})"
         findings.append(
-            Finding(
-                axis="config",
-                key=f"upstream.{key}",
-                severity=severity,
-                a=ea["written"] if ea else None,
-                b=eb["written"] if eb else None,
-                summary=f"{' and '.join(owners)} upstream config sets '{key}: {entry['written']!r}' but nothing reads it; {tail}",
-                evidence={"a": ea, "b": eb, "closest": nearest},
-                align=None,
+            make_finding(
+                f"upstream.{key}",
+                severity,
+                ea["written"] if ea else None,
+                eb["written"] if eb else None,
+                f"{' and '.join(owners)} upstream config sets '{key}: {entry['written']!r}' but nothing reads it; {tail}",
+                {"a": ea, "b": eb, "closest": nearest},
             )
         )
     return findings
 
 
-@register_probe("config")
+@measurement("config")
+def measure(m: Materialized) -> dict[str, Any]:
+    """Every resolved SFTConfig field, and what each unread upstream key was probably meant to be."""
+    return {
+        "fields": config_values(m.sft_config),
+        "lint": {k: lint_entry(m, k, v) for k, v in unread_keys(m).items()},
+    }
+
+
+@PROBES.register("config")
 def probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
     """Field differences owned by no other probe, and unread upstream keys."""
-    va, vb = config_values(a.sft_config), config_values(b.sft_config)
-    findings, differing = field_findings(a, b, va, vb)
-    lint_a = {k: lint_entry(a, k, v) for k, v in unread_keys(a).items()}
-    lint_b = {k: lint_entry(b, k, v) for k, v in unread_keys(b).items()}
+    return compare(a, b, measure(a), measure(b), ctx)
+
+
+def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeContext) -> ProbeResult:
+    """Findings and pair values from the two recipes' measurements."""
+    findings, differing = field_findings(a, b, va["fields"], vb["fields"])
+    lint_a, lint_b = va["lint"], vb["lint"]
     findings += lint_findings(a, b, lint_a, lint_b)
     values = {
         side: {

@@ -14,10 +14,11 @@ from parity.fast_tokenize import direct_backend, encode_texts
 from parity.findings import Finding
 from parity.materialize import Materialized
 from parity.plain import plain
-from parity.probes import ProbeContext, ProbeResult, register_probe
+from parity.probes import PROBES, FindingMaker, ProbeContext, ProbeResult, measurement
 from parity.textdiff import pair_names
 
 AXIS = "data"
+make_finding = FindingMaker(AXIS)
 ANNOTATION = re.compile(r"<<.*?>>")
 """A GSM8K calculator annotation, e.g. <<48/2=24>>."""
 
@@ -72,7 +73,9 @@ def selection_uses_eval(m: Materialized) -> bool:
     return bool(m.sft_config.load_best_model_at_end) or m.recipe.launch.early_stopping_patience is not None
 
 
-def _recipe_values(m: Materialized) -> dict[str, Any]:
+@measurement("data")
+def measure(m: Materialized) -> dict[str, Any]:
+    """Row counts, digests, preprocessing and split rule of the recipe's data."""
     steps = m.recipe.data.preprocess
     processed = preprocess_rows(m.raw.train, steps)
     changed = sum(1 for raw, new in zip(m.raw.train, processed, strict=True) if raw != new)
@@ -119,18 +122,15 @@ def _preprocess_finding(
     name_a, name_b = pair_names(a.recipe.name, b.recipe.name)
     share_a = va["annotations"]["annotation_token_share"]
     share_b = vb["annotations"]["annotation_token_share"]
-    return Finding(
-        axis=AXIS,
-        key="data.preprocess",
-        severity="high",
-        a=va["preprocess"],
-        b=vb["preprocess"],
-        summary=(
-            f"preprocessing differs: {len(differing)} of {len(raw)} answers come out different "
-            f"({name_a} changes {va['preprocess_changed_share']:.1%} of answers, {name_b} {vb['preprocess_changed_share']:.1%}); "
-            f"calculator annotations take {share_a:.1%} vs {share_b:.1%} of completion tokens"
-        ),
-        evidence={
+    return make_finding(
+        "data.preprocess",
+        "high",
+        va["preprocess"],
+        vb["preprocess"],
+        f"preprocessing differs: {len(differing)} of {len(raw)} answers come out different "
+        f"({name_a} changes {va['preprocess_changed_share']:.1%} of answers, {name_b} {vb['preprocess_changed_share']:.1%}); "
+        f"calculator annotations take {share_a:.1%} vs {share_b:.1%} of completion tokens",
+        {
             "rows_differing": len(differing),
             "rows": len(raw),
             "example_index": index,
@@ -139,7 +139,6 @@ def _preprocess_finding(
             "b_answer": out_b[index]["answer"],
             "annotation_token_share": {"a": share_a, "b": share_b},
         },
-        align="data",
     )
 
 
@@ -156,14 +155,13 @@ def _eval_split_finding(a: Materialized, b: Materialized, va: dict, vb: dict) ->
                 f"{v['rows']['eval']} eval questions are in the test split, load_best_model_at_end="
                 f"{v['load_best_model_at_end']}): test-set leakage into checkpoint selection"
             )
-    return Finding(
-        axis=AXIS,
-        key="data.eval_split",
-        severity="high" if leak_a != leak_b else "medium",
-        a=va["split_rule"],
-        b=vb["split_rule"],
-        summary="eval split differs; " + "; ".join(parts),
-        evidence={
+    return make_finding(
+        "data.eval_split",
+        "high" if leak_a != leak_b else "medium",
+        va["split_rule"],
+        vb["split_rule"],
+        "eval split differs; " + "; ".join(parts),
+        {
             side: {
                 "eval_is_benchmark_test": v["eval_is_benchmark_test"],
                 "eval_questions_in_test": v["eval_questions_in_test"],
@@ -174,30 +172,29 @@ def _eval_split_finding(a: Materialized, b: Materialized, va: dict, vb: dict) ->
             }
             for side, v in (("a", va), ("b", vb))
         },
-        align="data",
     )
 
 
-@register_probe("data")
-def data_probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
+@PROBES.register("data")
+def probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
     """Row counts, hashes, preprocessing, split rule, eval/test overlap and annotation share of each recipe."""
-    va, vb = _recipe_values(a), _recipe_values(b)
+    return compare(a, b, measure(a), measure(b), ctx)
+
+
+def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeContext) -> ProbeResult:
+    """Findings and pair values from the two recipes' measurements."""
     findings: list[Finding] = []
     name_a, name_b = pair_names(a.recipe.name, b.recipe.name)
     if va["train_digest"] != vb["train_digest"]:
         findings.append(
-            Finding(
-                axis=AXIS,
-                key="data.train",
-                severity="high",
-                a=va["train_digest"],
-                b=vb["train_digest"],
-                summary=(
-                    f"train content differs: {name_a} trains on {va['rows']['train']} rows ({va['source']}), "
-                    f"{name_b} on {vb['rows']['train']} rows ({vb['source']})"
-                ),
-                evidence={"rows": {"a": va["rows"], "b": vb["rows"]}, "example": _example_pair(a, b)},
-                align="data",
+            make_finding(
+                "data.train",
+                "high",
+                va["train_digest"],
+                vb["train_digest"],
+                f"train content differs: {name_a} trains on {va['rows']['train']} rows ({va['source']}), "
+                f"{name_b} on {vb['rows']['train']} rows ({vb['source']})",
+                {"rows": {"a": va["rows"], "b": vb["rows"]}, "example": _example_pair(a, b)},
             )
         )
     for finding in (_preprocess_finding(a, b, va, vb, ctx), _eval_split_finding(a, b, va, vb)):
@@ -206,15 +203,13 @@ def data_probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResu
     if va["upstream_split_seeded"] != vb["upstream_split_seeded"]:
         unseeded = name_a if not va["upstream_split_seeded"] else name_b
         findings.append(
-            Finding(
-                axis=AXIS,
-                key="data.split_seed",
-                severity="medium",
-                a=va["upstream_split_seeded"],
-                b=vb["upstream_split_seeded"],
-                summary=f"{unseeded} splits train/eval upstream without a seed: its split cannot be reproduced",
-                evidence={"a_split_rule": va["split_rule"], "b_split_rule": vb["split_rule"]},
-                align="data",
+            make_finding(
+                "data.split_seed",
+                "medium",
+                va["upstream_split_seeded"],
+                vb["upstream_split_seeded"],
+                f"{unseeded} splits train/eval upstream without a seed: its split cannot be reproduced",
+                {"a_split_rule": va["split_rule"], "b_split_rule": vb["split_rule"]},
             )
         )
     values = {"a": va, "b": vb, "same_train_content": va["train_digest"] == vb["train_digest"]}

@@ -9,10 +9,11 @@ from typing import Any
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
-from parity.findings import Finding
 from parity.materialize import Materialized
 from parity.plain import plain
-from parity.probes import ProbeContext, ProbeResult, register_probe
+from parity.probes import PROBES, FindingMaker, ProbeContext, ProbeResult, measurement
+
+make_finding = FindingMaker("env")
 
 
 def running_version(package: str) -> str | None:
@@ -32,7 +33,9 @@ def satisfied(pin: str, running: str | None) -> bool | None:
         return None
 
 
-def side_values(m: Materialized) -> dict[str, Any]:
+@measurement("env")
+def measure(m: Materialized) -> dict[str, Any]:
+    """The recipe's pins and whether the running environment meets them."""
     return {
         package: {
             "pin": pin,
@@ -52,10 +55,14 @@ def _pin_text(name: str, entry: dict[str, Any] | None) -> str:
     return f"{name} pins {entry['pin']} ({state})"
 
 
-@register_probe("env")
+@PROBES.register("env")
 def probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
     """Pin differences between the recipes, and pins the running environment meets for one recipe but not the other."""
-    va, vb = side_values(a), side_values(b)
+    return compare(a, b, measure(a), measure(b), ctx)
+
+
+def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeContext) -> ProbeResult:
+    """Findings and pair values from the two recipes' measurements."""
     names = a.recipe.name, b.recipe.name
     findings = []
     for package in sorted(set(va) | set(vb)):
@@ -63,15 +70,13 @@ def probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
         pin_a, pin_b = (ea or {}).get("pin"), (eb or {}).get("pin")
         if pin_a != pin_b:
             findings.append(
-                Finding(
-                    "env",
+                make_finding(
                     f"env.{package}",
                     "low",
                     pin_a,
                     pin_b,
                     f"{package}: {_pin_text(names[0], ea)}, {_pin_text(names[1], eb)}",
                     {"running": running_version(package)},
-                    None,
                 )
             )
         ok_a, ok_b = (ea or {}).get("satisfied"), (eb or {}).get("satisfied")
@@ -80,8 +85,7 @@ def probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
         for name, entry in ((names[0], ea), (names[1], eb)):
             if entry is not None and entry["satisfied"] is False:
                 findings.append(
-                    Finding(
-                        "env",
+                    make_finding(
                         f"env.{package}.running",
                         "info",
                         ok_a,
@@ -89,7 +93,6 @@ def probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
                         f"{name} pins {package}{entry['pin']} but {package} {entry['running']} runs here; "
                         "materialization uses the running version",
                         {"recipe": name, "pin": entry["pin"], "running": entry["running"]},
-                        None,
                     )
                 )
     return ProbeResult(findings=findings, values=plain({"a": va, "b": vb}))

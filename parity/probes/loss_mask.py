@@ -5,26 +5,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from parity.axes import FIELD_AXIS, field_axis, field_probe, field_severity
+from parity.axes import field_axis, field_severity, probe_fields
 from parity.fast_tokenize import encode_texts
-from parity.findings import Finding
 from parity.materialize import Materialized
 from parity.plain import plain
-from parity.probes import ProbeContext, ProbeResult, register_probe
-from parity.probes.template import CLOCKS, frozen_clock
+from parity.probes import PROBES, FindingMaker, ProbeContext, ProbeResult, measurement
+from parity.rendering import CLOCKS, frozen_clock
 from parity.textdiff import pair_names
 from parity.trl_bridge import IGNORE_INDEX, Prepared, resolve_completion_only_loss
 
 AXIS = "loss_mask"
-
-
-def prompt_length(m: Materialized, prompt: list[dict], input_ids: list[int]) -> int:
-    """Prompt tokens at the start of input_ids: the prompt alone with the generation prompt, as TRL splits it."""
-    return prompt_lengths(m, [prompt], [input_ids])[0]
+make_finding = FindingMaker(AXIS)
 
 
 def prompt_lengths(m: Materialized, prompts: list[list[dict]], input_ids: list[list[int]]) -> list[int]:
-    """prompt_length for many rows: the prompts rendered as TRL renders them, tokenized in one batch."""
+    """Prompt tokens at the start of each input_ids: the prompts rendered as TRL renders them, tokenized in one batch."""
     from trl.data_utils import common_prefix_length
 
     if not prompts:
@@ -118,7 +113,9 @@ def example_view(m: Materialized, row: dict[str, str]) -> list[list[Any]]:
     return [[token, label != IGNORE_INDEX] for token, label in zip(tokens, prepared["labels"], strict=True)]
 
 
-def _recipe_values(m: Materialized) -> dict[str, Any]:
+@measurement("loss_mask")
+def measure(m: Materialized) -> dict[str, Any]:
+    """Trained-token statistics and the effective completion_only_loss over the tokenized sample."""
     stats = mask_stats(m)
     col = completion_only_loss(m)
     return {
@@ -132,7 +129,7 @@ def _recipe_values(m: Materialized) -> dict[str, Any]:
 
 def _owned_fields() -> list[str]:
     """SFTConfig fields this probe reports (besides completion_only_loss)."""
-    return sorted(n for n in FIELD_AXIS if field_probe(n) == AXIS and n != "completion_only_loss")
+    return sorted(n for n in probe_fields(AXIS) if n != "completion_only_loss")
 
 
 def _evidence(va: dict, vb: dict) -> dict[str, Any]:
@@ -147,29 +144,30 @@ def _evidence(va: dict, vb: dict) -> dict[str, Any]:
     return {side: {k: v[k] for k in keys} for side, v in (("a", va), ("b", vb))}
 
 
-@register_probe("loss_mask")
-def loss_mask_probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
+@PROBES.register("loss_mask")
+def probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
     """Trained-token fractions, prompt/EOS/BOS handling and the effective completion_only_loss of both recipes."""
-    row = a.raw.train[ctx.show_example]
     with frozen_clock(CLOCKS[0]):
-        va, vb = _recipe_values(a), _recipe_values(b)
-        example = {"a": example_view(a, row), "b": example_view(b, row)}
+        return compare(a, b, measure(a), measure(b), ctx)
+
+
+def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeContext) -> ProbeResult:
+    """Findings and pair values from the two recipes' measurements."""
+    row = a.raw.train[ctx.show_example]
+    example = {"a": example_view(a, row), "b": example_view(b, row)}  # at probe()'s frozen clock
     name_a, name_b = pair_names(a.recipe.name, b.recipe.name)
     findings = []
     if va["completion_only_loss"] != vb["completion_only_loss"]:
         findings.append(
-            Finding(
-                axis=AXIS,
-                key="training.completion_only_loss",
-                severity=field_severity("completion_only_loss"),
-                a=va["completion_only_loss"],
-                b=vb["completion_only_loss"],
-                summary=(
-                    f"effective completion_only_loss differs: {name_a} {va['completion_only_loss']} "
-                    f"({va['completion_only_loss_provenance']}), {name_b} {vb['completion_only_loss']} "
-                    f"({vb['completion_only_loss_provenance']})"
-                ),
-                evidence={
+            make_finding(
+                "training.completion_only_loss",
+                field_severity("completion_only_loss"),
+                va["completion_only_loss"],
+                vb["completion_only_loss"],
+                f"effective completion_only_loss differs: {name_a} {va['completion_only_loss']} "
+                f"({va['completion_only_loss_provenance']}), {name_b} {vb['completion_only_loss']} "
+                f"({vb['completion_only_loss_provenance']})",
+                {
                     "a_configured": va["completion_only_loss_configured"],
                     "b_configured": vb["completion_only_loss_configured"],
                     **_evidence(va, vb),
@@ -181,60 +179,52 @@ def loss_mask_probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> Prob
         trains = name_a if va["prompt_tokens_trained"] else name_b
         other = name_b if va["prompt_tokens_trained"] else name_a
         findings.append(
-            Finding(
-                axis=AXIS,
-                key="loss_mask.prompt_tokens_trained",
-                severity="high",
-                a=va["prompt_tokens_trained"],
-                b=vb["prompt_tokens_trained"],
-                summary=(
-                    f"{trains} trains on prompt tokens, {other} does not: trained fraction "
-                    f"{va['trained_fraction']:.4f} vs {vb['trained_fraction']:.4f} "
-                    f"({va['trained_tokens']}/{va['tokens']} vs {vb['trained_tokens']}/{vb['tokens']} tokens)"
-                ),
-                evidence=_evidence(va, vb),
-                align="loss_mask",
+            make_finding(
+                "loss_mask.prompt_tokens_trained",
+                "high",
+                va["prompt_tokens_trained"],
+                vb["prompt_tokens_trained"],
+                f"{trains} trains on prompt tokens, {other} does not: trained fraction "
+                f"{va['trained_fraction']:.4f} vs {vb['trained_fraction']:.4f} "
+                f"({va['trained_tokens']}/{va['tokens']} vs {vb['trained_tokens']}/{vb['tokens']} tokens)",
+                _evidence(va, vb),
             )
         )
     if va["eos_trained"] != vb["eos_trained"]:
         findings.append(
-            Finding(
-                axis=AXIS,
-                key="loss_mask.eos_trained",
-                severity="high",
-                a=va["eos_trained"],
-                b=vb["eos_trained"],
-                summary=f"EOS carries loss in {name_a if va['eos_trained'] else name_b} only",
-                evidence={
+            make_finding(
+                "loss_mask.eos_trained",
+                "high",
+                va["eos_trained"],
+                vb["eos_trained"],
+                f"EOS carries loss in {name_a if va['eos_trained'] else name_b} only",
+                {
                     side: {k: v[k] for k in ("examples_ending_with_eos", "eos_trained_count", "examples")}
                     for side, v in (("a", va), ("b", vb))
                 },
-                align="loss_mask",
             )
         )
     if va["bos_at_start"] != vb["bos_at_start"]:
         findings.append(
-            Finding(
-                axis=AXIS,
-                key="loss_mask.bos",
-                severity="medium",
-                a=va["bos_at_start"],
-                b=vb["bos_at_start"],
-                summary=f"sequences start with BOS in {name_a if va['bos_at_start'] else name_b} only",
-                evidence={"a_count": va["bos_at_start_count"], "b_count": vb["bos_at_start_count"]},
+            make_finding(
+                "loss_mask.bos",
+                "medium",
+                va["bos_at_start"],
+                vb["bos_at_start"],
+                f"sequences start with BOS in {name_a if va['bos_at_start'] else name_b} only",
+                {"a_count": va["bos_at_start_count"], "b_count": vb["bos_at_start_count"]},
                 align="template",
             )
         )
     for name in _owned_fields():
         if va["fields"][name] != vb["fields"][name]:
             findings.append(
-                Finding(
-                    axis=AXIS,
-                    key=f"training.{name}",
-                    severity=field_severity(name),
-                    a=va["fields"][name],
-                    b=vb["fields"][name],
-                    summary=f"{name} differs: {name_a} {va['fields'][name]!r}, {name_b} {vb['fields'][name]!r}",
+                make_finding(
+                    f"training.{name}",
+                    field_severity(name),
+                    va["fields"][name],
+                    vb["fields"][name],
+                    f"{name} differs: {name_a} {va['fields'][name]!r}, {name_b} {vb['fields'][name]!r}",
                     align=field_axis(name),
                 )
             )

@@ -12,7 +12,9 @@ from parity.architectures import LLAMA_3_2_1B, meta_model
 from parity.findings import Finding
 from parity.materialize import Materialized
 from parity.plain import config_values, plain
-from parity.probes import ProbeContext, ProbeResult, register_probe
+from parity.probes import PROBES, FindingMaker, ProbeContext, ProbeResult, measurement
+
+make_finding = FindingMaker("peft")
 
 TRAINED_SET_FIELDS = {
     "r",
@@ -83,7 +85,9 @@ def _lora_json(lora: Any) -> str | None:
     return json.dumps(fields, sort_keys=True)
 
 
-def side_values(m: Materialized) -> dict[str, Any]:
+@measurement("peft")
+def measure(m: Materialized) -> dict[str, Any]:
+    """PEFT method, LoRA settings and trainable parameter counts on the real architecture."""
     lora = m.lora_config
     fields = (
         {k: v for k, v in config_values(lora).items() if k not in IGNORED_FIELDS}
@@ -131,8 +135,7 @@ def lora_findings(a: Materialized, b: Materialized, va: dict, vb: dict) -> list[
                 ("medium", "changes the update's scale") if name in SCALING_FIELDS else ("low", "")
             )
         findings.append(
-            Finding(
-                "peft",
+            make_finding(
                 f"peft.lora.{name}",
                 severity,
                 xa,
@@ -140,21 +143,23 @@ def lora_findings(a: Materialized, b: Materialized, va: dict, vb: dict) -> list[
                 f"LoRA {name}: {a.recipe.name} {xa!r} vs {b.recipe.name} {xb!r}"
                 + (f" ({note})" if note else ""),
                 counts,
-                "peft",
             )
         )
     return findings
 
 
-@register_probe("peft")
+@PROBES.register("peft")
 def probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
     """Method and LoRA differences, with trainable parameter counts on the real architecture."""
-    va, vb = side_values(a), side_values(b)
+    return compare(a, b, measure(a), measure(b), ctx)
+
+
+def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeContext) -> ProbeResult:
+    """Findings and pair values from the two recipes' measurements."""
     findings = []
     if va["method"] != vb["method"]:
         findings.append(
-            Finding(
-                "peft",
+            make_finding(
                 "peft.method",
                 "high",
                 a.recipe.peft.method,
@@ -165,7 +170,6 @@ def probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
                     "trainable_fraction": [va["trainable_fraction"], vb["trainable_fraction"]],
                     "total_params": [va["total_params"], vb["total_params"]],
                 },
-                "peft",
             )
         )
     elif va["method"] == "lora":

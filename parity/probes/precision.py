@@ -10,14 +10,16 @@ from functools import cache
 from typing import Any
 
 from parity.architectures import checkpoint_dtype, default_attn_implementation
-from parity.axes import FIELD_AXIS, field_axis, field_probe, field_severity
+from parity.axes import field_axis, field_severity, probe_fields
 from parity.findings import Finding
-from parity.launch import plan_launch
-from parity.materialize import Materialized, sft_defaults
+from parity.materialize import Materialized
 from parity.plain import config_values, plain
-from parity.probes import ProbeContext, ProbeResult, register_probe
+from parity.plan import table_world_sizes
+from parity.probes import PROBES, FindingMaker, ProbeContext, ProbeResult, measurement
 
-PRECISION_FIELDS = tuple(name for name in FIELD_AXIS if field_probe(name) == "precision")
+make_finding = FindingMaker("precision")
+
+PRECISION_FIELDS = probe_fields("precision")
 
 
 @cache
@@ -56,11 +58,13 @@ def attention(m: Materialized) -> dict[str, Any]:
     return {"requested": requested, "effective": effective, "label": label}
 
 
-def side_values(m: Materialized, world_sizes: tuple[int, ...]) -> dict[str, Any]:
+@measurement("precision")
+def measure(m: Materialized, world_sizes: tuple[int, ...]) -> dict[str, Any]:
+    """Precision flags, load dtype, attention kernel and DeepSpeed per world size."""
     flags = config_values(m.sft_config)
     by_world = []
-    for n in sorted(set(world_sizes) | {m.world_size}):
-        plan = m.launch if n == m.world_size else plan_launch(m.recipe, n, sft_defaults())
+    for n in table_world_sizes(m.world_size, world_sizes):
+        plan = m.launch_plan(n)
         by_world.append(
             {
                 "world_size": n,
@@ -90,23 +94,20 @@ def findings_for(a: Materialized, b: Materialized, va: dict, vb: dict) -> list[F
         xa, xb = va["flags"][name], vb["flags"][name]
         if xa != xb:
             findings.append(
-                Finding(
-                    "precision",
+                make_finding(
                     f"training.{name}",
                     field_severity(name),
                     xa,
                     xb,
                     f"{name}: {names[0]} {xa!r} vs {names[1]} {xb!r}",
-                    {},
-                    field_axis(name),
+                    align=field_axis(name),
                 )
             )
     da, db = va["torch_dtype"], vb["torch_dtype"]
     if da["requested"] != db["requested"]:
         same = da["effective"] is not None and da["effective"] == db["effective"]
         findings.append(
-            Finding(
-                "precision",
+            make_finding(
                 "model.torch_dtype",
                 "info" if same else "medium",
                 da["requested"],
@@ -114,7 +115,6 @@ def findings_for(a: Materialized, b: Materialized, va: dict, vb: dict) -> list[F
                 f"load dtype: {names[0]} {da['label']} vs {names[1]} {db['label']}"
                 + (" (both load the same dtype)" if same else ""),
                 {"a": da, "b": db, "default_load_dtype": default_load_dtype()},
-                "precision",
             )
         )
     ka, kb = va["attn_implementation"], vb["attn_implementation"]
@@ -122,8 +122,7 @@ def findings_for(a: Materialized, b: Materialized, va: dict, vb: dict) -> list[F
         flash_split = _is_flash(ka["effective"]) != _is_flash(kb["effective"])
         same = ka["effective"] == kb["effective"]
         findings.append(
-            Finding(
-                "precision",
+            make_finding(
                 "model.attn_implementation",
                 "info" if same else "medium" if flash_split else "low",
                 ka["requested"],
@@ -131,13 +130,11 @@ def findings_for(a: Materialized, b: Materialized, va: dict, vb: dict) -> list[F
                 f"attention kernel: {names[0]} {ka['label']} vs {names[1]} {kb['label']}"
                 + (" (the same kernel)" if same else ""),
                 {"a": ka, "b": kb, "flash_attn_importable_here": flash_attn_importable()},
-                "precision",
             )
         )
     if (va["deepspeed_config"], va["deepspeed_stage"]) != (vb["deepspeed_config"], vb["deepspeed_stage"]):
         findings.append(
-            Finding(
-                "precision",
+            make_finding(
                 "launch.deepspeed_config",
                 "medium",
                 va["deepspeed_config"],
@@ -147,7 +144,6 @@ def findings_for(a: Materialized, b: Materialized, va: dict, vb: dict) -> list[F
                     "stage": [va["deepspeed_stage"], vb["deepspeed_stage"]],
                     "min_gpus": [a.recipe.launch.deepspeed_min_gpus, b.recipe.launch.deepspeed_min_gpus],
                 },
-                "precision",
             )
         )
     return findings
@@ -157,10 +153,14 @@ def _ds(v: dict[str, Any]) -> str:
     return f"{v['deepspeed_config']} (ZeRO stage {v['deepspeed_stage']})" if v["deepspeed_config"] else "off"
 
 
-@register_probe("precision")
+@PROBES.register("precision")
 def probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
     """Precision and memory settings of both recipes and where they differ."""
-    va, vb = side_values(a, ctx.world_sizes), side_values(b, ctx.world_sizes)
+    return compare(a, b, measure(a, ctx.world_sizes), measure(b, ctx.world_sizes), ctx)
+
+
+def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeContext) -> ProbeResult:
+    """Findings and pair values from the two recipes' measurements."""
     values = {
         "a": va,
         "b": vb,

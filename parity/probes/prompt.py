@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from parity.findings import Finding
 from parity.materialize import Materialized
 from parity.plain import plain
-from parity.probes import ProbeContext, ProbeResult, register_probe
+from parity.probes import PROBES, FindingMaker, ProbeContext, ProbeResult, measurement
 from parity.textdiff import char_diff, edge_notes, pair_names, visible, whitespace_edges
 
 AXIS = "prompt"
+make_finding = FindingMaker(AXIS)
 
 
 def user_messages(m: Materialized, rows: list[dict[str, str]]) -> list[str]:
@@ -19,7 +19,10 @@ def user_messages(m: Materialized, rows: list[dict[str, str]]) -> list[str]:
     return [conv["prompt"][-1]["content"] for conv in m.conversational_raw(rows)]
 
 
-def _recipe_values(m: Materialized, message: str) -> dict[str, Any]:
+@measurement("prompt")
+def measure(m: Materialized, row: dict[str, str]) -> dict[str, Any]:
+    """The user message the recipe builds for one raw row, and the template and instruction behind it."""
+    message = user_messages(m, [row])[0]
     return {
         "user_message": message,
         "user_message_visible": visible(message),
@@ -30,11 +33,16 @@ def _recipe_values(m: Materialized, message: str) -> dict[str, Any]:
     }
 
 
-@register_probe("prompt")
-def prompt_probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
+@PROBES.register("prompt")
+def probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
     """Compare the user messages built from raw train row `ctx.show_example` (and count rows that differ)."""
     row = a.raw.train[ctx.show_example]
-    msg_a, msg_b = user_messages(a, [row])[0], user_messages(b, [row])[0]
+    return compare(a, b, measure(a, row), measure(b, row), ctx)
+
+
+def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeContext) -> ProbeResult:
+    """Findings and pair values from the two recipes' measurements."""
+    msg_a, msg_b = va["user_message"], vb["user_message"]
     name_a, name_b = pair_names(a.recipe.name, b.recipe.name)
     sample = a.raw.train if a.samples is None else a.raw.train[: a.samples]
     rows_differing = sum(
@@ -42,7 +50,6 @@ def prompt_probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeRe
     )
     ops = char_diff(msg_a, msg_b)
     notes = edge_notes(msg_a, msg_b, name_a, name_b)
-    va, vb = _recipe_values(a, msg_a), _recipe_values(b, msg_b)
     same_instruction = va["instruction"] == vb["instruction"]
     short = list(notes)
     if not same_instruction:
@@ -67,17 +74,14 @@ def prompt_probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeRe
     findings = []
     if msg_a != msg_b:
         findings.append(
-            Finding(
-                axis=AXIS,
-                key="prompt.user_message",
-                severity="high",
-                a=msg_a,
-                b=msg_b,
-                summary=(
-                    f"user message differs for the same row ({rows_differing} of {len(sample)} rows): "
-                    + "; ".join(short or [f"{len(ops)} character edits"])
-                ),
-                evidence={
+            make_finding(
+                "prompt.user_message",
+                "high",
+                msg_a,
+                msg_b,
+                f"user message differs for the same row ({rows_differing} of {len(sample)} rows): "
+                + "; ".join(short or [f"{len(ops)} character edits"]),
+                {
                     "example_index": ctx.show_example,
                     "a_message": visible(msg_a),
                     "b_message": visible(msg_b),
@@ -86,7 +90,6 @@ def prompt_probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeRe
                     "a_instruction": va["instruction"],
                     "b_instruction": vb["instruction"],
                 },
-                align="prompt",
             )
         )
     return ProbeResult(findings=findings, values=plain(values))

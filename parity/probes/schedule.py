@@ -5,14 +5,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from parity.axes import FIELD_AXIS, field_axis, field_probe, field_severity
+from parity.axes import field_axis, field_severity, probe_fields
 from parity.findings import Finding
 from parity.materialize import Materialized
 from parity.plain import config_values, plain
-from parity.probes import ProbeContext, ProbeResult, register_probe
-from parity.steps import StepPlan, plan_steps, step_count_cause
+from parity.plan import step_count_cause
+from parity.probes import PROBES, FindingMaker, ProbeContext, ProbeResult, measurement
 
-SCHEDULE_FIELDS = tuple(name for name in FIELD_AXIS if field_probe(name) == "schedule")
+make_finding = FindingMaker("schedule")
+
+SCHEDULE_FIELDS = probe_fields("schedule")
 FRACTIONS = tuple(i / 200 for i in range(201))
 """Relative positions (0 = first step, 1 = end of training) at which the two decays are compared."""
 
@@ -48,7 +50,10 @@ def lr_curve(config: Any, total: int, warmup: int) -> tuple[list[float], float, 
     return lrs, optimizer.param_groups[0]["lr"], note
 
 
-def side_values(m: Materialized, plan: StepPlan) -> dict[str, Any]:
+@measurement("schedule")
+def measure(m: Materialized) -> dict[str, Any]:
+    """Learning-rate curve, warmup and early stopping at the recipe's world size."""
+    plan = m.step_plan()
     config = m.sft_config
     lrs, final, note = lr_curve(config, plan.total_steps, plan.warmup_steps)
     launch = m.recipe.launch
@@ -119,15 +124,14 @@ def field_findings(a: Materialized, b: Materialized, va: dict, vb: dict) -> list
         if name == "warmup_steps":
             evidence["warmup_steps_resolved"] = [va["warmup_steps"], vb["warmup_steps"]]
         findings.append(
-            Finding(
-                "schedule",
+            make_finding(
                 f"training.{name}",
                 field_severity(name),
                 ca[name],
                 cb[name],
                 f"{name}: {a.recipe.name} {ca[name]!r} vs {b.recipe.name} {cb[name]!r}",
                 evidence,
-                field_axis(name),
+                align=field_axis(name),
             )
         )
     return findings
@@ -140,8 +144,7 @@ def derived_findings(a: Materialized, b: Materialized, va: dict, vb: dict) -> li
     same_length = all(va[k] == vb[k] for k in ("warmup_steps_configured", "num_train_epochs", "max_steps"))
     if same_length and va["warmup_steps"] != vb["warmup_steps"]:
         findings.append(
-            Finding(
-                "schedule",
+            make_finding(
                 "schedule.warmup_steps",
                 "medium",
                 va["warmup_steps"],
@@ -152,14 +155,13 @@ def derived_findings(a: Materialized, b: Materialized, va: dict, vb: dict) -> li
                     "total_steps": [va["total_steps"], vb["total_steps"]],
                     "follows_from": "batch.optimizer_steps",
                 },
-                step_count_cause(a, b),
+                align=step_count_cause(a.step_plan(), b.step_plan()),
             )
         )
     stop_a, stop_b = va["early_stopping"], vb["early_stopping"]
     if stop_a != stop_b:
         findings.append(
-            Finding(
-                "schedule",
+            make_finding(
                 "launch.early_stopping_patience",
                 "medium",
                 stop_a["patience"],
@@ -171,14 +173,12 @@ def derived_findings(a: Materialized, b: Materialized, va: dict, vb: dict) -> li
                     "a_eval_at": va["eval_at"],
                     "b_eval_at": vb["eval_at"],
                 },
-                "schedule",
             )
         )
     shape = aligned_difference(va, vb)
     if shape["max_normalised_diff"] > shape["tolerance"]:
         findings.append(
-            Finding(
-                "schedule",
+            make_finding(
                 "schedule.shape",
                 "medium",
                 f"{va['scheduler_type']}, warmup {va['warmup_steps']}/{va['total_steps']}",
@@ -186,7 +186,6 @@ def derived_findings(a: Materialized, b: Materialized, va: dict, vb: dict) -> li
                 f"after warmup the LR curves differ at the same relative position by up to {shape['max_normalised_diff']:.1%} "
                 f"of peak (at {shape['at_fraction']:.0%} of training; {shape['max_abs_lr_diff']:.3g} absolute)",
                 shape,
-                "schedule",
             )
         )
     return findings
@@ -198,10 +197,14 @@ def _stopping(stop: dict[str, Any]) -> str:
     return f"patience {stop['patience']} evaluations, threshold {stop['threshold']}"
 
 
-@register_probe("schedule")
+@PROBES.register("schedule")
 def probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
     """LR curves at the selected world size and the differences between them."""
-    va, vb = side_values(a, plan_steps(a)), side_values(b, plan_steps(b))
+    return compare(a, b, measure(a), measure(b), ctx)
+
+
+def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeContext) -> ProbeResult:
+    """Findings and pair values from the two recipes' measurements."""
     findings = field_findings(a, b, va, vb) + derived_findings(a, b, va, vb)
     return ProbeResult(
         findings=findings, values=plain({"a": va, "b": vb, "aligned": aligned_difference(va, vb)})

@@ -3,56 +3,17 @@ Checks BOS/EOS in text and ids, generation-prompt support and whether rendering 
 
 from __future__ import annotations
 
-import contextlib
-import datetime
-from collections.abc import Iterator
 from typing import Any
 
 from parity.findings import Finding
 from parity.materialize import Materialized
 from parity.plain import plain
-from parity.probes import ProbeContext, ProbeResult, register_probe
+from parity.probes import PROBES, FindingMaker, ProbeContext, ProbeResult, compare_on_example, measurement
+from parity.rendering import render, render_is_deterministic
 from parity.textdiff import char_diff, edge_notes, pair_names, token_alignment, visible
 
 AXIS = "template"
-CLOCKS = (datetime.datetime(2001, 2, 3, 4, 5, 6), datetime.datetime(2031, 12, 30, 22, 58, 59))
-"""Two moments the determinism check renders at (they differ in every date field); reports render at the first."""
-
-
-@contextlib.contextmanager
-def frozen_clock(moment: datetime.datetime) -> Iterator[None]:
-    """Make transformers' template global `strftime_now` see `moment` (it reads its module's `datetime.now`)."""
-    from transformers.utils import chat_template_utils
-
-    original = getattr(chat_template_utils, "datetime", None)
-    if original is None:
-        yield
-        return
-
-    class FrozenClock(datetime.datetime):
-        @classmethod
-        def now(cls, tz: datetime.tzinfo | None = None) -> datetime.datetime:
-            return moment if tz is None else moment.replace(tzinfo=tz)
-
-    chat_template_utils.datetime = FrozenClock
-    try:
-        yield
-    finally:
-        chat_template_utils.datetime = original
-
-
-def render(m: Materialized, messages: list[dict], **kwargs: Any) -> str:
-    """Messages rendered by the recipe's tokenizer with its effective chat template (transformers' sandbox)."""
-    return m.tokenizer.apply_chat_template(messages, tokenize=False, **kwargs)
-
-
-def render_is_deterministic(m: Materialized, messages: list[dict]) -> tuple[bool, bool]:
-    """(same text when rendered twice at one moment and once at another, whether the text depends on the date)."""
-    texts = []
-    for moment in (CLOCKS[0], CLOCKS[0], CLOCKS[1]):
-        with frozen_clock(moment):
-            texts.append(render(m, messages, date_string=moment.strftime("%d %b %Y")))
-    return len(set(texts)) == 1, texts[0] == texts[1] and texts[0] != texts[2]
+make_finding = FindingMaker(AXIS)
 
 
 def example_messages(m: Materialized, row: dict[str, str]) -> tuple[list[dict], list[dict]]:
@@ -61,7 +22,9 @@ def example_messages(m: Materialized, row: dict[str, str]) -> tuple[list[dict], 
     return conv["prompt"], conv["prompt"] + conv["completion"]
 
 
-def _recipe_values(m: Materialized, row: dict[str, str]) -> dict[str, Any]:
+@measurement("template")
+def measure(m: Materialized, row: dict[str, str]) -> dict[str, Any]:
+    """Effective chat template and what it renders for one raw row."""
     prompt, messages = example_messages(m, row)
     text = render(m, messages)
     with_gen, without_gen = (
@@ -135,14 +98,13 @@ def _template_finding(va: dict, vb: dict, same: dict, name_a: str, name_b: str) 
     summary = "chat template text differs"
     if template_notes:
         summary += " (template: " + "; ".join(template_notes) + ")"
-    return Finding(
-        axis=AXIS,
-        key="template.chat_template",
-        severity="low" if same["a"] == same["b"] else "high",
-        a=va["chat_template"],
-        b=vb["chat_template"],
-        summary=f"{summary}: {starts}; {token_note}",
-        evidence={
+    return make_finding(
+        "template.chat_template",
+        "low" if same["a"] == same["b"] else "high",
+        va["chat_template"],
+        vb["chat_template"],
+        f"{summary}: {starts}; {token_note}",
+        {
             "template_diff": char_diff(va["chat_template"] or "", vb["chat_template"] or ""),
             "template_notes": template_notes,
             "same_messages_diff": char_diff(same["a"], same["b"]),
@@ -156,66 +118,61 @@ def _template_finding(va: dict, vb: dict, same: dict, name_a: str, name_b: str) 
             "a_first_ids": va["input_ids"][:8],
             "b_first_ids": vb["input_ids"][:8],
         },
-        align="template",
     )
 
 
-@register_probe("template")
-def template_probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
+@PROBES.register("template")
+def probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
     """Effective template, rendered-text diff, BOS/EOS, generation prompt and determinism for both recipes."""
-    row = a.raw.train[ctx.show_example]
-    with frozen_clock(CLOCKS[0]):
-        va, vb = _recipe_values(a, row), _recipe_values(b, row)
-        messages = example_messages(a, row)[1]
-        same = {"a": render(a, messages), "b": render(b, messages)}
+    return compare_on_example(a, b, ctx, measure, compare)
+
+
+def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeContext) -> ProbeResult:
+    """Findings and pair values from the two recipes' measurements."""
+    messages = example_messages(a, a.raw.train[ctx.show_example])[1]
+    same = {"a": render(a, messages), "b": render(b, messages)}  # at the frozen clock, as measure renders
     name_a, name_b = pair_names(a.recipe.name, b.recipe.name)
     findings = []
     if va["chat_template"] != vb["chat_template"]:
         findings.append(_template_finding(va, vb, same, name_a, name_b))
     if (va["template_source"], va["effective"]) != (vb["template_source"], vb["effective"]):
         findings.append(
-            Finding(
-                axis=AXIS,
-                key="template.source",
-                severity="low",
-                a=va["template_source"],
-                b=vb["template_source"],
-                summary=f"template provenance differs: {name_a} {va['effective']} from {va['template_source'] or 'n/a'}, "
+            make_finding(
+                "template.source",
+                "low",
+                va["template_source"],
+                vb["template_source"],
+                f"template provenance differs: {name_a} {va['effective']} from {va['template_source'] or 'n/a'}, "
                 f"{name_b} {vb['effective']} from {vb['template_source'] or 'n/a'}",
-                evidence={"a_effective": va["effective"], "b_effective": vb["effective"]},
-                align="template",
+                {"a_effective": va["effective"], "b_effective": vb["effective"]},
             )
         )
     if va["deterministic"] != vb["deterministic"]:
         volatile = name_a if not va["deterministic"] else name_b
         findings.append(
-            Finding(
-                axis=AXIS,
-                key="template.deterministic",
-                severity="medium",
-                a=va["deterministic"],
-                b=vb["deterministic"],
-                summary=f"{volatile}'s chat template renders differently from run to run"
+            make_finding(
+                "template.deterministic",
+                "medium",
+                va["deterministic"],
+                vb["deterministic"],
+                f"{volatile}'s chat template renders differently from run to run"
                 + (" (it depends on the date)" if va["date_dependent"] or vb["date_dependent"] else ""),
-                evidence={"a_date_dependent": va["date_dependent"], "b_date_dependent": vb["date_dependent"]},
-                align="template",
+                {"a_date_dependent": va["date_dependent"], "b_date_dependent": vb["date_dependent"]},
             )
         )
     if va["supports_generation_prompt"] != vb["supports_generation_prompt"]:
         lacking = name_a if not va["supports_generation_prompt"] else name_b
         findings.append(
-            Finding(
-                axis=AXIS,
-                key="template.generation_prompt",
-                severity="medium",
-                a=va["supports_generation_prompt"],
-                b=vb["supports_generation_prompt"],
-                summary=f"{lacking}'s chat template ignores add_generation_prompt (prompt/completion split and eval prompts change)",
-                evidence={
+            make_finding(
+                "template.generation_prompt",
+                "medium",
+                va["supports_generation_prompt"],
+                vb["supports_generation_prompt"],
+                f"{lacking}'s chat template ignores add_generation_prompt (prompt/completion split and eval prompts change)",
+                {
                     "a_generation_prompt": va["generation_prompt"],
                     "b_generation_prompt": vb["generation_prompt"],
                 },
-                align="template",
             )
         )
     keep = ("input_ids", "tokens")

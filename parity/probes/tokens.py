@@ -10,14 +10,13 @@ from typing import Any
 import numpy as np
 
 from parity.axes import field_axis, field_severity
-from parity.findings import Finding
 from parity.materialize import Materialized
 from parity.plain import plain
-from parity.probes import ProbeContext, ProbeResult, register_probe
-from parity.probes.template import CLOCKS, frozen_clock
+from parity.probes import PROBES, FindingMaker, ProbeContext, ProbeResult, compare_on_example, measurement
 from parity.textdiff import first_difference, pair_names, token_alignment
 
 AXIS = "tokens"
+make_finding = FindingMaker(AXIS)
 
 
 def length_stats(lengths: list[int]) -> dict[str, Any]:
@@ -54,7 +53,9 @@ def untruncated_lengths(m: Materialized) -> list[int]:
     return [len(ids) for ids in prepare_dataset(rows, m.tokenizer, config, "untruncated")["input_ids"]]
 
 
-def _recipe_values(m: Materialized, row: dict[str, str]) -> dict[str, Any]:
+@measurement("tokens")
+def measure(m: Materialized, row: dict[str, str]) -> dict[str, Any]:
+    """Token ids of one raw row, and length and truncation statistics of the sample."""
     ids = list(m.prepare_raw([row])[0]["input_ids"])
     lengths = [len(x) for x in m.prepared.input_ids]
     full = untruncated_lengths(m)
@@ -89,84 +90,74 @@ def _describe_op(op: dict[str, Any], name_a: str, name_b: str) -> str:
     return f"{name_a} has {a_part} where {name_b} has {b_part}"
 
 
-@register_probe("tokens")
-def tokens_probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
+@PROBES.register("tokens")
+def probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
     """Token-level diff of raw row `ctx.show_example`, length distributions and truncation counts."""
+    return compare_on_example(a, b, ctx, measure, compare)
+
+
+def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeContext) -> ProbeResult:
+    """Findings and pair values from the two recipes' measurements."""
     row = a.raw.train[ctx.show_example]
-    with frozen_clock(CLOCKS[0]):
-        va, vb = _recipe_values(a, row), _recipe_values(b, row)
     name_a, name_b = pair_names(a.recipe.name, b.recipe.name)
     ops = token_alignment(va["example_ids"], vb["example_ids"], va["example_tokens"], vb["example_tokens"])
     first = first_difference(va["example_ids"], vb["example_ids"])
     findings = []
     if first is not None:
         findings.append(
-            Finding(
-                axis=AXIS,
-                key="tokens.example",
-                severity="high",
-                a=va["example_length"],
-                b=vb["example_length"],
-                summary=(
-                    f"token ids differ for the same raw example from position {first} "
-                    f"({va['example_length']} vs {vb['example_length']} tokens, {len(ops)} edits): "
-                    + _describe_op(ops[0], name_a, name_b)
-                ),
-                evidence={"example_index": ctx.show_example, "first_difference": first, "ops": ops},
+            make_finding(
+                "tokens.example",
+                "high",
+                va["example_length"],
+                vb["example_length"],
+                f"token ids differ for the same raw example from position {first} "
+                f"({va['example_length']} vs {vb['example_length']} tokens, {len(ops)} edits): "
+                + _describe_op(ops[0], name_a, name_b),
+                {"example_index": ctx.show_example, "first_difference": first, "ops": ops},
                 align=_example_align(a, b, row),
             )
         )
     if va["lengths"] != vb["lengths"]:
         findings.append(
-            Finding(
-                axis=AXIS,
-                key="tokens.length_distribution",
-                severity="info",
-                a=va["lengths"],
-                b=vb["lengths"],
-                summary=(
-                    f"sequence lengths differ: mean {va['lengths']['mean']} vs {vb['lengths']['mean']}, "
-                    f"p95 {va['lengths']['p95']} vs {vb['lengths']['p95']} tokens "
-                    f"({va['samples_measured']} and {vb['samples_measured']} train examples)"
-                ),
-                evidence={"a": va["lengths"], "b": vb["lengths"]},
+            make_finding(
+                "tokens.length_distribution",
+                "info",
+                va["lengths"],
+                vb["lengths"],
+                f"sequence lengths differ: mean {va['lengths']['mean']} vs {vb['lengths']['mean']}, "
+                f"p95 {va['lengths']['p95']} vs {vb['lengths']['p95']} tokens "
+                f"({va['samples_measured']} and {vb['samples_measured']} train examples)",
+                {"a": va["lengths"], "b": vb["lengths"]},
                 align=None,
             )
         )
     if va["truncated"] != vb["truncated"]:
         findings.append(
-            Finding(
-                axis=AXIS,
-                key="tokens.truncation",
-                severity="medium",
-                a=va["truncated"],
-                b=vb["truncated"],
-                summary=(
-                    f"max_length truncates {va['truncated']} of {va['samples_measured']} examples in {name_a} "
-                    f"(max_length {va['max_length']}) and {vb['truncated']} of {vb['samples_measured']} in {name_b} "
-                    f"(max_length {vb['max_length']})"
-                ),
-                evidence={
+            make_finding(
+                "tokens.truncation",
+                "medium",
+                va["truncated"],
+                vb["truncated"],
+                f"max_length truncates {va['truncated']} of {va['samples_measured']} examples in {name_a} "
+                f"(max_length {va['max_length']}) and {vb['truncated']} of {vb['samples_measured']} in {name_b} "
+                f"(max_length {vb['max_length']})",
+                {
                     "a_untruncated": va["untruncated_lengths"],
                     "b_untruncated": vb["untruncated_lengths"],
                 },
-                align="tokens",
             )
         )
     if va["max_length"] != vb["max_length"]:
         findings.append(
-            Finding(
-                axis=AXIS,
-                key="training.max_length",
-                severity=field_severity("max_length"),
-                a=va["max_length"],
-                b=vb["max_length"],
-                summary=(
-                    f"max_length differs: {name_a} {va['max_length']}, {name_b} {vb['max_length']} "
-                    f"(longest untruncated example in the sample: {va['untruncated_lengths']['max']} / "
-                    f"{vb['untruncated_lengths']['max']} tokens; truncated: {va['truncated']} / {vb['truncated']})"
-                ),
-                evidence={
+            make_finding(
+                "training.max_length",
+                field_severity("max_length"),
+                va["max_length"],
+                vb["max_length"],
+                f"max_length differs: {name_a} {va['max_length']}, {name_b} {vb['max_length']} "
+                f"(longest untruncated example in the sample: {va['untruncated_lengths']['max']} / "
+                f"{vb['untruncated_lengths']['max']} tokens; truncated: {va['truncated']} / {vb['truncated']})",
+                {
                     "a_provenance": a.recipe.provenance.get("training.max_length", "trl.SFTConfig default"),
                     "b_provenance": b.recipe.provenance.get("training.max_length", "trl.SFTConfig default"),
                 },

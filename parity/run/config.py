@@ -10,8 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from parity.errors import ParityError
-from parity.launch import LaunchPlan
-from parity.materialize import build_sft_config
+from parity.plan import LaunchPlan, build_sft_config
 from parity.run.options import RunOptions
 
 

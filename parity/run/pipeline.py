@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from parity.align import AlignedPair, align, aligned_yaml, parse_align_axes, save_aligned
+from parity.align import AlignedPair, align, aligned_yaml, save_aligned
+from parity.axes import parse_align_axes
 from parity.errors import ParityError
 from parity.materialize import Materialized, materialize
 from parity.plain import plain

@@ -11,6 +11,7 @@ from typing import Any
 from parity.diff import DiffReport, diff_materialized
 from parity.findings import Finding
 from parity.materialize import Materialized
+from parity.plan import table_world_sizes
 from parity.probes import ProbeContext
 
 
@@ -43,7 +44,7 @@ class PreflightFailed(Exception):
 
 def preflight(a: Materialized, b: Materialized, aligned: list[str], world_size: int) -> Preflight:
     """Run every registered probe on the materialized aligned pair."""
-    context = ProbeContext(world_sizes=tuple(sorted({1, 2, 4, 8, world_size})))
+    context = ProbeContext(world_sizes=table_world_sizes(world_size))
     report = diff_materialized(a, b, context=context)
     failed = [f for f in report.findings if f.align in aligned]
     remaining = [f for f in report.findings if f.align not in aligned]

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from parity.align import AlignedPair
-from parity.axes import ALIGN_AXES
+from parity.axes import ALIGN_AXES, DESCRIPTIVE_KEYS
 from parity.materialize import Materialized
 from parity.run.evaluate import cross_matrix
 from parity.run.options import RunOptions, cuda_available
@@ -18,16 +18,14 @@ from parity.run.report import SCHEMA_VERSION, loss_gap, verdict
 from parity.run.train import read_evals, read_steps
 
 LEGS = ("a", "b")
-DESCRIPTIVE_KEYS = ("template.source", "launch.launcher")
-"""Effective keys that describe a recipe without changing its training (ignored by the same-recipe check)."""
 
 
 def same_recipe(a: Materialized, b: Materialized) -> bool:
     """True when the two recipes resolve to the same effective values (pins and descriptions aside)."""
-    from parity.effective import effective_values, resolve
+    from parity.effective import effective_values
 
     def values(m: Materialized) -> dict[str, Any]:
-        resolved = effective_values(resolve(m.recipe, m.world_size))
+        resolved = effective_values(m.resolved)
         return {
             k: v["value"]
             for k, v in resolved.items()

@@ -49,8 +49,7 @@ class LegSpec:
 
     def run_options(self) -> RunOptions:
         """The run options the spec was made from (already resolved: device defaults filled in)."""
-        names = {f.name for f in dataclasses.fields(RunOptions)} - {"out", "save_aligned"}
-        return RunOptions(**{k: v for k, v in self.options.items() if k in names})
+        return RunOptions.from_leg(self.options)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2)
@@ -63,9 +62,8 @@ class LegSpec:
 def leg_spec(
     leg: str, run_dir: Path, recipe_yaml: Path, opts: RunOptions, model_source: str, tiny: bool
 ) -> LegSpec:
-    options = {k: plain(v) for k, v in dataclasses.asdict(opts).items() if k not in ("out", "save_aligned")}
     return LegSpec(
-        leg, str(run_dir), str(recipe_yaml), opts.data, opts.world_size, model_source, tiny, options
+        leg, str(run_dir), str(recipe_yaml), opts.data, opts.world_size, model_source, tiny, opts.to_leg()
     )
 
 

@@ -1,0 +1,1 @@
+"""Capturing a recipe by running its own code up to the trainer."""

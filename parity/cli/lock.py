@@ -1,0 +1,32 @@
+"""`parity lock`: write the lockfile of a recipe pair (findings, effective configs, golden tokenization)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from parity.cli.options import SetA, SetB, WorldSize
+
+
+def lock_command(
+    a: Annotated[str, typer.Option("--a", help="Recipe A: name or YAML path.")],
+    b: Annotated[str, typer.Option("--b", help="Recipe B: name or YAML path.")],
+    output: Annotated[str, typer.Option("-o", "--output", help="Lock file to write.")] = "parity.lock",
+    data: Annotated[
+        str, typer.Option("--data", help="Fixed data source for the golden tokenization.")
+    ] = "synthetic:800:160",
+    world_size: WorldSize = 1,
+    examples: Annotated[int, typer.Option("--examples", help="Golden examples per recipe.")] = 16,
+    set_a: SetA = None,
+    set_b: SetB = None,
+) -> None:
+    """Write a lockfile of the accepted findings, effective configs, batch tables and golden tokenization."""
+    from parity.lock import build_lock, write_lock
+
+    lock = build_lock(a, b, data, world_size, examples, set_a or [], set_b or [])
+    write_lock(lock, Path(output))
+    print(
+        f"parity lock: wrote {output} ({len(lock.findings)} findings, {examples} golden examples per recipe)"
+    )
