@@ -14,6 +14,7 @@ from parity.registry import resolve_recipe
 from parity.run import run_pair
 from parity.run.options import RunOptions
 from parity.run.proxy import IGNORE, ProxyVocab, Remap, RemappingCollator, build_proxy, proxy_vocab
+from parity.trl_bridge import build_collator
 
 DATA = "synthetic:200:40"
 REVISE = ["training.per_device_train_batch_size=2", "launch.global_batch=4", "training.max_length=48"]
@@ -46,8 +47,9 @@ def test_remapped_batch_is_a_bijection_of_trls_batch(legs):
         for ids, labels in zip(mb.prepared.input_ids[:6], mb.prepared.labels[:6], strict=True)
     ]
     remap = Remap(vocab, vocab.ids)
-    original = mb.collator(features)
-    mapped = RemappingCollator(mb.collator, remap)(features)
+    collator = build_collator(mb.tokenizer, mb.sft_config)
+    original = collator(features)
+    mapped = RemappingCollator(collator, remap)(features)
     assert mapped["input_ids"].shape == original["input_ids"].shape
     assert torch.equal(mapped["attention_mask"], original["attention_mask"])
     assert torch.equal(mapped["labels"] == IGNORE, original["labels"] == IGNORE)

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from parity.align import align, parse_align_axes
+from parity.align import align
+from parity.axes import parse_align_axes
 from parity.bisect.designs import DESIGNS, NONE, DesignResult, run_design
 from parity.bisect.runs import METRICS, LegRun, RunCache, ordered
 from parity.bisect.stats import Noise, interaction, interval, paired_noise, share, within
