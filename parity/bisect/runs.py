@@ -6,10 +6,12 @@ variant whose recipe trains exactly what B trains (same recipe twice, everything
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,10 @@ RUN_FILE = "run.json"
 TRAINED_SECTIONS = ("model", "tokenizer", "template", "data", "prompt", "training", "peft", "launch", "eval")
 """Recipe sections that decide what a leg trains and how it is scored (not its name or provenance)."""
 METRICS = ("eval_loss", "accuracy")
+CPU_THREADS = 1
+"""Intra-op threads while a tiny or proxy leg trains on CPU: their matrices are too small to split, and on a
+busy machine idle threads spin (proxy_bench, one step of llmhalluc / revise at micro-batch 16: 11.6 / 4.06
+CPU-s with 2 threads, 2.84 / 0.36 with 1)."""
 CACHE_KEYS = (
     "data",
     "world_size",
@@ -216,12 +222,29 @@ class RunCache:
             side, run_dir, recipe_path, self.opts, self.model_source, self.opts.model in ("tiny", "proxy")
         )
         if self.opts.world_size == 1:
-            result = execute_leg(spec, self._materialize(recipe))
+            with cpu_threads(CPU_THREADS if spec.tiny else None):
+                result = execute_leg(spec, self._materialize(recipe))
         else:
             result = launch_leg(spec, self._materialize(recipe), self.opts, run_dir)
         if not result.get("completed"):
             raise ParityError(f"bisect leg {run_dir.name} stopped before its last step")
         return result, read_steps(run_dir, side)
+
+
+@contextlib.contextmanager
+def cpu_threads(count: int | None) -> Iterator[None]:
+    """torch's intra-op thread count set to `count` on CPU for the block (None, or on a GPU: unchanged)."""
+    import torch
+
+    if count is None or torch.cuda.is_available():
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def launch_leg(spec: Any, m: Any, opts: RunOptions, run_dir: Path) -> dict[str, Any]:
