@@ -54,7 +54,8 @@ def main() -> int:
     from parity.registry import resolve_recipe
     from parity.run.model import build_tiny
     from parity.run.options import RunOptions
-    from parity.run.proxy import build_proxy, proxy_vocab
+    from parity.run.proxy import build_proxy
+    from parity.run.proxy_vocab import proxy_vocab
     from parity.run.train import _quiet
 
     _quiet()

@@ -13,7 +13,8 @@ from parity.materialize import materialize
 from parity.registry import resolve_recipe
 from parity.run import run_pair
 from parity.run.options import RunOptions
-from parity.run.proxy import IGNORE, ProxyVocab, Remap, RemappingCollator, build_proxy, proxy_vocab
+from parity.run.proxy import IGNORE, ProxyVocab, Remap, RemappingCollator, build_proxy
+from parity.run.proxy_vocab import proxy_vocab
 from parity.trl_bridge import build_collator
 
 DATA = "synthetic:200:40"

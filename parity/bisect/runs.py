@@ -151,7 +151,8 @@ class RunCache:
         directory = self.out / f"init-model-{self.opts.model}-{self.hash}"
         if not (directory / "config.json").is_file():
             from parity.run.model import build_tiny
-            from parity.run.proxy import build_proxy, proxy_vocab
+            from parity.run.proxy import build_proxy
+            from parity.run.proxy_vocab import proxy_vocab
             from parity.run.train import _quiet
 
             _quiet()

@@ -219,7 +219,8 @@ def _tiny_model(run_dir: Path, ms: list[Materialized], opts: RunOptions) -> Path
     if opts.resume and (directory / "config.json").is_file():
         return directory
     if opts.model == "proxy":
-        from parity.run.proxy import build_proxy, proxy_vocab
+        from parity.run.proxy import build_proxy
+        from parity.run.proxy_vocab import proxy_vocab
 
         return build_proxy(ms[0].tokenizer, proxy_vocab(ms, opts), opts.seed, directory)
     return build_tiny([m.tokenizer for m in ms], opts.seed, directory)
