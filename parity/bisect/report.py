@@ -18,12 +18,13 @@ from parity.run.report import _table
 
 def verdict_of(axis: dict[str, Any]) -> str:
     """'indistinguishable from zero', or the share of the gap the axis explains."""
-    if axis["indistinguishable_from_zero"]:
-        return "indistinguishable from zero"
-    grouped = len(axis["measured_as"]) > 1
     share = axis["share"]
-    what = f"{share:.0%} of the gap" if share is not None else f"{axis['effect']:+.4g}"
-    return f"{what} (as a group of {len(axis['measured_as'])})" if grouped else what
+    if axis["indistinguishable_from_zero"]:
+        what = "indistinguishable from zero"
+    else:
+        what = f"{share:.0%} of the gap" if share is not None else f"{axis['effect']:+.4g}"
+    grouped = len(axis["measured_as"]) > 1
+    return f"{what} (measured as a group of {len(axis['measured_as'])})" if grouped else what
 
 
 def summary_lines(attribution: dict[str, Any]) -> list[str]:
@@ -38,7 +39,8 @@ def summary_lines(attribution: dict[str, Any]) -> list[str]:
         lines.append("noise: not estimated (one seed); intervals are points")
     else:
         lines.append(
-            f"noise: sigma {noise['sigma']:.3g} over {noise['seeds']} data-order seeds (dof {noise['dof']})"
+            f"noise: sigma {noise['sigma']:.3g} of a same-seed difference over {noise['seeds']} data-order "
+            f"seeds (dof {noise['dof']}); effects +- {noise['effect_halfwidth']:.3g} (95%)"
         )
     inter = gap.get("interaction")
     if inter:
@@ -59,7 +61,7 @@ def terminal_table(attribution: dict[str, Any]):
     from rich.table import Table
 
     table = Table(title=f"attribution ({attribution['design']})")
-    for column in ("#", "axis", "effect", "95% interval", "share", "verdict"):
+    for column in ("#", "axis", "effect", "95% +-", "share", "verdict"):
         table.add_column(column)
     for axis in attribution["axes"]:
         low, high = axis["interval"]
@@ -67,7 +69,7 @@ def terminal_table(attribution: dict[str, Any]):
             str(axis["rank"]),
             axis["name"],
             f"{axis['effect']:+.4g}",
-            f"[{low:+.4g}, {high:+.4g}]",
+            f"{(high - low) / 2:.2g}",
             "-" if axis["share"] is None else f"{axis['share']:.0%}",
             verdict_of(axis),
         )
@@ -105,7 +107,7 @@ def plot_runs(runs: list[LegRun]) -> bytes:
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(10, 4.5), dpi=100)
+    fig, ax = plt.subplots(figsize=(13, 4.5), dpi=100)
     for run in runs:
         xs = [r["step"] for r in run.curve]
         ys = [r["loss"] for r in run.curve]
@@ -118,7 +120,7 @@ def plot_runs(runs: list[LegRun]) -> bytes:
         ax.plot(xs, ys, label=label, **style)
     ax.set(title="training loss of the runs", xlabel="optimizer step", ylabel="loss")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     return _png(fig, plt)
 
