@@ -16,7 +16,6 @@ from parity.lock import (
     build_lock,
     check_lock,
     dump_lock,
-    format_check,
     read_lock,
     write_lock,
 )
