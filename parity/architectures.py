@@ -2,7 +2,8 @@
 
 Llama-3.2-1B facts: /work/shared/upstream-facts.md "The base model" (hidden 2048, 16 layers, 32 heads, 8 KV
 heads, intermediate 8192, vocabulary 128,256, tied embeddings, rope theta 500000 with llama3 rope scaling), as
-the model's config.json on the hub (meta-llama/Llama-3.2-1B) states them, including its dtype bfloat16.
+the model's config.json on the hub (meta-llama/Llama-3.2-1B) states them, including its dtype bfloat16 and its
+BOS / EOS ids 128000 / 128001 (<|begin_of_text|> / <|end_of_text|>).
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ def llama_3_2_1b_config(attn_implementation: str | None = None) -> Any:
             "original_max_position_embeddings": 8192,
         },
         max_position_embeddings=131072,
+        bos_token_id=128000,
+        eos_token_id=128001,
         dtype=CHECKPOINT_DTYPE[LLAMA_3_2_1B.lower()],
         attn_implementation=attn_implementation,
     )

@@ -130,6 +130,8 @@ class EvalSpec:
     ignore_patterns: list[str] = field(default_factory=list)
     """Regexes removed from an extracted answer before comparison."""
     ignore_case: bool = False
+    remove_tokens: list[str] = field(default_factory=list)
+    """Strings removed from a generation before extraction (lm-eval's remove_target_tokens filter)."""
     gold_regex: str = r"#### (-?[0-9.,]+)"
     """How the gold number is read from the raw GSM8K answer."""
 
@@ -144,6 +146,9 @@ class UpstreamSpec:
     """Raw upstream config keys and values."""
     consumed: dict[str, str] = field(default_factory=dict)
     """Raw key -> where the adapter maps it (a dotted spec key or a note). Unmapped keys are linted."""
+    meant: dict[str, str] = field(default_factory=dict)
+    """Unread raw key -> the field its name promises (an SFTConfig field or a dotted spec key), where spelling
+    alone does not find it (`cutoff_len` -> `max_length`); the lint compares the two."""
 
 
 @dataclass

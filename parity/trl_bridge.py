@@ -109,8 +109,10 @@ def build_collator(tokenizer: Any, sft_config: Any) -> Any:
     padding_free = sft_config.padding_free or (
         sft_config.packing and sft_config.packing_strategy in {"bfd", "bfd_split"}
     )
+    # SFTTrainer pads with SFTConfig.pad_token when set, else with the tokenizer's pad token
+    pad_token = sft_config.pad_token or tokenizer.pad_token
     return DataCollatorForLanguageModeling(
-        pad_token_id=tokenizer.pad_token_id,
+        pad_token_id=tokenizer.convert_tokens_to_ids(pad_token),
         padding_free=padding_free,
         pad_to_multiple_of=sft_config.pad_to_multiple_of,
     )

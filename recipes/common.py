@@ -60,15 +60,15 @@ def provenance_of(recipe: Recipe, facts: FactSheet) -> dict[str, str]:
                 provenance["model.name_or_path"] = origin
             elif rest in LORA_FACTS and recipe.peft.method == "lora":
                 provenance[f"peft.lora.{LORA_FACTS[rest]}"] = origin
-            elif rest == "cutoff_len":
-                provenance["training.max_length"] = origin
         elif name == "experiment_config":
             for key in fact.value:
                 if key in recipe.training:
                     provenance[f"training.{key}"] = origin
             provenance["peft.method"] = origin
-            provenance["launch.num_processes"] = origin
             provenance["model.name_or_path"] = origin
+        elif name == "launch.command":
+            # the launch command decides the process count (accelerate: one per visible GPU)
+            provenance["launch.launcher"] = provenance["launch.num_processes"] = origin
         elif name in FACT_ALIASES:
             provenance[FACT_ALIASES[name]] = origin
         elif prefix in SECTIONS and prefix not in ("training", "upstream"):

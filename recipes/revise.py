@@ -79,7 +79,9 @@ def build() -> Recipe:
             apply_chat_template=facts["eval.apply_chat_template"],
             prompt="{question}\n{instruction}",
             flexible_regex=facts["eval.extract_regex"],
-            ignore_patterns=[",", r"\$", "(?s).*#### ", r"\.$"],
+            ignore_patterns=facts["eval.regexes_to_ignore"],
+            ignore_case=facts["eval.ignore_case"],
+            remove_tokens=facts["eval.remove_tokens"],
         ),
         env=facts.group("env"),
         upstream=UpstreamSpec(

@@ -127,8 +127,26 @@ def test_saved_yaml_names_both_sides_when_the_recipes_share_a_name(pair, tmp_pat
     assert sorted(p.name for p in paths.values()) == ["revise.a.aligned.yaml", "revise.b.aligned.yaml"]
 
 
-EXTRA_DIFFERENCE = {"optim": ["training.weight_decay=0.01", "training.adam_beta2=0.95"]}
-"""Axes on which the built-in pair agrees get a hand-made difference on A, so every axis is exercised."""
+EXTRA_DIFFERENCE = {
+    "optim": (
+        ["training.weight_decay=0.01", "training.adam_beta2=0.95"],
+        {"training.weight_decay", "training.adam_beta2"},
+    ),
+    "data_order": (
+        ["training.train_sampling_strategy=group_by_length"],
+        {"training.train_sampling_strategy", "data_order.first_batches"},
+    ),
+    "loss_norm": (
+        ["training.average_tokens_across_devices=false"],
+        {"training.average_tokens_across_devices"},
+    ),
+    "packing": (["training.padding_free=true", "training.max_length=null"], {"training.padding_free"}),
+    "padding": (["training.pad_to_multiple_of=8"], {"training.pad_to_multiple_of"}),
+    "eos": (["training.eos_token=<|eot_id|>"], {"training.eos_token", "eos.ids"}),
+    "tokens": (["training.max_length=2048"], {"training.max_length"}),
+}
+"""Axes on which the built-in pair agrees get a hand-made difference on A (and the finding keys it gives), so
+every axis is exercised."""
 
 
 @pytest.mark.parametrize("axis", ALIGN_AXES)
@@ -137,11 +155,12 @@ def test_aligning_one_axis_removes_its_findings_in_the_preflight(pair, base_find
         assert axis in EXTRA_DIFFERENCE, (
             f"the built-in pair has no '{axis}' findings: add one to EXTRA_DIFFERENCE"
         )
-        pair = (resolve_recipe("llmhalluc", EXTRA_DIFFERENCE[axis]), pair[1])
+        overrides, keys = EXTRA_DIFFERENCE[axis]
+        pair = (resolve_recipe("llmhalluc", overrides), pair[1])
         before = diff_materialized(
             materialize(pair[0], DATA, 1, 16), materialize(pair[1], DATA, 1, 16)
         ).findings
-        assert {f.key for f in before if f.align == axis} == {"training.weight_decay", "training.adam_beta2"}
+        assert {f.key for f in before if f.align == axis} == keys
     result = align(*pair, [axis])
     check = preflight(
         materialize(result.aligned_a, DATA, 1, 16), materialize(result.aligned_b, DATA, 1, 16), [axis], 1

@@ -16,7 +16,10 @@ LLMHALLUC_EVAL = EvalSpec(
     ignore_patterns=[",", r"\$"],
 )
 REVISE_EVAL = EvalSpec(
-    flexible_regex=r"(-?[$0-9.,]{2,})|(-?[0-9]+)", ignore_patterns=[",", r"\$", "(?s).*#### ", r"\.$"]
+    flexible_regex=r"(-?[$0-9.,]{2,})|(-?[0-9]+)",
+    ignore_patterns=[",", r"\$", "(?s).*#### ", r"\.$"],
+    ignore_case=True,
+    remove_tokens=["<|reserved_special_token_0|>"],
 )
 
 
@@ -32,6 +35,21 @@ def test_strict_takes_first_match_and_flexible_the_last():
     assert extract_answer("The answer is: 9", LLMHALLUC_EVAL, "flexible") == "9"
     assert extract_answer("no digits", LLMHALLUC_EVAL, "flexible") is None
     assert extract_answer("The answer is: 72", REVISE_EVAL, "strict") is None
+
+
+def test_removed_token_is_gone_before_extraction():
+    text = "She sold 48 + 24 = 72 clips. The answer is: 72<|reserved_special_token_0|>"
+    assert extract_answer(text, REVISE_EVAL, "flexible") == "72"
+    kept = EvalSpec(flexible_regex=REVISE_EVAL.flexible_regex)
+    assert extract_answer(text, kept, "flexible") == "0"
+    assert answers_match(extract_answer(text, REVISE_EVAL, "flexible"), "72", REVISE_EVAL)
+    assert not answers_match(extract_answer(text, kept, "flexible"), "72", REVISE_EVAL)
+
+
+def test_builtin_revise_eval_removes_its_rethink_token(revise):
+    spec = revise.recipe.eval
+    assert (spec.remove_tokens, spec.ignore_case) == (["<|reserved_special_token_0|>"], True)
+    assert extract_answer("The answer is: 18.<|reserved_special_token_0|>", spec, "flexible") == "18."
 
 
 def test_answers_match_after_ignore_patterns_as_numbers():
@@ -70,14 +88,31 @@ def test_protocol_findings_on_real_data(real_result):
         "answer.format",
         "answer.strict_extractor.a",
         "eval.apply_chat_template",
+        "eval.ignore_case",
         "eval.ignore_patterns",
         "eval.num_fewshot",
         "eval.prompt",
         "eval.prompt_matches_training",
+        "eval.remove_tokens",
         "eval.strict_regex",
         "eval.task",
     ]
     assert (findings["eval.num_fewshot"].a, findings["eval.num_fewshot"].b) == (5, 0)
+    ignore_case = findings["eval.ignore_case"]
+    assert (ignore_case.severity, ignore_case.align, ignore_case.a, ignore_case.b) == (
+        "medium",
+        "eval",
+        False,
+        True,
+    )
+    remove = findings["eval.remove_tokens"]
+    assert (remove.severity, remove.align, remove.a, remove.b) == (
+        "medium",
+        "eval",
+        [],
+        ["<|reserved_special_token_0|>"],
+    )
+    assert real_result.values["b"]["remove_tokens"] == ["<|reserved_special_token_0|>"]
     assert (findings["eval.apply_chat_template"].a, findings["eval.apply_chat_template"].b) == (False, True)
     matches = findings["eval.prompt_matches_training"]
     assert (matches.severity, matches.align, matches.a, matches.b) == ("medium", "eval", False, True)

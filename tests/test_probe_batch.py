@@ -22,10 +22,13 @@ def real_result(real_pair):
 def test_global_batch_by_world_size(real_result):
     rows = real_result.values["by_world_size"]
     assert [r["world_size"] for r in rows] == [1, 2, 4, 8]
-    assert [r["a_global_batch"] for r in rows] == [128, 128, 128, 128]
+    assert [r["a_global_batch"] for r in rows] == [128, 256, 512, 1024]
     assert [r["b_global_batch"] for r in rows] == [32, 32, 32, 64]
+    assert [r["a_accumulation"] for r in rows] == [8, 8, 8, 8]
     assert [r["b_accumulation"] for r in rows] == [4, 2, 1, 1]
-    assert [r["a_processes"] for r in rows] == [1, 1, 1, 1]
+    assert [r["a_processes"] for r in rows] == [1, 2, 4, 8]
+    assert [r["a_total_steps"] for r in rows] == [177, 90, 45, 24]
+    assert [r["b_total_steps"] for r in rows] == [633, 633, 633, 318]
 
 
 def test_global_batch_finding(real_result):

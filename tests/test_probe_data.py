@@ -59,7 +59,13 @@ def test_preprocessing_finding_shows_one_answer_before_and_after(real_result):
 
 def test_train_content_and_unseeded_split_findings(real_result):
     findings = by_key(real_result)
-    assert sorted(findings) == ["data.eval_split", "data.preprocess", "data.split_seed", "data.train"]
+    assert sorted(findings) == [
+        "data.eval_split",
+        "data.preprocess",
+        "data.source",
+        "data.split_seed",
+        "data.train",
+    ]
     train = findings["data.train"]
     assert train.evidence["rows"]["a"]["train"] == 7473 and train.evidence["rows"]["b"]["train"] == 6725
     assert train.evidence["example"]["same_question"] is True

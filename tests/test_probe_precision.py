@@ -11,17 +11,21 @@ from parity.probes.precision import probe
 CTX = ProbeContext()
 
 
-def test_real_pair_only_the_dtype_request_differs(real_pair):
+def test_real_pair_only_the_attention_kernel_differs(real_pair):
     result = probe(*real_pair, CTX)
     [finding] = result.findings
     assert (finding.key, finding.severity, finding.align, finding.a, finding.b) == (
-        "model.torch_dtype",
-        "info",
+        "model.attn_implementation",
+        "medium",
         "precision",
         None,
-        "bfloat16",
+        "flash_attention_2",
     )
-    assert "auto (checkpoint dtype: bfloat16)" in finding.summary
+    assert finding.summary == "attention kernel: llmhalluc sdpa (library default) vs revise flash_attention_2"
+    assert (finding.evidence["a"]["effective"], finding.evidence["b"]["effective"]) == (
+        "sdpa",
+        "flash_attention_2",
+    )
 
 
 def test_real_pair_values(real_pair):
@@ -29,15 +33,22 @@ def test_real_pair_values(real_pair):
     a, b = values["a"], values["b"]
     assert values["library"]["default_load_dtype"] == "auto"
     assert values["library"]["default_attn_implementation"] == "sdpa"
-    assert a["torch_dtype"] == {
-        "requested": None,
-        "effective": "bfloat16",
-        "label": "auto (checkpoint dtype: bfloat16)",
-    }
-    assert a["flags"]["bf16"] is b["flags"]["bf16"] is True
     assert (
-        a["attn_implementation"]["effective"] == b["attn_implementation"]["effective"] == "flash_attention_2"
+        a["torch_dtype"]
+        == b["torch_dtype"]
+        == {
+            "requested": "bfloat16",
+            "effective": "bfloat16",
+            "label": "bfloat16",
+        }
     )
+    assert a["flags"]["bf16"] is b["flags"]["bf16"] is True
+    assert a["attn_implementation"] == {
+        "requested": None,
+        "effective": "sdpa",
+        "label": "sdpa (library default)",
+    }
+    assert b["attn_implementation"]["effective"] == "flash_attention_2"
     assert [row["deepspeed_stage"] for row in a["deepspeed_by_world_size"]] == [None, 0, 0, 0]
     assert a["deepspeed_config"] is None
 

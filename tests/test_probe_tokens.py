@@ -6,6 +6,7 @@ import pytest
 from conftest import by_key, make
 
 from parity.probes import ProbeContext
+from parity.probes.config import probe as config_probe
 from parity.probes.tokens import length_stats, probe
 
 CTX = ProbeContext()
@@ -44,12 +45,15 @@ def test_length_distributions_on_real_data(real_result):
     assert by_key(real_result)["tokens.length_distribution"].align is None
 
 
-def test_max_length_differs_but_truncates_nothing_on_real_data(real_result):
-    finding = by_key(real_result)["training.max_length"]
-    assert (finding.severity, finding.align, finding.a, finding.b) == ("medium", "tokens", 2048, 1024)
+def test_max_length_agrees_and_truncates_nothing_on_real_data(real_pair, real_result):
+    assert "training.max_length" not in by_key(real_result)
+    assert real_result.values["a"]["max_length"] == real_result.values["b"]["max_length"] == 1024
     assert real_result.values["a"]["truncated"] == real_result.values["b"]["truncated"] == 0
     assert real_result.values["a"]["samples_measured"] == 64
     assert "tokens.truncation" not in by_key(real_result)
+    cutoff_len = by_key(config_probe(*real_pair, CTX))["upstream.cutoff_len"]
+    assert (cutoff_len.severity, cutoff_len.a, cutoff_len.evidence["closest"]) == ("high", 2048, "max_length")
+    assert cutoff_len.evidence["a"]["closest_effective"] == 1024
 
 
 def test_identical_pair_has_no_findings(revise):

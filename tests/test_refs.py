@@ -92,6 +92,22 @@ def test_revise_fixture_values_come_from_the_script() -> None:
     assert report.by_name("launch.launcher").found == "accelerate launch revise/sft.py"
     assert report.by_name("model.torch_dtype").found == "bfloat16"
     assert report.by_name("eval.apply_chat_template").found is True
+    assert report.by_name("eval.ignore_case").found is True
+    assert report.by_name("eval.remove_tokens").found == ["<|reserved_special_token_0|>"]
+
+
+def test_llmhalluc_fixture_values_come_from_the_launch_script_and_the_model_loader() -> None:
+    report = verify_ref("llmhalluc", FIXTURES / "llmhalluc")
+    script = FIXTURES / "llmhalluc" / "scripts" / "crc" / "hf.sh"
+    loader = FIXTURES / "llmhalluc" / "llmhalluc" / "train" / "base.py"
+
+    launch = report.by_name("launch.command")
+    assert (launch.found, launch.line) == (
+        "accelerate launch -m llmhalluc.run_train",
+        line_of(script, "accelerate launch"),
+    )
+    dtype = report.by_name("model.torch_dtype")
+    assert (dtype.found, dtype.line) == ("bfloat16", line_of(loader, "torch.bfloat16"))
 
 
 def test_fixture_tripwires_are_armed(tmp_path: Path, tripwire: Path) -> None:
@@ -239,6 +255,39 @@ def test_snippet_gone_is_drift(tmp_path: Path) -> None:
     assert "snippet gone" in check.detail
 
 
+def test_launch_without_accelerate_is_drift(tmp_path: Path) -> None:
+    checkout = copy_checkout(tmp_path, "llmhalluc")
+    edit(
+        checkout / "scripts" / "crc" / "hf.sh",
+        "accelerate launch -m llmhalluc.run_train",
+        "python -m llmhalluc.run_train",
+    )
+
+    report = verify_ref("llmhalluc", checkout)
+
+    assert not_ok(report) == ["launch.command"]
+    check = report.by_name("launch.command")
+    assert (check.status, check.file, check.found) == ("drift", "scripts/crc/hf.sh", None)
+
+
+def test_eval_filter_without_token_removal_is_missing(tmp_path: Path) -> None:
+    checkout = copy_checkout(tmp_path, "revise")
+    task = (
+        checkout / "lm-evaluation-harness" / "lm_eval" / "tasks" / "gsm8k" / "gsm8k-cot-zeroshot-custom.yaml"
+    )
+    edit(
+        task,
+        '      - function: "remove_target_tokens"\n        target_tokens:\n          - "<|reserved_special_token_0|>"\n',
+        "",
+    )
+
+    report = verify_ref("revise", checkout)
+
+    assert not_ok(report) == ["eval.remove_tokens"]
+    assert report.by_name("eval.remove_tokens").status == "missing"
+    assert report.by_name("eval.extract_regex").found == "(-?[$0-9.,]{2,})|(-?[0-9]+)"
+
+
 def test_peft_appearing_in_full_fine_tuning_script_is_drift(tmp_path: Path) -> None:
     checkout = copy_checkout(tmp_path, "revise")
     sft = checkout / "revise" / "sft.py"
@@ -312,15 +361,15 @@ def test_cli_exits_zero_when_ok_and_one_on_drift(tmp_path: Path, capsys: pytest.
     lines = capsys.readouterr().out.splitlines()
     assert lines[:2] == [
         f"refs verify llmhalluc ({sheet.repo} @ {sheet.commit}) against {fixture}",
-        "41 facts: 41 ok, 0 drift, 0 missing",
+        "43 facts: 43 ok, 0 drift, 0 missing",
     ]
-    assert len(lines) == 2 + 41 and all(line.startswith("  ok ") for line in lines[2:])
+    assert len(lines) == 2 + 43 and all(line.startswith("  ok ") for line in lines[2:])
 
     checkout = copy_checkout(tmp_path, "llmhalluc")
     (checkout / "pyproject.toml").unlink()
     assert main(["refs", "verify", "--ref", "llmhalluc", "--checkout", str(checkout)]) == 1
     lines = capsys.readouterr().out.splitlines()
-    assert lines[1] == "41 facts: 35 ok, 0 drift, 6 missing"
+    assert lines[1] == "43 facts: 37 ok, 0 drift, 6 missing"
     missing = [line.split()[1:] for line in lines if line.startswith("  MISSING ")]
     assert len(missing) == 6 and all(words[-1] == "pyproject.toml" for words in missing)
     assert {words[0] for words in missing} == {n for n in sheet.facts if n.startswith("env.")}

@@ -23,11 +23,14 @@ def test_revise_batch_per_world_size(capsys, world_size, accumulation, global_ba
     assert values["effective.num_processes"]["value"] == world_size
 
 
-@pytest.mark.parametrize("world_size", [1, 4, 8])
-def test_llmhalluc_is_single_process_at_every_world_size(capsys, world_size):
+@pytest.mark.parametrize(("world_size", "global_batch"), [(1, 128), (2, 256), (4, 512), (8, 1024)])
+def test_llmhalluc_processes_follow_the_world_size(capsys, world_size, global_batch):
     values = show_json(capsys, "llmhalluc", "--world-size", str(world_size))
-    assert values["effective.num_processes"]["value"] == 1
-    assert values["effective.global_batch"]["value"] == 128
+    assert values["launch.num_processes"] == {"value": "world", "source": "upstream:scripts/crc/hf.sh"}
+    assert values["launch.launcher"]["value"] == "accelerate launch -m llmhalluc.run_train"
+    assert values["effective.num_processes"]["value"] == world_size
+    assert values["effective.gradient_accumulation_steps"]["value"] == 8
+    assert values["effective.global_batch"]["value"] == global_batch == 16 * 8 * world_size
     expected_deepspeed = None if world_size == 1 else "configs/deepspeed/ds_z0_config.json"
     assert values["effective.deepspeed_config"]["value"] == expected_deepspeed
 
@@ -39,6 +42,13 @@ def test_sources_mark_recipe_upstream_and_library_defaults(capsys):
     assert values["training.lr_scheduler_type"] == {"value": "linear", "source": "default:trl.SFTConfig"}
     assert values["training.max_length"] == {"value": 1024, "source": "default:trl.SFTConfig"}
     assert values["template.chat_template"]["source"] == "upstream:revise/config.py"
+
+
+def test_llmhalluc_unread_keys_leave_the_library_defaults(capsys):
+    values = show_json(capsys, "llmhalluc")
+    assert values["training.max_length"] == {"value": 1024, "source": "default:trl.SFTConfig"}
+    assert values["model.attn_implementation"] == {"value": None, "source": "spec default"}
+    assert values["model.torch_dtype"] == {"value": "bfloat16", "source": "upstream:llmhalluc/train/base.py"}
 
 
 def test_yaml_formats(capsys):

@@ -32,6 +32,7 @@ PROTOCOL_FIELDS = {
     "flexible_regex": "medium",
     "ignore_patterns": "medium",
     "ignore_case": "medium",
+    "remove_tokens": "medium",
     "gold_regex": "medium",
 }
 """EvalSpec fields compared across recipes, with the severity of a difference."""
@@ -44,6 +45,8 @@ def extract_answer(text: str, eval_spec: EvalSpec, mode: str) -> str | None:
     pattern = eval_spec.strict_regex if mode == "strict" else eval_spec.flexible_regex
     if not pattern:
         return None
+    for token in eval_spec.remove_tokens:
+        text = text.replace(token, "")
     matches = re.findall(pattern, text)
     if not matches:
         return None
@@ -122,6 +125,7 @@ def measure(m: Materialized, row: dict[str, str]) -> dict[str, Any]:
         "flexible_regex": spec.flexible_regex,
         "ignore_patterns": list(spec.ignore_patterns),
         "ignore_case": spec.ignore_case,
+        "remove_tokens": list(spec.remove_tokens),
         "gold_regex": spec.gold_regex,
         "eval_prompt_template": spec.prompt,
         "eval_prompt": eval_prompt,

@@ -3,6 +3,7 @@ plus a lint of upstream config keys that nothing reads, with the closest real fi
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import re
 from functools import cache
@@ -13,12 +14,13 @@ if TYPE_CHECKING:
 
 from parity.axes import field_axis, field_probe, field_severity
 from parity.effective import CONTEXT_FIELDS
-from parity.errors import closest
+from parity.errors import ParityError, closest
 from parity.findings import Finding
 from parity.materialize import Materialized
 from parity.overrides import RENAMED_TRAINING_KEYS, lora_config_fields, sft_config_fields
 from parity.plain import config_values, plain
 from parity.probes import PROBES, FindingMaker, ProbeContext, ProbeResult, measurement
+from parity.spec import SECTIONS
 from parity.trl_bridge import resolve_completion_only_loss
 
 make_finding = FindingMaker("config")
@@ -66,12 +68,41 @@ def effective_field(m: Materialized, name: str) -> Any:
     return plain(getattr(m.sft_config, name))
 
 
+def recipe_value(m: Materialized, key: str) -> Any:
+    """The recipe's value at a dotted key (`model.attn_implementation`, `peft.lora.r`); None where unset."""
+    section, _, rest = key.partition(".")
+    if section not in SECTIONS or not rest:
+        raise ParityError(f"upstream.meant of '{m.recipe.name}' names '{key}', which is not a recipe key")
+    value = getattr(m.recipe, section)
+    for part in rest.split("."):
+        if isinstance(value, dict):
+            value = value.get(part)
+        elif dataclasses.is_dataclass(value) and part in {f.name for f in dataclasses.fields(value)}:
+            value = getattr(value, part)
+        else:
+            raise ParityError(f"upstream.meant of '{m.recipe.name}' names '{key}', which is not a recipe key")
+    return value
+
+
 def lint_entry(m: Materialized, key: str, value: Any) -> dict[str, Any]:
     """What an unread key was probably meant to be, and whether the real field says otherwise."""
     sft_fields = sft_config_fields()
-    nearest = closest(key, sft_fields | lora_config_fields())
+    meant = m.recipe.upstream.meant.get(key)
+    if meant is not None and meant.removeprefix("training.") in sft_fields:
+        meant = meant.removeprefix("training.")
+    nearest = meant or closest(key, sft_fields | lora_config_fields())
     entry: dict[str, Any] = {"key": key, "written": plain(value), "closest": nearest, "closest_in": None}
     if nearest is None:
+        return {**entry, "severity": "medium"}
+    if "." in nearest or nearest not in sft_fields | lora_config_fields():
+        effective = plain(recipe_value(m, nearest))
+        source = m.recipe.provenance.get(nearest, "library default" if effective is None else "recipe")
+        entry.update(
+            closest_in="recipe",
+            closest_configured=effective,
+            closest_effective=effective,
+            closest_source=source,
+        )
         return {**entry, "severity": "medium"}
     if nearest in sft_fields:
         effective = effective_field(m, nearest)

@@ -99,7 +99,80 @@ def measure(m: Materialized) -> dict[str, Any]:
         "test_leak_into_selection": selects and (m.data.eval_is_benchmark_test or overlap > 0),
         "upstream_split_seeded": m.recipe.data.upstream_split_seeded,
         "annotations": annotation_tokens(m, [row["answer"] for row in sample]),
+        "identity": data_identity(m),
     }
+
+
+def data_identity(m: Materialized) -> dict[str, Any]:
+    """Which dataset the recipe names upstream (hub path, config, splits) and the rows read here: content
+    digests of the raw splits and how many train / eval questions also appear in the test split."""
+    spec = m.recipe.data
+    test_questions = {row["question"] for row in m.raw.test}
+    train_questions = {row["question"] for row in m.data.train}
+    return {
+        "hub": {
+            "path": spec.hub_path,
+            "config": spec.hub_config,
+            "train_split": spec.hub_train_split,
+            "eval_split": spec.hub_eval_split,
+        },
+        "rows_source": m.raw.source,
+        "raw_train_digest": rows_digest(m.raw.train),
+        "raw_test_digest": rows_digest(m.raw.test),
+        "raw_rows": {"train": len(m.raw.train), "test": len(m.raw.test)},
+        "train_questions_in_test": len(train_questions & test_questions),
+    }
+
+
+def _hub_text(hub: dict[str, Any]) -> str:
+    config = f" ({hub['config']})" if hub["config"] else ""
+    return f"{hub['path']}{config} [{hub['train_split']}/{hub['eval_split']}]"
+
+
+def _identity_findings(a: Materialized, b: Materialized, va: dict, vb: dict) -> list[Finding]:
+    """The datasets the recipes name differ (reported whether or not the rows at hand differ), and the
+    train/test overlap differs."""
+    ia, ib = va["identity"], vb["identity"]
+    name_a, name_b = pair_names(a.recipe.name, b.recipe.name)
+    findings = []
+    if ia["hub"] != ib["hub"]:
+        shared = ia["rows_source"] == ib["rows_source"] and ia["raw_train_digest"] == ib["raw_train_digest"]
+        findings.append(
+            make_finding(
+                "data.source",
+                "medium" if shared else "high",
+                _hub_text(ia["hub"]),
+                _hub_text(ib["hub"]),
+                f"the recipes name different datasets: {name_a} {_hub_text(ia['hub'])}, {name_b} "
+                f"{_hub_text(ib['hub'])}"
+                + (
+                    f"; both read the same rows here ({ia['rows_source']}), so content differences between the two "
+                    "datasets are not measured (--data hub reads each recipe's own)"
+                    if shared
+                    else f"; rows read: {ia['rows_source']} vs {ib['rows_source']}"
+                ),
+                {
+                    "hub": {"a": ia["hub"], "b": ib["hub"]},
+                    "rows_source": [ia["rows_source"], ib["rows_source"]],
+                    "raw_train_digest": [ia["raw_train_digest"], ib["raw_train_digest"]],
+                    "raw_test_digest": [ia["raw_test_digest"], ib["raw_test_digest"]],
+                    "raw_rows": {"a": ia["raw_rows"], "b": ib["raw_rows"]},
+                    "same_rows_here": shared,
+                },
+            )
+        )
+    if ia["train_questions_in_test"] != ib["train_questions_in_test"]:
+        findings.append(
+            make_finding(
+                "data.train_test_overlap",
+                "high",
+                ia["train_questions_in_test"],
+                ib["train_questions_in_test"],
+                f"train questions that are also test questions: {name_a} {ia['train_questions_in_test']} of "
+                f"{va['rows']['train']}, {name_b} {ib['train_questions_in_test']} of {vb['rows']['train']}",
+            )
+        )
+    return findings
 
 
 def _example_pair(a: Materialized, b: Materialized) -> dict[str, Any]:
@@ -200,6 +273,7 @@ def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeCont
     for finding in (_preprocess_finding(a, b, va, vb, ctx), _eval_split_finding(a, b, va, vb)):
         if finding is not None:
             findings.append(finding)
+    findings.extend(_identity_findings(a, b, va, vb))
     if va["upstream_split_seeded"] != vb["upstream_split_seeded"]:
         unseeded = name_a if not va["upstream_split_seeded"] else name_b
         findings.append(

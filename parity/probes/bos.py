@@ -1,0 +1,99 @@
+"""Probe `bos`: BOS tokens at the start of the prepared examples, and of the rendered chat text tokenized with the
+tokenizer's own special tokens (what a pipeline that renders text first and tokenizes it after feeds the model)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from parity.materialize import Materialized
+from parity.plain import plain
+from parity.probes import PROBES, FindingMaker, ProbeContext, ProbeResult, measurement
+from parity.textdiff import pair_names
+
+AXIS = "bos"
+make_finding = FindingMaker(AXIS)
+ALIGN = "template"
+"""BOS comes from the chat template (and the tokenizer it is installed on): aligning the template removes it."""
+
+
+def leading(ids: list[int], token: int | None) -> int:
+    """How many times `token` repeats at the start of `ids`."""
+    count = 0
+    while token is not None and count < len(ids) and ids[count] == token:
+        count += 1
+    return count
+
+
+@measurement(AXIS)
+def measure(m: Materialized) -> dict[str, Any]:
+    """Leading BOS counts of the prepared sample, and of the first example rendered to text then tokenized."""
+    tokenizer = m.tokenizer
+    bos = tokenizer.bos_token_id
+    counts = Counter(leading(ids, bos) for ids in m.prepared.input_ids)
+    row = m.sample_rows[0]
+    text = tokenizer.apply_chat_template(row["prompt"] + row["completion"], tokenize=False)
+    rendered_bos = 0
+    while tokenizer.bos_token and text.startswith(tokenizer.bos_token * (rendered_bos + 1)):
+        rendered_bos += 1
+    text_ids = tokenizer(text)["input_ids"]
+    return plain(
+        {
+            "bos_token": tokenizer.bos_token,
+            "leading_bos": {str(k): counts[k] for k in sorted(counts)},
+            "examples_with_double_bos": sum(n for k, n in counts.items() if k >= 2),
+            "examples": len(m.prepared),
+            "template_emits_bos": rendered_bos,
+            "tokenizer_adds_bos": leading(tokenizer("x")["input_ids"], bos),
+            "render_then_tokenize_bos": leading(text_ids, bos),
+        }
+    )
+
+
+@PROBES.register(AXIS)
+def probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
+    """Double BOS in the training data, and the BOS count a render-then-tokenize pipeline gets."""
+    return compare(a, b, measure(a), measure(b), ctx)
+
+
+def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeContext) -> ProbeResult:
+    """Findings and pair values from the two recipes' measurements."""
+    names = pair_names(a.recipe.name, b.recipe.name)
+    evidence = {
+        side: {
+            k: v[k]
+            for k in ("leading_bos", "template_emits_bos", "tokenizer_adds_bos", "render_then_tokenize_bos")
+        }
+        for side, v in (("a", va), ("b", vb))
+    }
+    findings = []
+    if va["examples_with_double_bos"] != vb["examples_with_double_bos"]:
+        findings.append(
+            make_finding(
+                "bos.double",
+                "high",
+                va["examples_with_double_bos"],
+                vb["examples_with_double_bos"],
+                f"examples starting with two or more BOS: {names[0]} {va['examples_with_double_bos']} of "
+                f"{va['examples']}, {names[1]} {vb['examples_with_double_bos']} of {vb['examples']}",
+                evidence,
+                align=ALIGN,
+            )
+        )
+    if va["render_then_tokenize_bos"] != vb["render_then_tokenize_bos"]:
+        findings.append(
+            make_finding(
+                "bos.render_then_tokenize",
+                "medium",
+                va["render_then_tokenize_bos"],
+                vb["render_then_tokenize_bos"],
+                f"the chat text rendered by the template and then tokenized with the tokenizer's special tokens starts "
+                f"with {va['render_then_tokenize_bos']} BOS in {names[0]} (template {va['template_emits_bos']}, "
+                f"tokenizer {va['tokenizer_adds_bos']}) and {vb['render_then_tokenize_bos']} in {names[1]} (template "
+                f"{vb['template_emits_bos']}, tokenizer {vb['tokenizer_adds_bos']}); training data starts with "
+                f"{va['leading_bos']} / {vb['leading_bos']} (leading BOS count: examples)",
+                evidence,
+                align=ALIGN,
+            )
+        )
+    return ProbeResult(findings=findings, values=plain({"a": va, "b": vb}))

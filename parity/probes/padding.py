@@ -1,0 +1,163 @@
+"""Probe `padding`: where TRL's collator pads a batch, and what max_length truncation costs on the sample: tokens
+and trained tokens lost, examples dropped, and completions whose final EOS is cut off (they never learn to stop)."""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from typing import Any
+
+from parity.materialize import Materialized
+from parity.plain import plain
+from parity.probes import PROBES, FindingMaker, ProbeContext, ProbeResult, measurement
+from parity.probes.fields import owned_field_findings, owned_values
+from parity.textdiff import pair_names
+from parity.trl_bridge import IGNORE_INDEX, Prepared, build_collator
+
+AXIS = "padding"
+make_finding = FindingMaker(AXIS)
+
+
+def collated_padding_side(m: Materialized) -> str:
+    """'left', 'right' or 'none': where TRL's collator puts the padding of the sample's shortest example when
+    batched with its longest ('none': padding-free collation, or every example has the same length)."""
+    ids = m.prepared.input_ids
+    shortest = min(range(len(ids)), key=lambda i: len(ids[i]))
+    longest = max(range(len(ids)), key=lambda i: len(ids[i]))
+    collator = build_collator(m.tokenizer, m.sft_config)
+    if collator.padding_free or len(ids[shortest]) == len(ids[longest]):
+        return "none"
+    rows = [{"input_ids": ids[i], "labels": m.prepared.labels[i]} for i in (shortest, longest)]
+    mask = collator(rows)["attention_mask"][0].tolist()
+    return "right" if mask[0] == 1 else "left"
+
+
+def untruncated(m: Materialized) -> Prepared:
+    """The sample as TRL prepares it with max_length=None (m.prepared itself when nothing reached max_length)."""
+    from parity.trl_bridge import prepare_rows
+
+    max_length = m.sft_config.max_length
+    prepared = m.prepared
+    if max_length is None or (
+        len(prepared) == len(m.sample_rows) and max(map(len, prepared.input_ids)) < max_length
+    ):
+        return prepared
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        config = dataclasses.replace(m.sft_config, max_length=None)
+    return prepare_rows(m.sample_rows, m.tokenizer, config, "untruncated")
+
+
+def _totals(prepared: Prepared, eos: int) -> dict[str, int]:
+    return {
+        "rows": len(prepared),
+        "tokens": sum(map(len, prepared.input_ids)),
+        "trained_tokens": sum(len(x) - x.count(IGNORE_INDEX) for x in prepared.labels),
+        "ending_with_eos": sum(1 for ids in prepared.input_ids if ids and ids[-1] == eos),
+    }
+
+
+@measurement(AXIS)
+def measure(m: Materialized) -> dict[str, Any]:
+    """Collated padding side, the tokenizer's sides, and truncation losses over the sample."""
+    config = m.sft_config
+    values: dict[str, Any] = {
+        "collated_padding_side": collated_padding_side(m),
+        "tokenizer_padding_side": m.tokenizer.padding_side,
+        "tokenizer_truncation_side": m.tokenizer.truncation_side,
+        "max_length": config.max_length,
+        "truncation_mode": config.truncation_mode,
+        "fields": owned_values(m, AXIS),
+        "truncation": None,
+    }
+    if config.packing:
+        return plain(values)  # packing chunks sequences instead of truncating them (see the packing probe)
+    eos = m.tokenizer.eos_token_id
+    whole = untruncated(m)
+    kept, full = _totals(m.prepared, eos), _totals(whole, eos)
+    values["truncation"] = {
+        "examples": full["rows"],
+        "examples_truncated": sum(
+            1 for ids in whole.input_ids if config.max_length is not None and len(ids) > config.max_length
+        ),
+        "examples_dropped": full["rows"] - kept["rows"],
+        "tokens_lost": full["tokens"] - kept["tokens"],
+        "trained_tokens_lost": full["trained_tokens"] - kept["trained_tokens"],
+        "trained_fraction_lost": round(1 - kept["trained_tokens"] / full["trained_tokens"], 6)
+        if full["trained_tokens"]
+        else 0.0,
+        "eos_cut": full["ending_with_eos"] - kept["ending_with_eos"],
+        "examples_ending_with_eos": full["ending_with_eos"],
+    }
+    return plain(values)
+
+
+def _align(a: Materialized, b: Materialized) -> str:
+    """Truncation losses come from max_length (tokens axis) or from the truncation mode (this axis)."""
+    return "tokens" if a.sft_config.max_length != b.sft_config.max_length else AXIS
+
+
+@PROBES.register(AXIS)
+def probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
+    """Padding side of collated batches and truncation losses of both recipes."""
+    return compare(a, b, measure(a), measure(b), ctx)
+
+
+def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeContext) -> ProbeResult:
+    """Findings and pair values from the two recipes' measurements."""
+    names = pair_names(a.recipe.name, b.recipe.name)
+    findings = []
+    if va["collated_padding_side"] != vb["collated_padding_side"]:
+        findings.append(
+            make_finding(
+                "padding.side",
+                "medium",
+                va["collated_padding_side"],
+                vb["collated_padding_side"],
+                f"training batches are padded on the {va['collated_padding_side']} in {names[0]} and on the "
+                f"{vb['collated_padding_side']} in {names[1]}",
+                {
+                    side: {k: v[k] for k in ("collated_padding_side", "tokenizer_padding_side")}
+                    for side, v in (("a", va), ("b", vb))
+                },
+            )
+        )
+    ta, tb = va["truncation"] or {}, vb["truncation"] or {}
+    evidence = {
+        "a": ta,
+        "b": tb,
+        "max_length": [va["max_length"], vb["max_length"]],
+        "truncation_mode": [va["truncation_mode"], vb["truncation_mode"]],
+    }
+    if ta.get("eos_cut", 0) != tb.get("eos_cut", 0):
+        findings.append(
+            make_finding(
+                "padding.eos_cut",
+                "high",
+                ta.get("eos_cut", 0),
+                tb.get("eos_cut", 0),
+                f"truncation cuts the final EOS off {ta.get('eos_cut', 0)} of {ta.get('examples', 0)} examples in "
+                f"{names[0]} ({va['truncation_mode']}, max_length {va['max_length']}) and {tb.get('eos_cut', 0)} of "
+                f"{tb.get('examples', 0)} in {names[1]} ({vb['truncation_mode']}, max_length {vb['max_length']}): "
+                "those completions never show the model where to stop",
+                evidence,
+                align=_align(a, b),
+            )
+        )
+    if ta.get("trained_tokens_lost", 0) != tb.get("trained_tokens_lost", 0):
+        findings.append(
+            make_finding(
+                "padding.trained_tokens_lost",
+                "medium",
+                ta.get("trained_tokens_lost", 0),
+                tb.get("trained_tokens_lost", 0),
+                f"truncation removes {ta.get('trained_tokens_lost', 0)} trained tokens "
+                f"({ta.get('trained_fraction_lost', 0.0):.2%}) in {names[0]} and {tb.get('trained_tokens_lost', 0)} "
+                f"({tb.get('trained_fraction_lost', 0.0):.2%}) in {names[1]}; examples dropped as fully masked: "
+                f"{ta.get('examples_dropped', 0)} / {tb.get('examples_dropped', 0)}",
+                evidence,
+                align=_align(a, b),
+            )
+        )
+    findings += owned_field_findings(make_finding, names, va["fields"], vb["fields"])
+    return ProbeResult(findings=findings, values=plain({"a": va, "b": vb}))

@@ -1,0 +1,70 @@
+"""Tests for the `loss_norm` probe: the loss reduction the HF Trainer and TRL apply, and the per-token weights."""
+
+from __future__ import annotations
+
+from conftest import by_key, make
+
+from parity.align import align
+from parity.materialize import materialize
+from parity.probes import ProbeContext
+from parity.probes.loss_norm import first_step_weights, probe, trainer_passes_num_items
+from parity.registry import resolve_recipe
+
+CTX = ProbeContext()
+PER_DEVICE_MEAN = ["training.average_tokens_across_devices=false"]
+
+
+def test_trainer_passes_num_items_in_batch_to_llama():
+    assert trainer_passes_num_items("LlamaForCausalLM") is True
+
+
+def test_builtin_pair_reduces_the_same_way_over_different_token_counts(synthetic_pair):
+    result = probe(*synthetic_pair, CTX)
+    a, b = result.values["a"], result.values["b"]
+    assert a["reduction"] == b["reduction"] == "step_token_mean"
+    assert (a["trained_tokens_per_step"], b["trained_tokens_per_step"]) == (10028.0, 4169.0)
+    assert (a["shortest_longest_trained_tokens"], b["shortest_longest_trained_tokens"]) == (
+        [41, 123],
+        [94, 162],
+    )
+    assert a["token_weight_spread"] == b["token_weight_spread"] == 1.0
+    assert [(f.key, f.severity, f.align) for f in result.findings] == [
+        ("loss_norm.tokens_per_step", "info", None)
+    ]
+
+
+def test_averaging_tokens_per_device_on_two_gpus_is_a_different_reduction():
+    result = probe(make("revise", world_size=2), make("revise", PER_DEVICE_MEAN, world_size=2), CTX)
+    findings = by_key(result)
+    assert sorted(findings) == ["loss_norm.reduction", "training.average_tokens_across_devices"]
+    reduction = findings["loss_norm.reduction"]
+    assert (reduction.severity, reduction.a, reduction.b, reduction.align) == (
+        "high",
+        "step_token_mean",
+        "device_token_mean",
+        "loss_norm",
+    )
+    assert reduction.evidence["b"]["token_weight_spread"] == 1.030687
+    field = findings["training.average_tokens_across_devices"]
+    assert (field.severity, field.a, field.b, field.align) == ("medium", True, False, "loss_norm")
+
+
+def test_identical_pair_has_no_findings(revise):
+    assert probe(revise, make("revise"), CTX).findings == []
+
+
+def test_aligning_loss_norm_removes_the_findings():
+    pair = align(resolve_recipe("revise", PER_DEVICE_MEAN), resolve_recipe("revise"), ["loss_norm"])
+    a, b = (materialize(r, "synthetic:400:80", 2, 32) for r in (pair.aligned_a, pair.aligned_b))
+    assert probe(a, b, CTX).findings == []
+
+
+def test_per_device_token_mean_weighs_tokens_unequally_across_devices():
+    """transformers 34242 (follow-up of PR 34191, fixed by PR 34373): with num_items_in_batch counted per device,
+    a token on a device holding few trained tokens weighs more than one on a device holding many."""
+    counts = [10, 10, 30, 50]  # per_device 1, two devices: device 0 gets rows 0 and 2, device 1 rows 1 and 3
+    global_mean = first_step_weights(counts, "step_token_mean", 1, 2, 2)
+    per_device = first_step_weights(counts, "device_token_mean", 1, 2, 2)
+    assert global_mean == [0.01] * 4
+    assert per_device == [1 / 80, 1 / 120, 1 / 80, 1 / 120]
+    assert max(per_device) / min(per_device) == 1.5
