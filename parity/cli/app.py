@@ -19,6 +19,7 @@ try:  # typer >= 0.20 vendors click
 except ImportError:  # pragma: no cover
     from click import exceptions as click_exceptions
 
+from parity.bisect.command import bisect_command
 from parity.capture.command import HELP as CAPTURE_HELP
 from parity.capture.command import capture_command
 from parity.cli.check import check_command
@@ -74,6 +75,7 @@ for _name, _command in (
 refs_app.command("verify")(refs_verify_command)
 app.command("run", help=run_command.__doc__)(run_command)
 app.command("capture", help=CAPTURE_HELP)(capture_command)
+app.command("bisect", help=bisect_command.__doc__)(bisect_command)
 
 
 def _configure_logging() -> None:

@@ -1,6 +1,6 @@
-"""Multi-GPU legs: `accelerate launch` commands with a generated config file, built by pure functions.
+"""Multi-process legs: `accelerate launch` commands with a generated config file, built by pure functions.
 
-`--parallel` gives A and B disjoint GPU sets (CUDA_VISIBLE_DEVICES) and runs them at the same time.
+On GPUs `--parallel` gives A and B disjoint GPU sets (CUDA_VISIBLE_DEVICES); on CPU the processes talk over gloo.
 """
 
 from __future__ import annotations
@@ -42,10 +42,15 @@ class LegLaunch:
     gpus: list[int] = field(default_factory=list)
 
 
-def gpu_sets(world_size: int, parallel: bool, visible: int, num_machines: int = 1) -> dict[str, list[int]]:
-    """GPU ids (on this machine) each leg sees: the same set in turn, or disjoint sets with --parallel."""
+def gpu_sets(
+    world_size: int, parallel: bool, visible: int, num_machines: int = 1, cpu: bool = False
+) -> dict[str, list[int]]:
+    """GPU ids (on this machine) each leg sees: the same set in turn, or disjoint sets with --parallel (none on
+    CPU, where processes are not tied to devices)."""
     if world_size % num_machines:
         raise ParityError(f"--world-size {world_size} is not divisible by --num-machines {num_machines}")
+    if cpu:
+        return {"a": [], "b": []}
     per_machine = world_size // num_machines
     needed = per_machine * (2 if parallel else 1)
     if needed > visible:
@@ -62,23 +67,27 @@ def mixed_precision(sft_config: Any) -> str:
 
 
 def accelerate_config(
-    processes: int, precision: str, gpus: list[int], machines: MachineOptions
+    processes: int, precision: str, gpus: list[int], machines: MachineOptions, cpu: bool = False
 ) -> dict[str, Any]:
     """An accelerate config file's content for one leg; `gpus` are physical ids (accelerate exports them as
-    CUDA_VISIBLE_DEVICES for its workers)."""
+    CUDA_VISIBLE_DEVICES for its workers).
+
+    On CPU, accelerate starts several processes only through its torchrun launcher, the one behind
+    distributed_type MULTI_GPU; `use_cpu: true` then makes each process's Accelerator run MULTI_CPU over gloo
+    (its own `--cpu` flag would start a single process unless MPI is configured). Port 0: a free port."""
     if processes < machines.num_machines:
         raise ParityError(
             f"a leg launching {processes} process(es) cannot span --num-machines {machines.num_machines}"
         )
     config: dict[str, Any] = {
         "compute_environment": "LOCAL_MACHINE",
-        "distributed_type": "MULTI_GPU" if processes > 1 else "NO",
+        "distributed_type": "MULTI_GPU" if processes > 1 else "NO",  # torchrun launcher (also on CPU)
         "num_processes": processes,
         "num_machines": machines.num_machines,
         "machine_rank": machines.machine_rank,
         "mixed_precision": precision,
         "gpu_ids": ",".join(str(g) for g in gpus[: max(1, processes // machines.num_machines)]) or "all",
-        "use_cpu": False,
+        "use_cpu": cpu,
         "rdzv_backend": "static",
         "same_network": True,
         "main_training_function": "main",
@@ -87,7 +96,15 @@ def accelerate_config(
         config["main_process_ip"] = machines.main_process_ip
     if machines.main_process_port:
         config["main_process_port"] = machines.main_process_port
+    elif cpu and machines.num_machines == 1:
+        config["main_process_port"] = 0
     return config
+
+
+def cpu_env(processes: int, cpus: int | None = None) -> dict[str, str]:
+    """Environment of CPU worker processes: no GPU, gloo through accelerate, the cores split between them."""
+    threads = max(1, (cpus or os.cpu_count() or 1) // max(1, processes))
+    return {"CUDA_VISIBLE_DEVICES": "", "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": str(threads)}
 
 
 def leg_command(spec_path: str, config_path: str, python: str = sys.executable) -> list[str]:
@@ -112,15 +129,19 @@ def plan_launches(
     machines: MachineOptions,
     run_dir: str,
     python: str = sys.executable,
+    cpu: bool = False,
 ) -> list[LegLaunch]:
-    """Commands for both legs; `legs[leg]` holds 'processes', 'precision' and 'spec_path'."""
-    sets = gpu_sets(world_size, parallel, visible_gpus, machines.num_machines)
+    """Commands for the legs in `legs` (holding 'processes', 'precision' and 'spec_path'); `cpu`: gloo processes."""
+    sets = gpu_sets(world_size, parallel, visible_gpus, machines.num_machines, cpu)
     launches = []
-    for leg in ("a", "b"):
+    for leg in [leg for leg in ("a", "b") if leg in legs]:
         info = legs[leg]
-        config = accelerate_config(info["processes"], info["precision"], sets[leg], machines)
+        config = accelerate_config(info["processes"], info["precision"], sets[leg], machines, cpu)
         config_path = str(Path(run_dir) / f"{leg}.accelerate.yaml")
-        env = {"CUDA_VISIBLE_DEVICES": ",".join(str(g) for g in sets[leg])}
+        if cpu:
+            env = cpu_env(info["processes"])
+        else:
+            env = {"CUDA_VISIBLE_DEVICES": ",".join(str(g) for g in sets[leg])}
         launches.append(
             LegLaunch(
                 leg, leg_command(info["spec_path"], config_path, python), env, config, config_path, sets[leg]

@@ -76,9 +76,12 @@ class RunOptions:
         help="Visible GPUs per leg (the recipes' launch rules apply); > 1 launches each leg through accelerate.",
     )
     model: str | None = option(
-        None, help="'tiny' (random small Llama, CPU default) or a hub id / path for from_pretrained."
+        None,
+        help="'tiny' (random small Llama, CPU default), 'proxy' (tiny with the legs' compact vocabulary) "
+        "or a hub id / path for from_pretrained.",
     )
-    """'tiny' (random Llama-architecture model, CPU default) or a hub id / path loaded with from_pretrained."""
+    """'tiny' (random Llama-architecture model, CPU default), 'proxy' (the tiny model with the compact vocabulary
+    of the legs' token ids, parity.run.proxy) or a hub id / path loaded with from_pretrained."""
     max_steps: int | None = option(None, help="Optimizer steps per leg (default: the recipe's epochs).")
     epochs: float | None = option(None, help="Epochs per leg (overrides the recipe's num_train_epochs).")
     eval_every: int | None = option(None, help="Eval loss every N steps (default: at the end only).")

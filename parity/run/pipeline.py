@@ -138,7 +138,7 @@ def _run(a_ref: str, b_ref: str, opts: RunOptions, callbacks: list[Any], hooks: 
         run_dir / "plan.json", {"fingerprint": plain(opts.fingerprint()), "alignment": pair.to_dict()}
     )
     recipe_paths = _write_leg_recipes(run_dir, pair, a_ref, b_ref, opts)
-    tiny = opts.model == "tiny"
+    tiny = opts.model in ("tiny", "proxy")
     model_source = str(_tiny_model(run_dir, [ma, mb], opts)) if tiny else str(opts.model)
     specs = {leg: leg_spec(leg, run_dir, recipe_paths[leg], opts, model_source, tiny) for leg in LEGS}
     materialized = {"a": ma, "b": mb}
@@ -156,10 +156,13 @@ def _run(a_ref: str, b_ref: str, opts: RunOptions, callbacks: list[Any], hooks: 
 
 
 def _check_devices(opts: RunOptions) -> None:
-    """Multi-GPU and --parallel runs need the GPUs (checked before anything is written)."""
+    """Multi-GPU and --parallel runs need the GPUs (checked before anything is written); CPU runs use gloo."""
     if opts.world_size == 1 and not opts.parallel:
         return
     import torch
+
+    if not torch.cuda.is_available():
+        return
 
     from parity.run.launch import gpu_sets
 
@@ -215,6 +218,11 @@ def _tiny_model(run_dir: Path, ms: list[Materialized], opts: RunOptions) -> Path
     directory = run_dir / "init-model"
     if opts.resume and (directory / "config.json").is_file():
         return directory
+    if opts.model == "proxy":
+        from parity.run.proxy import build_proxy
+        from parity.run.proxy_vocab import proxy_vocab
+
+        return build_proxy(ms[0].tokenizer, proxy_vocab(ms, opts), opts.seed, directory)
     return build_tiny([m.tokenizer for m in ms], opts.seed, directory)
 
 
@@ -276,7 +284,9 @@ def _launch_legs(
     visible = torch.cuda.device_count()
     launches = [
         x
-        for x in plan_launches(legs, opts.world_size, opts.parallel, visible, machines, str(run_dir))
+        for x in plan_launches(
+            legs, opts.world_size, opts.parallel, visible, machines, str(run_dir), cpu=not cuda_available()
+        )
         if x.leg in pending
     ]
     write_configs(launches)

@@ -20,8 +20,10 @@ from typing import Any
 
 from parity.materialize import Materialized
 from parity.plain import plain
+from parity.run import proxy
 from parity.run.config import leg_sft_config, micro_batching
 from parity.run.evaluate import eval_prompt, generate
+from parity.run.examples import example_counter
 from parity.run.files import append_jsonl, read_jsonl, truncate_jsonl, write_json_atomic
 from parity.run.model import load_model
 from parity.run.options import RunOptions
@@ -208,6 +210,9 @@ def execute_leg(
     config, overrides = leg_sft_config(m, opts, leg_dir, on_gpu, has_eval=bool(eval_sets))
     model, notes = load_model(spec.model_source, m.recipe, on_gpu, spec.tiny)
     logger = _step_logger(spec.leg, steps_path, evals_path, tokens_seen, on_step)
+    batches_path = run_dir / f"{spec.leg}.batches.jsonl"
+    if not checkpoint:
+        batches_path.unlink(missing_ok=True)
     with _deterministic(opts.deterministic), warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         trainer = SFTTrainer(
@@ -217,9 +222,10 @@ def execute_leg(
             eval_dataset=eval_sets or None,
             processing_class=m.tokenizer,
             peft_config=copy.deepcopy(m.lora_config),
-            callbacks=[logger, *callbacks],
+            callbacks=[logger, example_counter(batches_path), *callbacks],
         )
         trainer.remove_callback(PrinterCallback)
+        remap = proxy.attach(trainer, spec.model_source, m, opts)
         started = time.perf_counter()
         trainer.train(resume_from_checkpoint=checkpoint)
         train_seconds = time.perf_counter() - started
@@ -233,7 +239,7 @@ def execute_leg(
                     k[5:-5]: v for k, v in metrics.items() if k.startswith("eval_") and k.endswith("_loss")
                 }
             if trainer.is_world_process_zero() and opts.eval_samples:
-                generations = _generations(trainer.model, m, opts)
+                generations = _generations(trainer.model, m, opts, remap)
     micro = micro_batching(m.launch, opts.micro_batch)
     result = {
         "leg": spec.leg,
@@ -271,11 +277,17 @@ def execute_leg(
     return result
 
 
-def _generations(model: Any, m: Materialized, opts: RunOptions) -> list[dict[str, Any]]:
+def _generations(
+    model: Any, m: Materialized, opts: RunOptions, remap: proxy.Remap | None = None
+) -> list[dict[str, Any]]:
     rows = m.raw.test[: opts.eval_samples]
     chat = bool(m.recipe.eval.apply_chat_template and m.tokenizer.chat_template)
     prompts = [eval_prompt(m.recipe, row["question"], m.tokenizer) for row in rows]
-    outputs = generate(model, m.tokenizer, prompts, opts.max_new_tokens, max(1, opts.micro_batch or 8), chat)
+    batch = max(1, opts.micro_batch or 8)
+    if remap is not None:
+        outputs = proxy.generate_mapped(model, m.tokenizer, prompts, remap, opts.max_new_tokens, batch, chat)
+    else:
+        outputs = generate(model, m.tokenizer, prompts, opts.max_new_tokens, batch, chat)
     return [
         {"index": i, "prompt": p, "output": o, "gold_raw": row["answer"]}
         for i, (p, o, row) in enumerate(zip(prompts, outputs, rows, strict=True))
