@@ -399,7 +399,14 @@ DATA = [
         "hub-refused",
         diff_a(extra=("--data", "hub", "--only", "config")),
         "cannot connect",
-        env={"HF_ENDPOINT": "http://127.0.0.1:9"},
+        # online, whatever the calling environment says (CI runs with the hub variables set offline)
+        env={
+            "HF_ENDPOINT": "http://127.0.0.1:9",
+            "HF_HUB_OFFLINE": "0",
+            "HF_DATASETS_OFFLINE": "0",
+            "TRANSFORMERS_OFFLINE": "0",
+        },
+        fresh=True,
     ),
 ]
 
