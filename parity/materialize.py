@@ -103,7 +103,14 @@ class Materialized:
         """Raw rows through this recipe's whole pipeline, tokenized by TRL: compares the same rows across recipes."""
         from parity.trl_bridge import prepare_dataset
 
-        return prepare_dataset(self.conversational_raw(rows), self.tokenizer, self.sft_config, "probe")
+        prepared = prepare_dataset(self.conversational_raw(rows), self.tokenizer, self.sft_config, "probe")
+        if len(prepared) < len(rows):  # TRL drops an example whose truncation leaves nothing to train on
+            raise ParityError(
+                f"recipe '{self.recipe.name}': TRL's dataset preparation drops {len(rows) - len(prepared)} of "
+                f"{len(rows)} example(s) at max_length {self.sft_config.max_length} (no trained token is left); "
+                "raise training.max_length"
+            )
+        return prepared
 
 
 _raw_cache: dict[tuple[str, str], RawData] = {}
