@@ -70,7 +70,8 @@ class Materialized:
         """Optimizer steps over the train split at its own world size or another one (computed once each)."""
         n = self.world_size if world_size is None else world_size
         if n not in self._step_plans:
-            self._step_plans[n] = step_plan(self.launch_plan(n), self.sft_config, len(self.data.train))
+            # train_rows, not data.train: a captured recipe's rows are the ones its own code built
+            self._step_plans[n] = step_plan(self.launch_plan(n), self.sft_config, len(self.train_rows))
         return self._step_plans[n]
 
     @cached_property

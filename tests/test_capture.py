@@ -364,6 +364,10 @@ def test_capture_dir_is_a_recipe_and_materializes_from_the_captured_examples(she
     accumulation = [materialized.launch_plan(n).gradient_accumulation_steps for n in (1, 2, 4, 8)]
     assert accumulation == [row.gradient_accumulation_steps for row in captured.launch] == [4, 2, 1, 1]
     assert materialized.tokenizer.chat_template == (path / "tokenizer" / "chat_template.jinja").read_text()
+    # optimizer steps count the rows the recipe's own code built, not the rows of --data (20 here)
+    rows = len(captured.raw["train"])
+    assert len(materialized.train_rows) == rows != 20
+    assert materialized.step_plan(1).rows == rows
 
 
 def test_parity_show_reads_a_capture(shell_capture):
