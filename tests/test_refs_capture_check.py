@@ -142,4 +142,4 @@ def test_builtin_llmhalluc_is_clean_against_its_capture_except_version_dependent
         "up_proj",
         "v_proj",
     ]
-    assert check.count("ok") == 25
+    assert check.count("ok") == 26

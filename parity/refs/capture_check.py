@@ -20,36 +20,17 @@ if TYPE_CHECKING:
 
 Status = Literal["ok", "drift", "version-dependent"]
 
-TRAINING_FIELDS = (
-    "per_device_train_batch_size",
-    "per_device_eval_batch_size",
-    "learning_rate",
-    "num_train_epochs",
-    "max_steps",
-    "lr_scheduler_type",
-    "warmup_ratio",
-    "warmup_steps",
-    "weight_decay",
-    "max_grad_norm",
-    "optim",
-    "max_length",
-    "packing",
-    "completion_only_loss",
-    "assistant_only_loss",
-    "seed",
-    "eval_strategy",
-    "eval_steps",
-    "save_strategy",
-    "save_steps",
-    "save_total_limit",
-    "logging_steps",
-    "load_best_model_at_end",
-    "metric_for_best_model",
-    "bf16",
-    "fp16",
-    "gradient_checkpointing",
-)
-"""SFTConfig fields that shape what is trained (gradient accumulation is checked per world size)."""
+
+def training_fields() -> tuple[str, ...]:
+    """SFTConfig fields that shape what is trained: every field parity's axes measure, plus the warmup ratio
+    (a transformers 4 field) and the logging cadence; gradient accumulation is checked per world size."""
+    from parity.axes import AXIS_TABLE
+
+    fields = [name for axis in AXIS_TABLE for name in axis.fields or ()]
+    fields += ["warmup_ratio", "logging_steps"]
+    return tuple(dict.fromkeys(name for name in fields if name != "gradient_accumulation_steps"))
+
+
 LORA_FIELDS = ("r", "lora_alpha", "lora_dropout", "target_modules")
 
 
@@ -127,7 +108,7 @@ def training_checks(
     version = captured.manifest.get("versions", {}).get("transformers", "?")
     named = set(recipe.training) | set(captured.training_args.non_default)
     checks = warmup_checks(recipe_values, theirs, named, version)
-    for name in TRAINING_FIELDS:
+    for name in training_fields():
         if name not in named or name in ("warmup_ratio", "warmup_steps"):
             continue
         here, there = name in recipe_values, name in theirs
