@@ -1,6 +1,7 @@
 """The recipe registry: built-in adapters, YAML recipes that `extends:` another, and entry-point plugins.
 
-A YAML recipe never executes code: it names a base recipe and sets dotted keys under `set:`.
+A YAML recipe never executes code unless it declares a `capture:` section (then the recipe's own code runs
+up to its trainer, cached); otherwise it names a base recipe and sets dotted keys under `set:`.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from parity.spec import Recipe
 from parity.validate import validate_recipe
 
 ENTRY_POINT_GROUP = "parity.recipes"
-YAML_KEYS = ("extends", "name", "description", "set")
+YAML_KEYS = ("extends", "capture", "name", "description", "set")
 
 
 @dataclass(frozen=True)
@@ -120,7 +121,14 @@ def _load_yaml_recipe(path: Path, seen: tuple[str, ...]) -> Recipe:
         if key not in YAML_KEYS:
             raise unknown_key_error(f"top-level key in {path}", str(key), list(YAML_KEYS))
     base = doc.get("extends")
-    if base is None:
+    if "capture" in doc:
+        if base is not None:
+            raise ParityError(f"recipe {path}: declare either 'capture' or 'extends', not both")
+        from parity.capture.yaml_section import captured_recipe
+
+        recipe = captured_recipe(doc["capture"], path)
+        base = "a capture"
+    elif base is None:
         recipe = Recipe(name=path.stem)
     else:
         if not isinstance(base, str):

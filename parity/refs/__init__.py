@@ -1,6 +1,7 @@
 """`parity refs verify`: re-extract the pinned facts of vendor_refs/<ref> from a local upstream checkout.
 
-Files are only read and parsed (ast, shlex, yaml, json, tomllib); nothing in the checkout is imported or run.
+Files are only read and parsed (ast, shlex, yaml, json, tomllib); nothing in the checkout is imported or run,
+except with `--capture` (parity.refs.capture_check), which runs the recipe's own code up to its trainer.
 Layers: source (one parsed file) -> locators by kind -> verify (RefsReport) -> format (its text)."""
 
 from parity.refs.config_locators import parse_key_path

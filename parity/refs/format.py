@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from parity.refs.facts import FactCheck, RefsReport
 from parity.refs.values import values_equal
+
+if TYPE_CHECKING:
+    from parity.refs.capture_check import CaptureCheck
 
 SHOWN_CHARS = 60
 
@@ -70,4 +73,42 @@ def format_refs_report(report: RefsReport, show_ok: bool = True) -> str:
         details = _drift_lines(check) if check.status == "drift" else []
         details += [check.detail] if check.detail and check.status != "ok" else []
         lines += [f"  {'':8} {detail}" for detail in details]
+    return "\n".join(lines)
+
+
+def format_capture_check(check: CaptureCheck, show_ok: bool = True) -> str:
+    """Readable `refs verify --capture` report: a summary line, one line per value, both values under each
+    drift and the reason under each version-dependent value."""
+    versions = ", ".join(
+        f"{lib} {check.versions[lib]}" for lib in ("transformers", "trl") if lib in check.versions
+    )
+    counts = f"{check.count('ok')} ok, {check.count('drift')} drift, {check.count('version-dependent')} version-dependent"
+    lines = [
+        f"refs verify {check.ref} against a capture of {check.checkout} ({check.capture}; {versions})",
+        f"{len(check.checks)} values: {counts}",
+    ]
+    width = max((len(item.name) for item in check.checks), default=0)
+    for item in check.checks:
+        if item.status == "ok" and not show_ok:
+            continue
+        label = (
+            "ok" if item.status == "ok" else ("VERSION" if item.status == "version-dependent" else "DRIFT")
+        )
+        lines.append(f"  {label:8} {item.name:{width}}  {_show(item.recipe)}")
+        if item.status == "drift":
+            if isinstance(item.recipe, dict) and isinstance(item.captured, dict):
+                lines += [
+                    f"  {'':8} {key}: recipe {_show(value)}, captured {_show(item.captured.get(key))}"
+                    for key, value in item.recipe.items()
+                    if not values_equal(value, item.captured.get(key))
+                ]
+            else:
+                lines += [
+                    f"  {'':8} recipe   {_show(item.recipe)}",
+                    f"  {'':8} captured {_show(item.captured)}",
+                ]
+        if item.status == "version-dependent":
+            lines.append(
+                f"  {'':8} recipe {_show(item.recipe)}, captured {_show(item.captured)}: {item.detail}"
+            )
     return "\n".join(lines)
