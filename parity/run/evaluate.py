@@ -29,9 +29,16 @@ def eval_prompt(recipe: Recipe, question: str, tokenizer: Any) -> str:
 
 
 def generate(
-    model: Any, tokenizer: Any, prompts: list[str], max_new_tokens: int, batch_size: int, chat: bool
+    model: Any,
+    tokenizer: Any,
+    prompts: list[str],
+    max_new_tokens: int,
+    batch_size: int,
+    chat: bool,
+    remap: Any = None,
 ) -> list[str]:
-    """Greedy completions (new tokens only, special tokens dropped), left-padded batches."""
+    """Greedy completions (new tokens only, special tokens dropped), left-padded batches. With a proxy model's
+    `remap` (`parity.run.proxy.Remap`), prompts go in as proxy rows and new tokens come back as real ids."""
     import copy
 
     import torch
@@ -52,16 +59,22 @@ def generate(
                 padding=True,
                 add_special_tokens=not chat,
             )
-            batch = {k: v.to(device) for k, v in batch.items()}
+            input_ids = batch["input_ids"] if remap is None else remap.to_proxy(batch["input_ids"])
+            pad_id, eos_id = tok.pad_token_id, tok.eos_token_id
+            if remap is not None:
+                pad_id, eos_id = remap.row(pad_id), remap.row(eos_id)
             with torch.no_grad():
                 generated = model.generate(
-                    **batch,
+                    input_ids=input_ids.to(device),
+                    attention_mask=batch["attention_mask"].to(device),
                     max_new_tokens=max_new_tokens,
                     do_sample=False,
-                    pad_token_id=tok.pad_token_id,
-                    eos_token_id=tok.eos_token_id,
+                    pad_token_id=pad_id,
+                    eos_token_id=eos_id,
                 )
-            new_tokens = generated[:, batch["input_ids"].shape[1] :]
+            new_tokens = generated[:, input_ids.shape[1] :]
+            if remap is not None:
+                new_tokens = remap.to_real(new_tokens.cpu())
             outputs.extend(tok.batch_decode(new_tokens, skip_special_tokens=True))
     finally:
         model.train(was_training)

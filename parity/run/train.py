@@ -284,10 +284,7 @@ def _generations(
     chat = bool(m.recipe.eval.apply_chat_template and m.tokenizer.chat_template)
     prompts = [eval_prompt(m.recipe, row["question"], m.tokenizer) for row in rows]
     batch = max(1, opts.micro_batch or 8)
-    if remap is not None:
-        outputs = proxy.generate_mapped(model, m.tokenizer, prompts, remap, opts.max_new_tokens, batch, chat)
-    else:
-        outputs = generate(model, m.tokenizer, prompts, opts.max_new_tokens, batch, chat)
+    outputs = generate(model, m.tokenizer, prompts, opts.max_new_tokens, batch, chat, remap)
     return [
         {"index": i, "prompt": p, "output": o, "gold_raw": row["answer"]}
         for i, (p, o, row) in enumerate(zip(prompts, outputs, rows, strict=True))
