@@ -302,6 +302,8 @@ def library_versions() -> dict[str, str]:
 
 
 MISSING = object()
+NOT_CAPTURED = "not captured"
+"""A golden example a captured recipe's own code never produced (its ids and mask are not guessed)."""
 
 
 def locked_value(m: Materialized, lora: dict[str, Any] | None, key: str) -> Any:
@@ -342,14 +344,19 @@ def recipe_lock(m: Materialized, examples: int) -> RecipeLock:
             plan.gradient_accumulation_steps,
             plan.global_batch,
         )
-    rows = m.prepare_raw(m.raw.train[:examples])
-    ids = [list(r["input_ids"]) for r in rows]
-    masks = ["".join("1" if label != IGNORE_INDEX else "0" for label in r["labels"]) for r in rows]
+    shared = m.shared_examples(m.raw.train[:examples])
+    ids = [e.input_ids if e.same_row else None for e in shared]
+    masks = [
+        "".join("1" if label != IGNORE_INDEX else "0" for label in e.labels)
+        if e.same_row and e.labels is not None
+        else None
+        for e in shared
+    ]
     tokens = Tokenization(
         examples=len(ids),
-        input_ids=[digest(x)[7:] for x in ids],
-        loss_mask=[digest(x)[7:] for x in masks],
-        example_0=GoldenExample(ids[0], masks[0]),
+        input_ids=[digest(x)[7:] if x is not None else NOT_CAPTURED for x in ids],
+        loss_mask=[digest(x)[7:] if x is not None else NOT_CAPTURED for x in masks],
+        example_0=GoldenExample(ids[0] or [], masks[0] if masks[0] is not None else NOT_CAPTURED),
     )
     return RecipeLock(digest(full), config, batch, tokens)
 

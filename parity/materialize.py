@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from parity.capture.examples import CapturedLookup, SharedExample
 from parity.capture.reader import load_capture
 from parity.capture.source import captured_directory, captured_examples
 from parity.data.pipeline import RecipeData, conversational, preprocess_rows, split_rows
@@ -36,6 +37,8 @@ class Materialized:
     samples: int | None = DEFAULT_SAMPLES
     """Train examples tokenized for the token/mask/length probes (None: all)."""
     context: dict[str, Any] = field(default_factory=dict)
+    captured: CapturedLookup | None = None
+    """For a captured recipe: where shared raw rows are found among the rows its own code produced."""
     _step_plans: dict[int, StepPlan] = field(default_factory=dict, init=False, repr=False, compare=False)
     measurements: dict[tuple, dict[str, Any]] = field(
         default_factory=dict, init=False, repr=False, compare=False
@@ -97,11 +100,20 @@ class Materialized:
         return prepare_rows(self.sample_rows, self.tokenizer, self.sft_config, "train")
 
     def conversational_raw(self, rows: list[dict[str, str]]) -> list[dict]:
-        """Raw question/answer rows through this recipe's preprocessing and prompt, in TRL's format."""
+        """Raw question/answer rows through this recipe's preprocessing and prompt, in TRL's format (for a
+        captured recipe: the captured rows; a row the capture does not contain is a RowNotCaptured error)."""
+        if self.captured is not None:
+            return [_found(example).conversation or {} for example in self.captured.examples(rows)]
         return conversational(preprocess_rows(rows, self.recipe.data.preprocess), self.recipe.prompt)
 
     def prepare_raw(self, rows: list[dict[str, str]]):
-        """Raw rows through this recipe's whole pipeline, tokenized by TRL: compares the same rows across recipes."""
+        """Raw rows through this recipe's whole pipeline, tokenized by TRL: compares the same rows across recipes
+        (for a captured recipe: the examples its own code prepared, as in conversational_raw)."""
+        if self.captured is not None:
+            return [
+                {"input_ids": example.input_ids, "labels": example.labels}
+                for example in map(_found, self.captured.examples(rows))
+            ]
         from parity.trl_bridge import prepare_dataset
 
         prepared = prepare_dataset(self.conversational_raw(rows), self.tokenizer, self.sft_config, "probe")
@@ -112,6 +124,36 @@ class Materialized:
                 "raise training.max_length"
             )
         return prepared
+
+    def shared_examples(self, rows: list[dict[str, str]]) -> list[SharedExample]:
+        """Each shared raw row as this recipe trains it: through its pipeline here, or for a captured recipe
+        the example its own code made, or a clearly labelled stand-in where the capture lacks the row."""
+        if self.captured is not None:
+            return self.captured.examples(rows)
+        conversations = self.conversational_raw(rows)
+        prepared = self.prepare_raw(rows)
+        return [
+            SharedExample(
+                row,
+                conversation,
+                conversation["prompt"][-1]["content"],
+                list(prepared[i]["input_ids"]),
+                list(prepared[i]["labels"]),
+                same_row=True,
+                source="this recipe's preprocessing and prompt, tokenized by TRL's preparation",
+            )
+            for i, (row, conversation) in enumerate(zip(rows, conversations, strict=True))
+        ]
+
+
+class RowNotCaptured(ParityError):
+    """A shared raw row that a captured recipe's own code never produced."""
+
+
+def _found(example: SharedExample) -> SharedExample:
+    if not example.same_row:
+        raise RowNotCaptured(f"raw row {example.row.get('question', '')[:60]!r}: {example.source}")
+    return example
 
 
 _raw_cache: dict[tuple[str, str], RawData] = {}

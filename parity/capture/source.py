@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from parity.capture.examples import CapturedLookup
 from parity.capture.reader import CapturedRecipe, load_capture
 from parity.capture.recipe import recipe_from_capture
 from parity.spec import Recipe
@@ -43,12 +44,15 @@ class CapturedExamples:
     eval_rows: list[dict[str, Any]]
     input_ids: list[list[int]]
     labels: list[list[int]]
+    lookup: CapturedLookup
 
     def install(self, materialized: Any, samples: int | None) -> None:
-        """Fill a Materialized's cached rows and prepared examples (its cached properties) from the capture."""
+        """Fill a Materialized's cached rows and prepared examples (its cached properties) from the capture, and
+        give it the lookup that finds shared raw rows among the captured ones."""
         from parity.trl_bridge import Prepared
 
         count = len(self.input_ids) if samples is None else min(samples, len(self.input_ids))
+        materialized.captured = self.lookup
         materialized.__dict__.update(
             train_rows=self.train_rows,
             eval_rows=self.eval_rows,
@@ -72,4 +76,5 @@ def captured_examples(captured: CapturedRecipe) -> CapturedExamples:
         eval_rows=captured.raw.get("eval", []),
         input_ids=source.input_ids,
         labels=labels,
+        lookup=CapturedLookup(captured),
     )

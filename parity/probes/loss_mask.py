@@ -107,10 +107,16 @@ def completion_only_loss(m: Materialized) -> dict[str, Any]:
 
 
 def example_view(m: Materialized, row: dict[str, str]) -> list[list[Any]]:
-    """[[token string, trained], ...] for one raw row through the recipe's pipeline."""
-    prepared = m.prepare_raw([row])[0]
-    tokens = m.tokenizer.convert_ids_to_tokens(prepared["input_ids"])
-    return [[token, label != IGNORE_INDEX] for token, label in zip(tokens, prepared["labels"], strict=True)]
+    """[[token string, trained], ...] for one raw row through the recipe's pipeline (for a captured recipe: its
+    captured example or a labelled stand-in, see `shared_examples`; trained is None where the capture cannot say
+    which tokens carry loss)."""
+    example = m.shared_examples([row])[0]
+    tokens = m.tokenizer.convert_ids_to_tokens(example.input_ids)
+    labels = example.labels if example.labels is not None else [None] * len(tokens)
+    return [
+        [token, None if label is None else label != IGNORE_INDEX]
+        for token, label in zip(tokens, labels, strict=True)
+    ]
 
 
 @measurement("loss_mask")
@@ -233,5 +239,9 @@ def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeCont
         "b": vb,
         "example_index": ctx.show_example,
         "example": example,
+        "example_source": {
+            "a": a.shared_examples([row])[0].evidence(),
+            "b": b.shared_examples([row])[0].evidence(),
+        },
     }
     return ProbeResult(findings=findings, values=plain(values))

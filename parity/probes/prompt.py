@@ -12,24 +12,31 @@ from parity.textdiff import char_diff, edge_notes, pair_names, visible, whitespa
 
 AXIS = "prompt"
 make_finding = FindingMaker(AXIS)
+NOT_CAPTURED = "not captured (a capture holds the user messages the recipe's code built, not a template)"
 
 
-def user_messages(m: Materialized, rows: list[dict[str, str]]) -> list[str]:
-    """The user message content the recipe builds for each raw row."""
-    return [conv["prompt"][-1]["content"] for conv in m.conversational_raw(rows)]
+def user_messages(m: Materialized, rows: list[dict[str, str]]) -> list[str | None]:
+    """The user message content the recipe builds for each raw row (None: a captured recipe's own code never
+    produced that row)."""
+    return [example.user_message if example.same_row else None for example in m.shared_examples(rows)]
 
 
 @measurement("prompt")
 def measure(m: Materialized, row: dict[str, str]) -> dict[str, Any]:
-    """The user message the recipe builds for one raw row, and the template and instruction behind it."""
-    message = user_messages(m, [row])[0]
+    """The user message the recipe builds for one raw row, and the template and instruction behind it (for a
+    captured recipe: the user text of its captured row; the spec's template and instruction are not captured)."""
+    example = m.shared_examples([row])[0]
+    message = example.user_message
+    captured = m.captured is not None
     return {
         "user_message": message,
         "user_message_visible": visible(message),
-        "user_template": m.recipe.prompt.user_template,
-        "instruction": m.recipe.prompt.instruction,
+        "user_template": NOT_CAPTURED if captured else m.recipe.prompt.user_template,
+        "instruction": NOT_CAPTURED if captured else m.recipe.prompt.instruction,
         "whitespace": whitespace_edges(message),
         "length_chars": len(message),
+        "example_same_row": example.same_row,
+        "example_source": example.source,
     }
 
 
@@ -45,17 +52,22 @@ def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeCont
     msg_a, msg_b = va["user_message"], vb["user_message"]
     name_a, name_b = pair_names(a.recipe.name, b.recipe.name)
     sample = a.raw.train if a.samples is None else a.raw.train[: a.samples]
-    rows_differing = sum(
-        1 for x, y in zip(user_messages(a, sample), user_messages(b, sample), strict=True) if x != y
-    )
+    pairs = [
+        (x, y)
+        for x, y in zip(user_messages(a, sample), user_messages(b, sample), strict=True)
+        if x is not None and y is not None
+    ]
+    rows_differing = sum(1 for x, y in pairs if x != y)
+    same_row = va["example_same_row"] and vb["example_same_row"]
     ops = char_diff(msg_a, msg_b)
     notes = edge_notes(msg_a, msg_b, name_a, name_b)
-    same_instruction = va["instruction"] == vb["instruction"]
+    spec_known = NOT_CAPTURED not in (va["instruction"], vb["instruction"])
+    same_instruction = va["instruction"] == vb["instruction"] if spec_known else None
     short = list(notes)
-    if not same_instruction:
+    if same_instruction is False:
         short.append("instructions differ")
         notes.append(f"instructions differ: {name_a} {va['instruction']!r}, {name_b} {vb['instruction']!r}")
-    if va["user_template"] != vb["user_template"]:
+    if spec_known and va["user_template"] != vb["user_template"]:
         short.append("user templates differ")
         notes.append(
             f"user templates differ: {name_a} {va['user_template']!r}, {name_b} {vb['user_template']!r}"
@@ -68,18 +80,40 @@ def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeCont
         "same_instruction": same_instruction,
         "diff": ops,
         "notes": notes,
-        "rows_compared": len(sample),
+        "rows_compared": len(pairs),
+        "rows_not_captured": len(sample) - len(pairs),
         "rows_differing": rows_differing,
     }
     findings = []
-    if msg_a != msg_b:
+    if not same_row:
+        missing = [name for name, v in ((name_a, va), (name_b, vb)) if not v["example_same_row"]]
+        findings.append(
+            make_finding(
+                "prompt.user_message_not_captured",
+                "info",
+                va["example_same_row"],
+                vb["example_same_row"],
+                f"raw train row {ctx.show_example} is not among the rows {' and '.join(missing)}'s own code "
+                f"produced: its user messages are not compared ({rows_differing} of {len(pairs)} rows found in "
+                "both differ)",
+                {
+                    "example_index": ctx.show_example,
+                    "a_source": va["example_source"],
+                    "b_source": vb["example_source"],
+                    "rows_compared": len(pairs),
+                    "rows_not_captured": len(sample) - len(pairs),
+                    "rows_differing": rows_differing,
+                },
+            )
+        )
+    elif msg_a != msg_b:
         findings.append(
             make_finding(
                 "prompt.user_message",
                 "high",
                 msg_a,
                 msg_b,
-                f"user message differs for the same row ({rows_differing} of {len(sample)} rows): "
+                f"user message differs for the same row ({rows_differing} of {len(pairs)} rows): "
                 + "; ".join(short or [f"{len(ops)} character edits"]),
                 {
                     "example_index": ctx.show_example,

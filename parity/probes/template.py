@@ -17,14 +17,16 @@ make_finding = FindingMaker(AXIS)
 
 
 def example_messages(m: Materialized, row: dict[str, str]) -> tuple[list[dict], list[dict]]:
-    """(prompt messages, prompt + completion messages) the recipe builds for one raw row."""
-    conv = m.conversational_raw([row])[0]
+    """(prompt messages, prompt + completion messages) the recipe builds for one raw row (for a captured
+    recipe: its captured row, or the labelled stand-in where the capture lacks it)."""
+    conv = m.shared_examples([row])[0].conversation or {"prompt": [], "completion": []}
     return conv["prompt"], conv["prompt"] + conv["completion"]
 
 
 @measurement("template")
 def measure(m: Materialized, row: dict[str, str]) -> dict[str, Any]:
     """Effective chat template and what it renders for one raw row."""
+    example = m.shared_examples([row])[0]
     prompt, messages = example_messages(m, row)
     text = render(m, messages)
     with_gen, without_gen = (
@@ -32,7 +34,7 @@ def measure(m: Materialized, row: dict[str, str]) -> dict[str, Any]:
         render(m, prompt, add_generation_prompt=False),
     )
     deterministic, date_dependent = render_is_deterministic(m, messages)
-    ids = list(m.prepare_raw([row])[0]["input_ids"])
+    ids = example.input_ids
     tok = m.tokenizer
     return {
         "effective": m.tokenizer_info.template_source,
@@ -53,6 +55,8 @@ def measure(m: Materialized, row: dict[str, str]) -> dict[str, Any]:
         "eos_in_ids": tok.eos_token_id is not None and tok.eos_token_id in ids,
         "input_ids": ids,
         "tokens": tok.convert_ids_to_tokens(ids),
+        "example_same_row": example.same_row,
+        "example_source": example.source,
     }
 
 
@@ -61,6 +65,9 @@ def _ids_text(ids: list[int], tokens: list[str]) -> str:
 
 
 def _token_note(va: dict, vb: dict, name_a: str, name_b: str) -> str:
+    missing = [name for name, v in ((name_a, va), (name_b, vb)) if not v["example_same_row"]]
+    if missing:
+        return f"token ids not compared: the raw row is not captured in {' and '.join(missing)}"
     ops = token_alignment(va["input_ids"], vb["input_ids"], va["tokens"], vb["tokens"], limit=1)
     if not ops:
         return "token ids are identical"
@@ -113,8 +120,12 @@ def _template_finding(va: dict, vb: dict, same: dict, name_a: str, name_b: str) 
             "b_rendered": visible(same["b"]),
             "token_ops": token_alignment(
                 va["input_ids"], vb["input_ids"], va["tokens"], vb["tokens"], limit=5
-            ),
+            )
+            if va["example_same_row"] and vb["example_same_row"]
+            else [],
             "token_note": token_note,
+            "a_example_source": va["example_source"],
+            "b_example_source": vb["example_source"],
             "a_first_ids": va["input_ids"][:8],
             "b_first_ids": vb["input_ids"][:8],
         },

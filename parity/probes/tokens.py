@@ -55,8 +55,10 @@ def untruncated_lengths(m: Materialized) -> list[int]:
 
 @measurement("tokens")
 def measure(m: Materialized, row: dict[str, str]) -> dict[str, Any]:
-    """Token ids of one raw row, and length and truncation statistics of the sample."""
-    ids = list(m.prepare_raw([row])[0]["input_ids"])
+    """Token ids of one raw row (for a captured recipe: as its own code made them, or a labelled stand-in), and
+    length and truncation statistics of the sample."""
+    example = m.shared_examples([row])[0]
+    ids = example.input_ids
     lengths = [len(x) for x in m.prepared.input_ids]
     full = untruncated_lengths(m)
     max_length = m.sft_config.max_length
@@ -71,6 +73,8 @@ def measure(m: Materialized, row: dict[str, str]) -> dict[str, Any]:
         "example_ids": ids,
         "example_tokens": m.tokenizer.convert_ids_to_tokens(ids),
         "example_length": len(ids),
+        "example_same_row": example.same_row,
+        "example_source": example.source,
     }
 
 
@@ -82,6 +86,27 @@ def _example_align(a: Materialized, b: Materialized, row: dict[str, str]) -> str
     if conv_a["prompt"] != conv_b["prompt"]:
         return "prompt"
     return "data" if conv_a["completion"] != conv_b["completion"] else "tokens"
+
+
+def not_captured_finding(va: dict, vb: dict, name_a: str, name_b: str, ctx: ProbeContext):
+    """The shared raw row is missing from a capture: its token ids are not compared (no defaults stand in)."""
+    missing = [name for name, v in ((name_a, va), (name_b, vb)) if not v["example_same_row"]]
+    return make_finding(
+        "tokens.example_not_captured",
+        "info",
+        va["example_same_row"],
+        vb["example_same_row"],
+        f"raw train row {ctx.show_example} is not among the rows {' and '.join(missing)}'s own code produced: "
+        "its token ids are not compared (the example shown is another row)",
+        {
+            "example_index": ctx.show_example,
+            "a_source": va["example_source"],
+            "b_source": vb["example_source"],
+            "a_length": va["example_length"],
+            "b_length": vb["example_length"],
+        },
+        align=None,
+    )
 
 
 def _describe_op(op: dict[str, Any], name_a: str, name_b: str) -> str:
@@ -103,7 +128,9 @@ def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeCont
     ops = token_alignment(va["example_ids"], vb["example_ids"], va["example_tokens"], vb["example_tokens"])
     first = first_difference(va["example_ids"], vb["example_ids"])
     findings = []
-    if first is not None:
+    if not (va["example_same_row"] and vb["example_same_row"]):
+        findings.append(not_captured_finding(va, vb, name_a, name_b, ctx))
+    elif first is not None:
         findings.append(
             make_finding(
                 "tokens.example",

@@ -150,7 +150,15 @@ def leg_datasets(m: Materialized, opts: RunOptions):
     if m.eval_rows:
         evals["own"] = datasets.Dataset.from_list(m.eval_rows[: opts.eval_rows])
     if m.raw.test:
-        evals["shared"] = datasets.Dataset.from_list(m.conversational_raw(m.raw.test[: opts.eval_rows]))
+        rows = m.raw.test[: opts.eval_rows]
+        # a captured recipe contributes only the held-out rows its own code produced (none are re-built here)
+        shared = (
+            m.conversational_raw(rows)
+            if m.captured is None
+            else [e.conversation for e in m.captured.examples(rows) if e.same_row and e.conversation]
+        )
+        if shared:
+            evals["shared"] = datasets.Dataset.from_list(shared)
     return datasets.Dataset.from_list(train_rows), evals
 
 
