@@ -18,6 +18,7 @@ import yaml
 
 from parity.atomic import write_text_atomic
 from parity.axes import FIELD_AXIS, LOCK_KEYS
+from parity.capture.examples import captured_split
 from parity.diff import DiffReport, diff_materialized, materialize_pair
 from parity.effective import CONTEXT_FIELDS
 from parity.errors import ParityError
@@ -304,14 +305,18 @@ def library_versions() -> dict[str, str]:
 MISSING = object()
 NOT_CAPTURED = "not captured"
 """A golden example a captured recipe's own code never produced (its ids and mask are not guessed)."""
+NOT_IN_A_CAPTURE = frozenset({"prompt.user_template", "prompt.instruction", "data.preprocess"})
+"""Recipe keys a capture holds only as their effect on the rows (the user messages and completions)."""
 
 
 def locked_value(m: Materialized, lora: dict[str, Any] | None, key: str) -> Any:
     """The lock's value of one recipe key (MISSING for a LoRA field of a recipe without that field)."""
     if key == "peft.method":
         return m.recipe.peft.method
+    if m.captured is not None and key in NOT_IN_A_CAPTURE:
+        return NOT_CAPTURED
     if key == "data.split_rule":
-        return m.data.split_rule
+        return m.data.split_rule if m.captured is None else captured_split(m.captured, m.raw.test).rule
     if key.startswith("peft.lora."):
         name = key.removeprefix("peft.lora.")
         return compact(lora[name]) if lora and name in lora else MISSING

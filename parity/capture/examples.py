@@ -5,6 +5,7 @@ made. A row no captured row contains is "not captured": never re-tokenized here 
 
 from __future__ import annotations
 
+import dataclasses
 from bisect import bisect_right
 from dataclasses import dataclass
 from functools import cached_property
@@ -35,6 +36,8 @@ class SharedExample:
     same_row: bool
     source: str
     """Where the example comes from, in words (which captured row, or why the row is not captured)."""
+    found_in: tuple[str, int] | None = None
+    """(captured split, row index) of the captured row holding this shared row; None otherwise."""
 
     def evidence(self) -> dict[str, Any]:
         return {"same_row": self.same_row, "source": self.source, "question": self.row.get("question", "")}
@@ -144,22 +147,24 @@ class CapturedLookup:
     def examples(self, rows: list[dict[str, str]]) -> list[SharedExample]:
         return [self.example(row) for row in rows]
 
-    def example(self, row: dict[str, str]) -> SharedExample:
-        """The captured example of one shared raw row, or the stand-in (captured train example 0) when no
-        captured row contains its question."""
-        question = row.get("question", "")
+    def locate(self, question: str) -> tuple[str, int] | None:
+        """(split, index) of the first captured row whose user text contains the question."""
         for split in self.splits:
             index = split.first_containing(question)
             if index is not None:
-                return self._captured_example(row, split.name, index, same_row=True)
+                return split.name, index
+        return None
+
+    def example(self, row: dict[str, str]) -> SharedExample:
+        """The captured example of one shared raw row, or the stand-in (captured train example 0) when no
+        captured row contains its question."""
+        where = self.locate(row.get("question", ""))
+        if where is not None:
+            return self._captured_example(row, *where, same_row=True)
         stand_in = self._captured_example(row, "train", 0, same_row=False)
-        return SharedExample(
-            row,
-            stand_in.conversation,
-            stand_in.user_message,
-            stand_in.input_ids,
-            stand_in.labels,
-            same_row=False,
+        return dataclasses.replace(
+            stand_in,
+            found_in=None,
             source=f"not captured: no row the recipe's own code produced contains this question ({self._rows_text()}); "
             f"shown instead: {stand_in.source}, NOT the same row",
         )
@@ -171,6 +176,7 @@ class CapturedLookup:
         raw = self.captured.raw[split][index]
         prepared = self.captured.prepared.get(split)
         where = f"captured {split} row {index}"
+        found_in = (split, index) if same_row else None
         if prepared is None or len(prepared.rows) != len(self.captured.raw[split]):
             kept = "none" if prepared is None else f"{len(prepared.rows)} of {len(self.captured.raw[split])}"
             return SharedExample(
@@ -182,10 +188,18 @@ class CapturedLookup:
                 same_row,
                 f"{where}: its prepared example is not captured (TRL's preparation kept {kept} rows, so "
                 "raw and prepared rows cannot be paired)",
+                found_in,
             )
         ids, labels, labels_from = self._ids_and_labels(prepared, split, index)
         return SharedExample(
-            row, conversation_of(raw), user_text(raw), ids, labels, same_row, f"{where}; {labels_from}"
+            row,
+            conversation_of(raw),
+            user_text(raw),
+            ids,
+            labels,
+            same_row,
+            f"{where}; {labels_from}",
+            found_in,
         )
 
     def _ids_and_labels(
@@ -210,3 +224,53 @@ class CapturedLookup:
             labels = [t if m else IGNORE_INDEX for t, m in zip(ids, mask, strict=True)]
             return ids, labels, f"prepared input_ids; {rule.description}"
         return ids, None, f"prepared input_ids; {rule.description}"
+
+
+def completion_text(row: dict[str, Any]) -> str:
+    """The assistant-side text of a captured row (its completion messages or string)."""
+    value = row.get("completion")
+    if isinstance(value, list):
+        return "\n".join(str(m.get("content", "")) for m in value if m.get("role") == "assistant")
+    if isinstance(value, str):
+        return value
+    messages = row.get("messages")
+    if isinstance(messages, list) and messages and messages[-1].get("role") == "assistant":
+        return str(messages[-1].get("content", ""))
+    return ""
+
+
+@dataclass(frozen=True)
+class CapturedSplit:
+    """The train/eval split a captured recipe's own code made, measured against the shared benchmark test rows."""
+
+    train_rows: int
+    eval_rows: int
+    test_rows: int
+    test_in_train: int
+    """Shared test questions found in the captured train rows."""
+    test_in_eval: int
+    """Shared test questions found in the captured eval rows."""
+
+    @property
+    def eval_is_benchmark_test(self) -> bool:
+        return self.eval_rows > 0 and self.test_in_eval == self.eval_rows
+
+    @property
+    def rule(self) -> str:
+        return (
+            f"the recipe's own code: {self.train_rows} train / {self.eval_rows} eval rows; "
+            f"{self.test_in_eval} of {self.test_rows} benchmark test questions are in its eval rows"
+        )
+
+
+def captured_split(lookup: CapturedLookup, test_rows: list[dict[str, str]]) -> CapturedSplit:
+    """Row counts of the captured splits and where the shared test questions occur in them."""
+    found = [lookup.locate(row.get("question", "")) for row in test_rows]
+    splits = {split.name: len(split.rows) for split in lookup.splits}
+    return CapturedSplit(
+        train_rows=splits.get("train", 0),
+        eval_rows=sum(n for name, n in splits.items() if name != "train"),
+        test_rows=len(test_rows),
+        test_in_train=sum(1 for where in found if where and where[0] == "train"),
+        test_in_eval=sum(1 for where in found if where and where[0] != "train"),
+    )

@@ -8,6 +8,8 @@ from bisect import bisect_left, bisect_right
 from operator import itemgetter
 from typing import Any
 
+from parity.capture.data_requests import data_requests
+from parity.capture.examples import captured_split, completion_text, user_text
 from parity.data.pipeline import preprocess_rows
 from parity.data.sources import rows_digest
 from parity.fast_tokenize import direct_backend, encode_texts
@@ -21,6 +23,9 @@ AXIS = "data"
 make_finding = FindingMaker(AXIS)
 ANNOTATION = re.compile(r"<<.*?>>")
 """A GSM8K calculator annotation, e.g. <<48/2=24>>."""
+PREPROCESS_NOT_CAPTURED = "not captured (a capture holds the rows after the recipe's own preprocessing)"
+SEED_NOT_CAPTURED = "not captured (one capture cannot tell whether the recipe's split is seeded)"
+NOT_CAPTURED = "not captured"
 
 
 def annotation_tokens(m: Materialized, answers: list[str]) -> dict[str, Any]:
@@ -75,7 +80,10 @@ def selection_uses_eval(m: Materialized) -> bool:
 
 @measurement("data")
 def measure(m: Materialized) -> dict[str, Any]:
-    """Row counts, digests, preprocessing and split rule of the recipe's data."""
+    """Row counts, digests, preprocessing and split rule of the recipe's data (for a captured recipe: of the rows
+    its own code produced, see measure_captured)."""
+    if m.captured is not None:
+        return measure_captured(m)
     steps = m.recipe.data.preprocess
     processed = preprocess_rows(m.raw.train, steps)
     changed = sum(1 for raw, new in zip(m.raw.train, processed, strict=True) if raw != new)
@@ -92,6 +100,7 @@ def measure(m: Materialized) -> dict[str, Any]:
         "split_rule": m.data.split_rule,
         "train_digest": rows_digest(m.data.train),
         "eval_digest": rows_digest(m.data.eval),
+        "train_text_digest": text_digest(m.train_rows),
         "eval_is_benchmark_test": m.data.eval_is_benchmark_test,
         "eval_questions_in_test": overlap,
         "selection_uses_eval": selects,
@@ -100,6 +109,55 @@ def measure(m: Materialized) -> dict[str, Any]:
         "upstream_split_seeded": m.recipe.data.upstream_split_seeded,
         "annotations": annotation_tokens(m, [row["answer"] for row in sample]),
         "identity": data_identity(m),
+    }
+
+
+def text_pairs(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(user text, completion text) of TRL-format rows: what a built-in and a captured recipe both have."""
+    return [(user_text(row), completion_text(row)) for row in rows]
+
+
+def text_digest(rows: list[dict[str, Any]]) -> str:
+    """A short order-sensitive content hash of the user and completion texts of TRL-format rows."""
+    return rows_digest([{"question": q, "answer": a} for q, a in text_pairs(rows)])
+
+
+def measure_captured(m: Materialized) -> dict[str, Any]:
+    """The data measurement of a captured recipe, read from the rows its own code produced and the dataset
+    requests its manifest records; what a capture cannot know is said to be "not captured"."""
+    assert m.captured is not None
+    split = captured_split(m.captured, m.raw.test)
+    requests = data_requests(m.captured.captured.manifest)
+    sample = m.train_rows if m.samples is None else m.train_rows[: m.samples]
+    load_best = bool(m.sft_config.load_best_model_at_end)
+    overlap = split.test_in_eval
+    train_digest = text_digest(m.train_rows)
+    return {
+        "source": requests.text(),
+        "rows": {"train": split.train_rows, "eval": split.eval_rows, "test": len(m.raw.test)},
+        "preprocess": PREPROCESS_NOT_CAPTURED,
+        "preprocess_changed": None,
+        "preprocess_changed_share": None,
+        "split_rule": split.rule,
+        "train_digest": NOT_CAPTURED,
+        "eval_digest": NOT_CAPTURED,
+        "train_text_digest": train_digest,
+        "eval_is_benchmark_test": split.eval_is_benchmark_test,
+        "eval_questions_in_test": overlap,
+        "selection_uses_eval": load_best,
+        "early_stopping": "not captured (callbacks are not recorded)",
+        "load_best_model_at_end": load_best,
+        "test_leak_into_selection": load_best and (split.eval_is_benchmark_test or overlap > 0),
+        "upstream_split_seeded": SEED_NOT_CAPTURED,
+        "annotations": annotation_tokens(m, [completion_text(row) for row in sample]),
+        "identity": {
+            "hub": requests.hub(),
+            "rows_source": ", ".join(requests.served_from) or NOT_CAPTURED,
+            "raw_train_digest": train_digest,
+            "raw_test_digest": NOT_CAPTURED,
+            "raw_rows": {"train": split.train_rows, "test": NOT_CAPTURED},
+            "train_questions_in_test": split.test_in_train,
+        },
     }
 
 
@@ -126,6 +184,9 @@ def data_identity(m: Materialized) -> dict[str, Any]:
 
 def _hub_text(hub: dict[str, Any]) -> str:
     config = f" ({hub['config']})" if hub["config"] else ""
+    if "splits_requested" in hub:  # a capture's recorded requests
+        pushed = f", pushed as {', '.join(hub['pushed'])}" if hub["pushed"] else ""
+        return f"{hub['path']}{config} [splits requested: {', '.join(hub['splits_requested'])}{pushed}]"
     return f"{hub['path']}{config} [{hub['train_split']}/{hub['eval_split']}]"
 
 
@@ -135,8 +196,18 @@ def _identity_findings(a: Materialized, b: Materialized, va: dict, vb: dict) -> 
     ia, ib = va["identity"], vb["identity"]
     name_a, name_b = pair_names(a.recipe.name, b.recipe.name)
     findings = []
-    if ia["hub"] != ib["hub"]:
-        shared = ia["rows_source"] == ib["rows_source"] and ia["raw_train_digest"] == ib["raw_train_digest"]
+    captured = a.captured is not None or b.captured is not None
+    named_a, named_b = (
+        ((ia["hub"]["path"], ia["hub"]["config"]), (ib["hub"]["path"], ib["hub"]["config"]))
+        if captured
+        else (ia["hub"], ib["hub"])
+    )
+    if named_a != named_b:
+        shared = (
+            not captured
+            and ia["rows_source"] == ib["rows_source"]
+            and ia["raw_train_digest"] == ib["raw_train_digest"]
+        )
         findings.append(
             make_finding(
                 "data.source",
@@ -182,9 +253,69 @@ def _example_pair(a: Materialized, b: Materialized) -> dict[str, Any]:
     return {"a": row_a, "b": row_b, "same_question": row_a["question"] == row_b["question"]}
 
 
+def _completion_finding(a: Materialized, b: Materialized, va: dict, vb: dict) -> Finding | None:
+    """With a captured recipe on either side: the completions both recipes train on for the same shared rows
+    (the measured effect of preprocessing, which a capture does not hold as steps)."""
+    sample = a.raw.train if a.samples is None else a.raw.train[: a.samples]
+    pairs = [
+        (row, x, y)
+        for row, x, y in zip(sample, a.shared_examples(sample), b.shared_examples(sample), strict=True)
+        if x.same_row and y.same_row
+    ]
+    differing = [
+        (row, x, y) for row, x, y in pairs if _completion(x.conversation) != _completion(y.conversation)
+    ]
+    if not differing:
+        return None
+    row, x, y = differing[0]
+    name_a, name_b = pair_names(a.recipe.name, b.recipe.name)
+    share_a = va["annotations"]["annotation_token_share"]
+    share_b = vb["annotations"]["annotation_token_share"]
+    return make_finding(
+        "data.preprocess",
+        "high",
+        _completion(x.conversation),
+        _completion(y.conversation),
+        f"completions differ for {len(differing)} of {len(pairs)} shared rows both recipes train on "
+        f"({len(sample) - len(pairs)} not in both); calculator annotations take {share_a:.1%} vs {share_b:.1%} "
+        "of completion tokens",
+        {
+            "rows_differing": len(differing),
+            "rows": len(pairs),
+            "rows_not_in_both": len(sample) - len(pairs),
+            "raw_answer": row["answer"],
+            "a_preprocess": va["preprocess"],
+            "b_preprocess": vb["preprocess"],
+            "a_source": x.source,
+            "b_source": y.source,
+            "annotation_token_share": {"a": share_a, "b": share_b},
+        },
+    )
+
+
+def _completion(conversation: dict[str, Any] | None) -> str:
+    return completion_text(conversation) if conversation else ""
+
+
+def _shared_example_pair(a: Materialized, b: Materialized, ctx: ProbeContext) -> dict[str, Any]:
+    """Shared raw train row `ctx.show_example` as each recipe trains it (user message, completion, source)."""
+    row = a.raw.train[ctx.show_example]
+    sides = {}
+    for side, m in (("a", a), ("b", b)):
+        example = m.shared_examples([row])[0]
+        sides[side] = {
+            "user_message": example.user_message,
+            "completion": _completion(example.conversation),
+            **example.evidence(),
+        }
+    return {**sides, "same_question": sides["a"]["same_row"] and sides["b"]["same_row"]}
+
+
 def _preprocess_finding(
     a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeContext
 ) -> Finding | None:
+    if a.captured is not None or b.captured is not None:
+        return _completion_finding(a, b, va, vb)
     raw = a.raw.train
     out_a = preprocess_rows(raw, a.recipe.data.preprocess)
     out_b = preprocess_rows(raw, b.recipe.data.preprocess)
@@ -217,7 +348,13 @@ def _preprocess_finding(
 
 def _eval_split_finding(a: Materialized, b: Materialized, va: dict, vb: dict) -> Finding | None:
     leak_a, leak_b = va["test_leak_into_selection"], vb["test_leak_into_selection"]
-    if va["split_rule"] == vb["split_rule"] and leak_a == leak_b:
+    if a.captured is not None or b.captured is not None:  # rules are worded differently: compare what they do
+        same = all(va[k] == vb[k] for k in ("eval_is_benchmark_test", "eval_questions_in_test")) and (
+            va["rows"]["eval"] == vb["rows"]["eval"]
+        )
+    else:
+        same = va["split_rule"] == vb["split_rule"]
+    if same and leak_a == leak_b:
         return None
     name_a, name_b = pair_names(a.recipe.name, b.recipe.name)
     parts = [f"{name_a}: {va['split_rule']}", f"{name_b}: {vb['split_rule']}"]
@@ -258,23 +395,27 @@ def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeCont
     """Findings and pair values from the two recipes' measurements."""
     findings: list[Finding] = []
     name_a, name_b = pair_names(a.recipe.name, b.recipe.name)
-    if va["train_digest"] != vb["train_digest"]:
-        findings.append(
-            make_finding(
-                "data.train",
-                "high",
-                va["train_digest"],
-                vb["train_digest"],
-                f"train content differs: {name_a} trains on {va['rows']['train']} rows ({va['source']}), "
-                f"{name_b} on {vb['rows']['train']} rows ({vb['source']})",
-                {"rows": {"a": va["rows"], "b": vb["rows"]}, "example": _example_pair(a, b)},
-            )
+    captured = a.captured is not None or b.captured is not None
+    digest = "train_text_digest" if captured else "train_digest"
+    if va[digest] != vb[digest]:
+        evidence: dict[str, Any] = {"rows": {"a": va["rows"], "b": vb["rows"]}}
+        summary = (
+            f"train content differs: {name_a} trains on {va['rows']['train']} rows ({va['source']}), "
+            f"{name_b} on {vb['rows']['train']} rows ({vb['source']})"
         )
+        if captured:
+            common = len(set(text_pairs(a.train_rows)) & set(text_pairs(b.train_rows)))
+            evidence |= {"rows_in_common": common, "example": _shared_example_pair(a, b, ctx)}
+            summary += f"; {common} rows have the same user message and completion in both"
+        else:
+            evidence["example"] = _example_pair(a, b)
+        findings.append(make_finding("data.train", "high", va[digest], vb[digest], summary, evidence))
     for finding in (_preprocess_finding(a, b, va, vb, ctx), _eval_split_finding(a, b, va, vb)):
         if finding is not None:
             findings.append(finding)
     findings.extend(_identity_findings(a, b, va, vb))
-    if va["upstream_split_seeded"] != vb["upstream_split_seeded"]:
+    seeds_known = SEED_NOT_CAPTURED not in (va["upstream_split_seeded"], vb["upstream_split_seeded"])
+    if seeds_known and va["upstream_split_seeded"] != vb["upstream_split_seeded"]:
         unseeded = name_a if not va["upstream_split_seeded"] else name_b
         findings.append(
             make_finding(
