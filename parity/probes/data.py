@@ -284,6 +284,8 @@ def _completion_finding(a: Materialized, b: Materialized, va: dict, vb: dict) ->
             "rows": len(pairs),
             "rows_not_in_both": len(sample) - len(pairs),
             "raw_answer": row["answer"],
+            "a_answer": _completion(x.conversation),
+            "b_answer": _completion(y.conversation),
             "a_preprocess": va["preprocess"],
             "b_preprocess": vb["preprocess"],
             "a_source": x.source,
