@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from parity.capture.examples import CapturedLookup, SharedExample
+from parity.capture.examples import CapturedLookup, SharedExample, completion_text
 from parity.capture.reader import load_capture
 from parity.capture.source import captured_directory, captured_examples
 from parity.data.pipeline import RecipeData, conversational, preprocess_rows, split_rows
@@ -143,6 +143,22 @@ class Materialized:
                 source="this recipe's preprocessing and prompt, tokenized by TRL's preparation",
             )
             for i, (row, conversation) in enumerate(zip(rows, conversations, strict=True))
+        ]
+
+    def shared_user_messages(self, rows: list[dict[str, str]]) -> list[str | None]:
+        """The user message this recipe builds for each shared raw row (None: a captured recipe's own code never
+        produced the row); nothing is tokenized."""
+        if self.captured is None:
+            return [conv["prompt"][-1]["content"] for conv in self.conversational_raw(rows)]
+        return [e.user_message if e.same_row else None for e in self.captured.examples(rows)]
+
+    def shared_completions(self, rows: list[dict[str, str]]) -> list[str | None]:
+        """The completion text this recipe trains on for each shared raw row (None as in shared_user_messages)."""
+        if self.captured is None:
+            return [completion_text(conv) for conv in self.conversational_raw(rows)]
+        return [
+            completion_text(e.conversation) if e.same_row and e.conversation else None
+            for e in self.captured.examples(rows)
         ]
 
 

@@ -139,6 +139,7 @@ class CapturedLookup:
         self.captured = captured
         names = ["train"] + sorted(name for name in captured.raw if name.startswith("eval"))
         self.splits = [_Split.of(name, captured.raw[name]) for name in names if name in captured.raw]
+        self._located: dict[str, tuple[str, int] | None] = {}
 
     @cached_property
     def labels_rule(self) -> Labels:
@@ -148,12 +149,17 @@ class CapturedLookup:
         return [self.example(row) for row in rows]
 
     def locate(self, question: str) -> tuple[str, int] | None:
-        """(split, index) of the first captured row whose user text contains the question."""
-        for split in self.splits:
-            index = split.first_containing(question)
-            if index is not None:
-                return split.name, index
-        return None
+        """(split, index) of the first captured row whose user text contains the question (searched once)."""
+        if question not in self._located:
+            self._located[question] = next(
+                (
+                    (split.name, index)
+                    for split in self.splits
+                    if (index := split.first_containing(question)) is not None
+                ),
+                None,
+            )
+        return self._located[question]
 
     def example(self, row: dict[str, str]) -> SharedExample:
         """The captured example of one shared raw row, or the stand-in (captured train example 0) when no

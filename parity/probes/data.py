@@ -259,23 +259,22 @@ def _completion_finding(a: Materialized, b: Materialized, va: dict, vb: dict) ->
     sample = a.raw.train if a.samples is None else a.raw.train[: a.samples]
     pairs = [
         (row, x, y)
-        for row, x, y in zip(sample, a.shared_examples(sample), b.shared_examples(sample), strict=True)
-        if x.same_row and y.same_row
+        for row, x, y in zip(sample, a.shared_completions(sample), b.shared_completions(sample), strict=True)
+        if x is not None and y is not None
     ]
-    differing = [
-        (row, x, y) for row, x, y in pairs if _completion(x.conversation) != _completion(y.conversation)
-    ]
+    differing = [(row, x, y) for row, x, y in pairs if x != y]
     if not differing:
         return None
-    row, x, y = differing[0]
+    row, answer_a, answer_b = differing[0]
+    x, y = a.shared_examples([row])[0], b.shared_examples([row])[0]
     name_a, name_b = pair_names(a.recipe.name, b.recipe.name)
     share_a = va["annotations"]["annotation_token_share"]
     share_b = vb["annotations"]["annotation_token_share"]
     return make_finding(
         "data.preprocess",
         "high",
-        _completion(x.conversation),
-        _completion(y.conversation),
+        answer_a,
+        answer_b,
         f"completions differ for {len(differing)} of {len(pairs)} shared rows both recipes train on "
         f"({len(sample) - len(pairs)} not in both); calculator annotations take {share_a:.1%} vs {share_b:.1%} "
         "of completion tokens",
@@ -284,8 +283,8 @@ def _completion_finding(a: Materialized, b: Materialized, va: dict, vb: dict) ->
             "rows": len(pairs),
             "rows_not_in_both": len(sample) - len(pairs),
             "raw_answer": row["answer"],
-            "a_answer": _completion(x.conversation),
-            "b_answer": _completion(y.conversation),
+            "a_answer": answer_a,
+            "b_answer": answer_b,
             "a_preprocess": va["preprocess"],
             "b_preprocess": vb["preprocess"],
             "a_source": x.source,

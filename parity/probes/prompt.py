@@ -18,7 +18,7 @@ NOT_CAPTURED = "not captured (a capture holds the user messages the recipe's cod
 def user_messages(m: Materialized, rows: list[dict[str, str]]) -> list[str | None]:
     """The user message content the recipe builds for each raw row (None: a captured recipe's own code never
     produced that row)."""
-    return [example.user_message if example.same_row else None for example in m.shared_examples(rows)]
+    return m.shared_user_messages(rows)
 
 
 @measurement("prompt")
