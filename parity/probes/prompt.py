@@ -67,6 +67,8 @@ def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeCont
     if same_instruction is False:
         short.append("instructions differ")
         notes.append(f"instructions differ: {name_a} {va['instruction']!r}, {name_b} {vb['instruction']!r}")
+    if not spec_known and ops:
+        short.append(f"{len(ops)} character edits (a capture holds no template to name them)")
     if spec_known and va["user_template"] != vb["user_template"]:
         short.append("user templates differ")
         notes.append(
