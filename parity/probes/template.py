@@ -19,7 +19,11 @@ make_finding = FindingMaker(AXIS)
 def example_messages(m: Materialized, row: dict[str, str]) -> tuple[list[dict], list[dict]]:
     """(prompt messages, prompt + completion messages) the recipe builds for one raw row (for a captured
     recipe: its captured row, or the labelled stand-in where the capture lacks it)."""
-    conv = m.shared_examples([row])[0].conversation or {"prompt": [], "completion": []}
+    return _messages(m.shared_examples([row])[0].conversation)
+
+
+def _messages(conv: dict[str, Any] | None) -> tuple[list[dict], list[dict]]:
+    conv = conv or {"prompt": [], "completion": []}
     return conv["prompt"], conv["prompt"] + conv["completion"]
 
 
@@ -27,7 +31,7 @@ def example_messages(m: Materialized, row: dict[str, str]) -> tuple[list[dict], 
 def measure(m: Materialized, row: dict[str, str]) -> dict[str, Any]:
     """Effective chat template and what it renders for one raw row."""
     example = m.shared_examples([row])[0]
-    prompt, messages = example_messages(m, row)
+    prompt, messages = _messages(example.conversation)
     text = render(m, messages)
     with_gen, without_gen = (
         render(m, prompt, add_generation_prompt=True),

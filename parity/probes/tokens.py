@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from parity.axes import field_axis, field_severity
+from parity.findings import Finding
 from parity.materialize import Materialized
 from parity.plain import plain
 from parity.probes import PROBES, FindingMaker, ProbeContext, ProbeResult, compare_on_example, measurement
@@ -88,7 +89,7 @@ def _example_align(a: Materialized, b: Materialized, row: dict[str, str]) -> str
     return "data" if conv_a["completion"] != conv_b["completion"] else "tokens"
 
 
-def not_captured_finding(va: dict, vb: dict, name_a: str, name_b: str, ctx: ProbeContext):
+def not_captured_finding(va: dict, vb: dict, name_a: str, name_b: str, ctx: ProbeContext) -> Finding:
     """The shared raw row is missing from a capture: its token ids are not compared (no defaults stand in)."""
     missing = [name for name, v in ((name_a, va), (name_b, vb)) if not v["example_same_row"]]
     return make_finding(
