@@ -136,9 +136,14 @@ def build_manifest(
         "launch": [run["launch"] for run in runs],
         "warnings": warnings_raised(all_events),
         "datasets": first["datasets"],
+        "captured_as": {str(run["world_size"]): run["captured_as"] for run in runs},
         "timings": {
             "total_seconds": round(seconds, 2),
             "per_world_size_seconds": {str(run["world_size"]): round(run["seconds"], 2) for run in runs},
+            "per_world_size_cpu_seconds": {
+                str(run["world_size"]): None if run["cpu_seconds"] is None else round(run["cpu_seconds"], 2)
+                for run in runs
+            },
         },
         "options": {
             "world_sizes": list(options.world_sizes),
