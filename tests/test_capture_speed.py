@@ -173,6 +173,13 @@ def test_side_by_side_and_one_at_a_time_capture_the_same_recipe(shell_checkout, 
         "4": 4,
         "8": 4,
     }
+    caches = {key: value["datasets_cache"] for key, value in alone["captured_as"].items()}
+    assert caches["1"] == "empty"
+    assert [caches[key].split("(")[0] for key in ("2", "4", "8")] == [
+        "a copy of world size 1's ",
+        "a copy of world size 2's ",
+        "a copy of world size 4's ",
+    ]
     assert {key: value["side_by_side"] for key, value in alone["captured_as"].items()} == {
         "1": 1,
         "2": 1,

@@ -86,6 +86,7 @@ def launch_row(
                 "processes_from",
                 "script",
                 "script_args",
+                "script_runs",
             )
         },
         "processes": processes,

@@ -199,9 +199,34 @@ def _prepare_run(
     return _Run(world_size, mode, run_dir, state_dir, run_dir / "log.txt"), dotenv
 
 
+class _Schedule:
+    """What runs side by side share: the stop signal (a run failed) and the datasets caches of runs that ended."""
+
+    def __init__(self) -> None:
+        self.cancel = threading.Event()
+        self._lock = threading.Lock()
+        self._ended: list[tuple[int, Path]] = []
+
+    def seed_datasets_cache(self, target: Path) -> int | None:
+        """Copy the datasets cache of the run that ended last into `target`; its world size, or None."""
+        with self._lock:
+            source = self._ended[-1] if self._ended else None
+        if source is None or not source[1].is_dir():
+            return None
+        shutil.copytree(source[1], target, symlinks=True)
+        return source[0]
+
+    def ended(self, world_size: int, cache: Path) -> None:
+        with self._lock:
+            self._ended.append((world_size, cache))
+
+
 def _execute(
-    run: _Run, options: CaptureOptions, temp_root: Path, python: Path, cancel: threading.Event
-) -> RunOutcome:
+    run: _Run, options: CaptureOptions, temp_root: Path, python: Path, schedule: _Schedule
+) -> tuple[RunOutcome, int | None]:
+    """Run one world size; its outcome and the world size whose datasets cache it started from."""
+    cache = run.run_dir / "datasets-cache"
+    seeded_from = None if schedule.cancel.is_set() else schedule.seed_datasets_cache(cache)
     environment = subprocess_environment(
         temp_root,
         run.run_dir / "checkout",
@@ -219,11 +244,13 @@ def _execute(
         run.state_dir,
         options.timeout,
         run.log,
-        cancel=cancel,
+        cancel=schedule.cancel,
     )
     if outcome.status != "captured":
-        cancel.set()
-    return outcome
+        schedule.cancel.set()
+    else:
+        schedule.ended(run.world_size, cache)
+    return outcome, seeded_from
 
 
 def _join_logs(runs: list[_Run], log: Path) -> None:
@@ -252,12 +279,13 @@ def _capture_runs(
         run, dotenv = _prepare_run(options, temp_root, world_size, "full" if index == 0 else "args", served)
         planned.append(run)
     jobs = concurrent_runs(len(planned))
-    cancel = threading.Event()
+    schedule = _Schedule()
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         futures = [
-            pool.submit(_execute, run, options, temp_root, interpreter.python, cancel) for run in planned
+            pool.submit(_execute, run, options, temp_root, interpreter.python, schedule) for run in planned
         ]
-        outcomes = [future.result() for future in futures]
+        results = [future.result() for future in futures]
+    outcomes = [outcome for outcome, _ in results]
     log = temp_root / "log.txt"
     _join_logs(planned, log)
     for run, outcome in zip(planned, outcomes, strict=True):
@@ -267,7 +295,7 @@ def _capture_runs(
             shutil.copyfile(log, failed_log)
             raise CaptureError(_failure_message(outcome, options, run.world_size, failed_log))
     runs: list[dict[str, Any]] = []
-    for run, outcome in zip(planned, outcomes, strict=True):
+    for run, (outcome, seeded_from) in zip(planned, results, strict=True):
         events = manifest_parts.read_events(run.state_dir)
         training_args = _read_json(run.state_dir / "training_args.json")
         trainer = _read_json(run.state_dir / "trainer.json")
@@ -282,6 +310,9 @@ def _capture_runs(
                     "how": CAPTURED_AS[run.mode],
                     "stopped_at": trainer.get("stopped_at"),
                     "checkout": "a fresh copy of the checkout",
+                    "datasets_cache": "empty"
+                    if seeded_from is None
+                    else f"a copy of world size {seeded_from}'s (datasets reuses what its fingerprints match)",
                     "side_by_side": jobs,
                 },
                 "events": events,
