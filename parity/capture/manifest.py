@@ -97,6 +97,23 @@ def launch_row(
     }
 
 
+def phases(events: list[dict[str, Any]], started_at: float | None, seconds: float, stopped_at: float | None):
+    """Where one run's wall time went, from the hook's event times: up to the trainer's entry, inside
+    Trainer.__init__, writing the capture, and the exit (None where a mark is missing)."""
+    times = {event["kind"]: event["time"] for event in events if event["kind"].startswith("trainer-")}
+    entry, constructed = times.get("trainer-entry"), times.get("trainer-constructed")
+
+    def span(start: float | None, end: float | None) -> float | None:
+        return None if start is None or end is None else round(end - start, 2)
+
+    return {
+        "to_trainer_entry": span(started_at, entry),
+        "trainer_init": span(entry, constructed),
+        "writing_capture": span(constructed, stopped_at),
+        "exit": span(stopped_at, None if started_at is None else started_at + seconds),
+    }
+
+
 def build_manifest(
     options: CaptureOptions,
     key: str,
@@ -141,6 +158,12 @@ def build_manifest(
         "timings": {
             "total_seconds": round(seconds, 2),
             "per_world_size_seconds": {str(run["world_size"]): round(run["seconds"], 2) for run in runs},
+            "per_world_size_phases": {
+                str(run["world_size"]): phases(
+                    run["events"], run["started_at"], run["seconds"], run["stopped_time"]
+                )
+                for run in runs
+            },
             "per_world_size_cpu_seconds": {
                 str(run["world_size"]): None if run["cpu_seconds"] is None else round(run["cpu_seconds"], 2)
                 for run in runs

@@ -305,6 +305,8 @@ def _capture_runs(
                 "state_dir": run.state_dir,
                 "seconds": outcome.seconds,
                 "cpu_seconds": outcome.cpu_seconds,
+                "started_at": outcome.started_at,
+                "stopped_time": _read_json(run.state_dir / "stopped.json").get("time"),
                 "captured_as": {
                     "mode": run.mode,
                     "how": CAPTURED_AS[run.mode],

@@ -35,6 +35,8 @@ class RunOutcome:
     seconds: float
     message: str = ""
     cpu_seconds: float | None = None
+    started_at: float | None = None
+    """Wall-clock time (time.time()) the command started, to place the hook's event times in the run."""
 
 
 def write_shims(folder: Path, python: Path) -> None:
@@ -137,7 +139,7 @@ def run_command(
     """Run the command until it exits, or the hook has marked the trainer captured (or a failure) and the
     command has not exited within a short grace, the timeout, or `cancel` (another run failed) is set.
     An exited command is not waited on."""
-    started = time.monotonic()
+    started, started_at = time.monotonic(), time.time()
     if cancel is not None and cancel.is_set():
         return RunOutcome("cancelled", None, 0.0, "another world size failed first")
     stopped, failed = state_dir / "stopped.json", state_dir / "failure.json"
@@ -174,10 +176,10 @@ def run_command(
     seconds = time.monotonic() - started
     if failed.exists():
         message = json.loads(failed.read_text())["message"]
-        return RunOutcome("failed", process.returncode, seconds, message, cpu_seconds)
+        return RunOutcome("failed", process.returncode, seconds, message, cpu_seconds, started_at)
     if stopped.exists():
-        return RunOutcome("captured", process.returncode, seconds, cpu_seconds=cpu_seconds)
-    return RunOutcome("ended", process.returncode, seconds, _last_error_line(log), cpu_seconds)
+        return RunOutcome("captured", process.returncode, seconds, "", cpu_seconds, started_at)
+    return RunOutcome("ended", process.returncode, seconds, _last_error_line(log), cpu_seconds, started_at)
 
 
 def _last_error_line(log: Path) -> str:
