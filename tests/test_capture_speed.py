@@ -199,6 +199,14 @@ def test_the_manifest_says_how_each_world_size_was_captured(shell_checkout, monk
     }
     assert manifest["captured_as"]["2"]["how"] == CAPTURED_AS["args"]
     assert manifest["captured_as"]["1"]["checkout"] == "a fresh copy of the checkout"
+    phases = manifest["timings"]["per_world_size_phases"]
+    assert all(
+        phases["1"][name] >= 0 for name in ("to_trainer_entry", "trainer_init", "writing_capture", "exit")
+    )
+    assert (phases["8"]["trainer_init"], phases["8"]["writing_capture"]) == (None, None)
+    assert phases["8"]["to_trainer_entry"] > 0
+    runs = {row["launcher"]["script_runs"] for row in manifest["launch"]}
+    assert runs == {"in the launcher's one process (runpy, as `python` would run it)"}
     cpu = manifest["timings"]["per_world_size_cpu_seconds"]
     assert sorted(cpu) == ["1", "2", "4", "8"] and all(value > 0.5 for value in cpu.values())
     log = (shell_checkout / "modes" / "log.txt").read_text()
