@@ -268,9 +268,43 @@ CAPTURED_AS = {
 """How a world size was captured, as the manifest says it."""
 
 
+def _run_record(run: _Run, outcome: RunOutcome, seeded_from: int | None, jobs: int) -> dict[str, Any]:
+    """What one world size's run left in its state directory, and how it was captured."""
+    events = manifest_parts.read_events(run.state_dir)
+    training_args = _read_json(run.state_dir / "training_args.json")
+    trainer = _read_json(run.state_dir / "trainer.json")
+    cache = "empty"
+    if seeded_from is not None:
+        cache = f"a copy of world size {seeded_from}'s (datasets reuses what its fingerprints match)"
+    return {
+        "world_size": run.world_size,
+        "state_dir": run.state_dir,
+        "seconds": outcome.seconds,
+        "cpu_seconds": outcome.cpu_seconds,
+        "started_at": outcome.started_at,
+        "stopped_time": _read_json(run.state_dir / "stopped.json").get("time"),
+        "captured_as": {
+            "mode": run.mode,
+            "how": CAPTURED_AS[run.mode],
+            "stopped_at": trainer.get("stopped_at"),
+            "checkout": "a fresh copy of the checkout",
+            "datasets_cache": cache,
+            "side_by_side": jobs,
+        },
+        "events": events,
+        "training_args": training_args,
+        "launch": manifest_parts.launch_row(run.world_size, events, training_args),
+        "versions": _read_json(run.state_dir / "versions.json"),
+        "trainer": trainer,
+        "datasets": _read_json(run.state_dir / "datasets.json"),
+    }
+
+
 def _capture_runs(
     options: CaptureOptions, key: str, interpreter: _Interpreter, temp_root: Path, started: float
 ) -> dict[str, Any]:
+    """Run every world size (the first in full, the others for their training arguments), up to
+    `concurrent_runs` side by side, each from a fresh copy; then write the capture."""
     served = seed_hub_cache(temp_root / "hf", options.tokenizers)
     write_shims(temp_root / "bin", interpreter.python)
     planned = []
@@ -294,37 +328,10 @@ def _capture_runs(
             failed_log.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(log, failed_log)
             raise CaptureError(_failure_message(outcome, options, run.world_size, failed_log))
-    runs: list[dict[str, Any]] = []
-    for run, (outcome, seeded_from) in zip(planned, results, strict=True):
-        events = manifest_parts.read_events(run.state_dir)
-        training_args = _read_json(run.state_dir / "training_args.json")
-        trainer = _read_json(run.state_dir / "trainer.json")
-        runs.append(
-            {
-                "world_size": run.world_size,
-                "state_dir": run.state_dir,
-                "seconds": outcome.seconds,
-                "cpu_seconds": outcome.cpu_seconds,
-                "started_at": outcome.started_at,
-                "stopped_time": _read_json(run.state_dir / "stopped.json").get("time"),
-                "captured_as": {
-                    "mode": run.mode,
-                    "how": CAPTURED_AS[run.mode],
-                    "stopped_at": trainer.get("stopped_at"),
-                    "checkout": "a fresh copy of the checkout",
-                    "datasets_cache": "empty"
-                    if seeded_from is None
-                    else f"a copy of world size {seeded_from}'s (datasets reuses what its fingerprints match)",
-                    "side_by_side": jobs,
-                },
-                "events": events,
-                "training_args": training_args,
-                "launch": manifest_parts.launch_row(run.world_size, events, training_args),
-                "versions": _read_json(run.state_dir / "versions.json"),
-                "trainer": trainer,
-                "datasets": _read_json(run.state_dir / "datasets.json"),
-            }
-        )
+    runs = [
+        _run_record(run, outcome, seeded_from, jobs)
+        for run, (outcome, seeded_from) in zip(planned, results, strict=True)
+    ]
     manifest = manifest_parts.build_manifest(
         options, key, interpreter.description, served, dotenv, runs, time.monotonic() - started
     )
