@@ -205,6 +205,8 @@ def test_the_manifest_says_how_each_world_size_was_captured(shell_checkout, monk
     )
     assert (phases["8"]["trainer_init"], phases["8"]["writing_capture"]) == (None, None)
     assert phases["8"]["to_trainer_entry"] > 0
+    writing = manifest["timings"]["writing_seconds"]
+    assert sorted(writing) == ["collated", "model", "prepared", "raw", "tokenizer"]
     runs = {row["launcher"]["script_runs"] for row in manifest["launch"]}
     assert runs == {"in the launcher's one process (runpy, as `python` would run it)"}
     cpu = manifest["timings"]["per_world_size_cpu_seconds"]

@@ -164,6 +164,7 @@ def build_manifest(
                 )
                 for run in runs
             },
+            "writing_seconds": first["writing_seconds"],
             "per_world_size_cpu_seconds": {
                 str(run["world_size"]): None if run["cpu_seconds"] is None else round(run["cpu_seconds"], 2)
                 for run in runs

@@ -283,6 +283,7 @@ def _run_record(run: _Run, outcome: RunOutcome, seeded_from: int | None, jobs: i
         "cpu_seconds": outcome.cpu_seconds,
         "started_at": outcome.started_at,
         "stopped_time": _read_json(run.state_dir / "stopped.json").get("time"),
+        "writing_seconds": _read_json(run.state_dir / "writing_seconds.json"),
         "captured_as": {
             "mode": run.mode,
             "how": CAPTURED_AS[run.mode],
