@@ -124,72 +124,69 @@ def test_an_environment_without_site_packages_is_reported_not_compiled(tmp_path)
     assert compile_bytecode(tmp_path) == {"compiled": False, "reason": "no site-packages folder"}
 
 
+def _shell_capture(root: Path, out: str, jobs: str) -> dict:
+    """The shell fixture captured at 1, 2, 4 and 8 with `jobs` world sizes side by side."""
+    previous = os.environ.get("PARITY_CAPTURE_JOBS")
+    os.environ["PARITY_CAPTURE_JOBS"] = jobs
+    try:
+        options = CaptureOptions(
+            checkout=root / "shell_launcher",
+            out=root / out,
+            command=("bash", "-c", "python preprocess.py && bash train.sh"),
+            data={"openai/gsm8k": root / "gsm8k"},
+            env={"HUB_USER_ID": "someone"},
+            world_sizes=(1, 2, 4, 8),
+            force=True,
+        )
+        return capture(options).manifest
+    finally:
+        if previous is None:
+            os.environ.pop("PARITY_CAPTURE_JOBS", None)
+        else:
+            os.environ["PARITY_CAPTURE_JOBS"] = previous
+
+
 @pytest.fixture(scope="module")
-def shell_checkout(tmp_path_factory) -> Path:
+def shell_captures(tmp_path_factory) -> tuple[Path, dict, dict]:
+    """(folder, manifest with 4 runs side by side, manifest with one run at a time) of the shell fixture."""
     root = tmp_path_factory.mktemp("speed")
     shutil.copytree(FIXTURES / "shell_launcher", root / "shell_launcher")
     shutil.copytree(FIXTURES / "data" / "gsm8k", root / "gsm8k")
-    return root
+    return root, _shell_capture(root, "together", "4"), _shell_capture(root, "alone", "1")
 
 
-def _shell_capture(root: Path, out: str, jobs: str, monkeypatch) -> dict:
-    monkeypatch.setenv("PARITY_CAPTURE_JOBS", jobs)
-    options = CaptureOptions(
-        checkout=root / "shell_launcher",
-        out=root / out,
-        command=("bash", "-c", "python preprocess.py && bash train.sh"),
-        data={"openai/gsm8k": root / "gsm8k"},
-        env={"HUB_USER_ID": "someone"},
-        world_sizes=(1, 2, 4, 8),
-        force=True,
-    )
-    return capture(options).manifest
-
-
-def test_side_by_side_and_one_at_a_time_capture_the_same_recipe(shell_checkout, monkeypatch):
-    together = _shell_capture(shell_checkout, "together", "4", monkeypatch)
-    alone = _shell_capture(shell_checkout, "alone", "1", monkeypatch)
+def test_side_by_side_and_one_at_a_time_capture_the_same_recipe(shell_captures):
+    root, together, alone = shell_captures
     assert together["launch"] == alone["launch"]
-    assert [
+    table = [
         (row["world_size"], row["gradient_accumulation_steps"], row["global_batch"])
         for row in alone["launch"]
-    ] == [
-        (1, 4, 32),
-        (2, 2, 32),
-        (4, 1, 32),
-        (8, 1, 64),
     ]
+    assert table == [(1, 4, 32), (2, 2, 32), (4, 1, 32), (8, 1, 64)]
     for size in ("1", "2", "4", "8"):
         args = [
-            json.loads((shell_checkout / out / "world_sizes" / size / "training_args.json").read_text())
+            json.loads((root / out / "world_sizes" / size / "training_args.json").read_text())
             for out in ("together", "alone")
         ]
         assert args[0]["fields"] == args[1]["fields"]
-    recipe = load_capture(shell_checkout / "together")
-    assert recipe.training_args.fields["gradient_accumulation_steps"] == 4
-    assert {key: value["side_by_side"] for key, value in together["captured_as"].items()} == {
-        "1": 4,
-        "2": 4,
-        "4": 4,
-        "8": 4,
-    }
+    assert load_capture(root / "together").training_args.fields["gradient_accumulation_steps"] == 4
+    assert {key: value["side_by_side"] for key, value in together["captured_as"].items()} == dict.fromkeys(
+        ("1", "2", "4", "8"), 4
+    )
+    assert {key: value["side_by_side"] for key, value in alone["captured_as"].items()} == dict.fromkeys(
+        ("1", "2", "4", "8"), 1
+    )
     caches = {key: value["datasets_cache"] for key, value in alone["captured_as"].items()}
     assert caches["1"] == "empty"
-    assert [caches[key].split("(")[0] for key in ("2", "4", "8")] == [
-        "a copy of world size 1's ",
-        "a copy of world size 2's ",
-        "a copy of world size 4's ",
+    assert [caches[key].split(" (")[0] for key in ("2", "4", "8")] == [
+        "a copy of world size 1's",
+        "a copy of world size 2's",
+        "a copy of world size 4's",
     ]
-    assert {key: value["side_by_side"] for key, value in alone["captured_as"].items()} == {
-        "1": 1,
-        "2": 1,
-        "4": 1,
-        "8": 1,
-    }
 
 
-def test_the_manifest_says_how_each_world_size_was_captured(shell_checkout, monkeypatch):
-    manifest = _shell_capture(shell_checkout, "modes", "2", monkeypatch)
+def test_the_manifest_says_how_each_world_size_was_captured(shell_captures):
+    root, _, manifest = shell_captures
     modes = {key: (value["mode"], value["stopped_at"]) for key, value in manifest["captured_as"].items()}
     assert modes == {
         "1": ("full", "constructed"),
@@ -211,7 +208,7 @@ def test_the_manifest_says_how_each_world_size_was_captured(shell_checkout, monk
     assert runs == {"in the launcher's one process (runpy, as `python` would run it)"}
     cpu = manifest["timings"]["per_world_size_cpu_seconds"]
     assert sorted(cpu) == ["1", "2", "4", "8"] and all(value > 0.5 for value in cpu.values())
-    log = (shell_checkout / "modes" / "log.txt").read_text()
+    log = (root / "alone" / "log.txt").read_text()
     banners = [line for line in log.splitlines() if line.startswith("===== parity capture")]
     assert banners == [
         "===== parity capture: world size 1 (full) =====",
