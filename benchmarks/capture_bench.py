@@ -14,6 +14,7 @@ import argparse
 import dataclasses
 import os
 import resource
+import shutil
 import sys
 import tempfile
 import time
@@ -89,6 +90,14 @@ def main() -> int:
     if args.jobs:
         os.environ["PARITY_CAPTURE_JOBS"] = str(args.jobs)
     scratch = Path(tempfile.mkdtemp(prefix="capture-bench-"))
+    try:
+        return _measure(args, scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _measure(args: argparse.Namespace, scratch: Path) -> int:
+    """Capture each ref (forced, then unchanged) under `scratch`; print the times and the ratios."""
     if args.cold:
         os.environ["PARITY_CACHE_DIR"] = str(scratch / "cache")
     mode = "cold (environments built)" if args.cold else "warm (environments cached)"
@@ -108,6 +117,9 @@ def main() -> int:
             f"({again['wall'] / RECAPTURE_TARGET_S:.2f}x of {RECAPTURE_TARGET_S:g} s)"
         )
         print("    " + _phase_line(forced["manifest"]))
+        bytecode = forced["manifest"].get("python", {}).get("bytecode")
+        if bytecode and args.cold:
+            print(f"    environment modules compiled to bytecode in {bytecode.get('seconds')} s")
     print(
         f"pair: {totals['wall']:.1f} s wall ({totals['wall'] / PAIR_TARGET_S:.2f}x of {PAIR_TARGET_S:g} s), "
         f"{totals['cpu']:.1f} s CPU (/{os.cpu_count()} CPUs = {totals['cpu'] / (os.cpu_count() or 1):.1f} s); "
