@@ -120,8 +120,9 @@ def _measure(args: argparse.Namespace, scratch: Path) -> int:
         bytecode = forced["manifest"].get("python", {}).get("bytecode")
         if bytecode and args.cold:
             print(f"    environment modules compiled to bytecode in {bytecode.get('seconds')} s")
+    label = "pair" if len(args.refs) == 2 else "total"
     print(
-        f"pair: {totals['wall']:.1f} s wall ({totals['wall'] / PAIR_TARGET_S:.2f}x of {PAIR_TARGET_S:g} s), "
+        f"{label}: {totals['wall']:.1f} s wall ({totals['wall'] / PAIR_TARGET_S:.2f}x of {PAIR_TARGET_S:g} s), "
         f"{totals['cpu']:.1f} s CPU (/{os.cpu_count()} CPUs = {totals['cpu'] / (os.cpu_count() or 1):.1f} s); "
         f"slowest re-capture {totals['recapture']:.2f} s ({totals['recapture'] / RECAPTURE_TARGET_S:.2f}x)"
     )
