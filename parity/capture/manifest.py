@@ -86,6 +86,7 @@ def launch_row(
                 "processes_from",
                 "script",
                 "script_args",
+                "script_runs",
             )
         },
         "processes": processes,
@@ -93,6 +94,23 @@ def launch_row(
         "per_device_train_batch_size": per_device,
         "gradient_accumulation_steps": accumulation,
         "global_batch": global_batch,
+    }
+
+
+def phases(events: list[dict[str, Any]], started_at: float | None, seconds: float, stopped_at: float | None):
+    """Where one run's wall time went, from the hook's event times: up to the trainer's entry, inside
+    Trainer.__init__, writing the capture, and the exit (None where a mark is missing)."""
+    times = {event["kind"]: event["time"] for event in events if event["kind"].startswith("trainer-")}
+    entry, constructed = times.get("trainer-entry"), times.get("trainer-constructed")
+
+    def span(start: float | None, end: float | None) -> float | None:
+        return None if start is None or end is None else round(end - start, 2)
+
+    return {
+        "to_trainer_entry": span(started_at, entry),
+        "trainer_init": span(entry, constructed),
+        "writing_capture": span(constructed, stopped_at),
+        "exit": span(stopped_at, None if started_at is None else started_at + seconds),
     }
 
 
@@ -136,9 +154,21 @@ def build_manifest(
         "launch": [run["launch"] for run in runs],
         "warnings": warnings_raised(all_events),
         "datasets": first["datasets"],
+        "captured_as": {str(run["world_size"]): run["captured_as"] for run in runs},
         "timings": {
             "total_seconds": round(seconds, 2),
             "per_world_size_seconds": {str(run["world_size"]): round(run["seconds"], 2) for run in runs},
+            "per_world_size_phases": {
+                str(run["world_size"]): phases(
+                    run["events"], run["started_at"], run["seconds"], run["stopped_time"]
+                )
+                for run in runs
+            },
+            "writing_seconds": first["writing_seconds"],
+            "per_world_size_cpu_seconds": {
+                str(run["world_size"]): None if run["cpu_seconds"] is None else round(run["cpu_seconds"], 2)
+                for run in runs
+            },
         },
         "options": {
             "world_sizes": list(options.world_sizes),

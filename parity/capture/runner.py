@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,16 +20,23 @@ EXIT_FAILED = 87
 LAUNCHER_SHIMS = ("accelerate", "torchrun", "deepspeed", "nvidia-smi")
 _KEPT_VARIABLES = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "USER", "LOGNAME", "SHELL", "TERM")
 _GRACE_SECONDS = 5.0
+"""How long a command that marked its capture may keep running (a launcher parent still exiting)."""
+_POLL_SECONDS = 0.05
 
 
 @dataclass(frozen=True)
 class RunOutcome:
-    """How one run ended: 'captured', 'failed' (a redirect or the recipe stopped it), 'ended' or 'timeout'."""
+    """How one run ended: 'captured', 'failed' (a redirect or the recipe stopped it), 'ended', 'timeout' or
+    'cancelled' (another world size failed);
+    wall seconds and the CPU seconds (user + system) of the command's process tree."""
 
     status: str
     returncode: int | None
     seconds: float
     message: str = ""
+    cpu_seconds: float | None = None
+    started_at: float | None = None
+    """Wall-clock time (time.time()) the command started, to place the hook's event times in the run."""
 
 
 def write_shims(folder: Path, python: Path) -> None:
@@ -44,11 +52,22 @@ def write_shims(folder: Path, python: Path) -> None:
 
 
 def subprocess_environment(
-    temp_root: Path, checkout_copy: Path, shims: Path, python: Path, config_path: Path, env: dict[str, str]
+    temp_root: Path,
+    checkout_copy: Path,
+    shims: Path,
+    python: Path,
+    config_path: Path,
+    env: dict[str, str],
+    run_dir: Path | None = None,
 ) -> dict[str, str]:
-    """A clean environment: offline hub, disabled trackers, a private HOME and caches, the hooks first."""
-    home = temp_root / "home"
+    """A clean environment: offline hub, disabled trackers, a private HOME and caches, the hooks first.
+
+    The seeded hub cache is shared; HOME, TMPDIR and the datasets cache belong to `run_dir` (default
+    `temp_root`), so runs side by side never see each other's files."""
+    run_dir = run_dir or temp_root
+    home = run_dir / "home"
     hf_home = temp_root / "hf"
+    datasets_cache = hf_home / "datasets" if run_dir == temp_root else run_dir / "datasets-cache"
     environment = {key: os.environ[key] for key in _KEPT_VARIABLES if key in os.environ}
     environment.update(
         {
@@ -60,17 +79,17 @@ def subprocess_environment(
             "HOME": str(home),
             "XDG_CACHE_HOME": str(home / ".cache"),
             "XDG_CONFIG_HOME": str(home / ".config"),
-            "TMPDIR": str(temp_root / "tmp"),
+            "TMPDIR": str(run_dir / "tmp"),
             "MPLCONFIGDIR": str(home / ".cache" / "matplotlib"),
             "HF_HOME": str(hf_home),
-            "HF_DATASETS_CACHE": str(hf_home / "datasets"),
+            "HF_DATASETS_CACHE": str(datasets_cache),
             "HF_HUB_OFFLINE": "1",
             "HF_DATASETS_OFFLINE": "1",
             "TRANSFORMERS_OFFLINE": "1",
             "HF_HUB_DISABLE_TELEMETRY": "1",
             "WANDB_DISABLED": "true",
             "WANDB_MODE": "disabled",
-            "WANDB_DIR": str(temp_root / "tmp"),
+            "WANDB_DIR": str(run_dir / "tmp"),
             "DISABLE_MLFLOW_INTEGRATION": "TRUE",
             "TOKENIZERS_PARALLELISM": "false",
             "CUDA_VISIBLE_DEVICES": "",
@@ -78,7 +97,7 @@ def subprocess_environment(
             "PYTHONDONTWRITEBYTECODE": "1",
         }
     )
-    for folder in (home, temp_root / "tmp"):
+    for folder in (home, run_dir / "tmp"):
         folder.mkdir(parents=True, exist_ok=True)
     environment.update(env)
     return environment
@@ -95,12 +114,36 @@ def _kill_group(process: subprocess.Popen) -> None:
             continue
 
 
+def _reap(process: subprocess.Popen) -> float | None:
+    """If the command's process has exited: reap it, set its return code and return the CPU seconds of its
+    tree (the processes it waited for included); None while it runs."""
+    try:
+        pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+    except ChildProcessError:
+        return None
+    if pid == 0:
+        return None
+    process.returncode = os.waitstatus_to_exitcode(status)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_command(
-    command: list[str], cwd: Path, environment: dict[str, str], state_dir: Path, timeout: float, log: Path
+    command: list[str],
+    cwd: Path,
+    environment: dict[str, str],
+    state_dir: Path,
+    timeout: float,
+    log: Path,
+    cancel: threading.Event | None = None,
 ) -> RunOutcome:
-    """Run the command until the hook marks the trainer captured (or a failure, an exit, the timeout)."""
-    started = time.monotonic()
+    """Run the command until it exits, or the hook has marked the trainer captured (or a failure) and the
+    command has not exited within a short grace, the timeout, or `cancel` (another run failed) is set.
+    An exited command is not waited on."""
+    started, started_at = time.monotonic(), time.time()
+    if cancel is not None and cancel.is_set():
+        return RunOutcome("cancelled", None, 0.0, "another world size failed first")
     stopped, failed = state_dir / "stopped.json", state_dir / "failure.json"
+    cpu_seconds = None
     with open(log, "ab") as log_file:
         process = subprocess.Popen(
             command,
@@ -113,27 +156,30 @@ def run_command(
         )
         marked_at = None
         while True:
-            try:
-                process.wait(timeout=0.2)
+            cpu_seconds = _reap(process)
+            if process.returncode is not None:
                 break
-            except subprocess.TimeoutExpired:
-                pass
             if marked_at is None and (stopped.exists() or failed.exists()):
                 marked_at = time.monotonic()
             if marked_at is not None and time.monotonic() - marked_at > _GRACE_SECONDS:
                 break
+            if cancel is not None and cancel.is_set():
+                _kill_group(process)
+                return RunOutcome("cancelled", None, time.monotonic() - started, "another world size failed")
             if time.monotonic() - started > timeout:
                 _kill_group(process)
                 return RunOutcome(
                     "timeout", None, time.monotonic() - started, f"timed out after {timeout:g} s"
                 )
+            time.sleep(_POLL_SECONDS)
         _kill_group(process)
     seconds = time.monotonic() - started
     if failed.exists():
-        return RunOutcome("failed", process.returncode, seconds, json.loads(failed.read_text())["message"])
+        message = json.loads(failed.read_text())["message"]
+        return RunOutcome("failed", process.returncode, seconds, message, cpu_seconds, started_at)
     if stopped.exists():
-        return RunOutcome("captured", process.returncode, seconds)
-    return RunOutcome("ended", process.returncode, seconds, _last_error_line(log))
+        return RunOutcome("captured", process.returncode, seconds, "", cpu_seconds, started_at)
+    return RunOutcome("ended", process.returncode, seconds, _last_error_line(log), cpu_seconds, started_at)
 
 
 def _last_error_line(log: Path) -> str:

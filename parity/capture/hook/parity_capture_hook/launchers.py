@@ -36,14 +36,29 @@ def _read_config_file(path: str | None) -> tuple[dict[str, Any], dict[str, str]]
 
 
 def _run_script(script: str, script_args: list[str], as_module: bool, no_python: bool) -> None:
-    command = (
-        [script, *script_args] if no_python else [sys.executable, *(["-m"] if as_module else []), script]
-    )
-    if not no_python:
-        command += script_args
+    """Run the launched script as the launcher's one process would: a program is exec'd; a Python script or
+    module runs here, in this interpreter, exactly as `python script.py ...` / `python -m module ...` would
+    (runpy, `__main__`, argv, sys.path[0]), so the interpreter and the libraries the launcher already
+    imported (torch, accelerate) are not started and imported a second time."""
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execvp(command[0], command)
+    if no_python:
+        os.execvp(script, [script, *script_args])
+    if as_module:
+        sys.argv = [script, *script_args]
+        sys.path[0] = os.getcwd()
+        runpy._run_module_as_main(script, alter_argv=True)
+    else:
+        sys.argv = [script, *script_args]
+        sys.path[0] = os.path.dirname(os.path.abspath(script))
+        runpy.run_path(script, run_name="__main__")
+
+
+def script_runs(no_python: bool) -> str:
+    """How the launched script runs, as the launcher event records it."""
+    if no_python:
+        return "exec'd in the launcher's one process"
+    return "in the launcher's one process (runpy, as `python` would run it)"
 
 
 def _accelerate_processes(args: argparse.Namespace) -> tuple[int, str, dict[str, Any], dict[str, str]]:
@@ -90,6 +105,7 @@ def launch_accelerate_namespace(args: argparse.Namespace, argv: list[str] | None
         processes_from=source,
         script=args.training_script,
         script_args=args.training_script_args,
+        script_runs=script_runs(bool(args.no_python)),
     )
     _run_script(
         args.training_script, list(args.training_script_args), bool(args.module), bool(args.no_python)
@@ -130,6 +146,7 @@ def torchrun_main(argv: list[str]) -> int:
         processes_from=f"{source} x {nodes} node(s)",
         script=args.training_script,
         script_args=args.training_script_args,
+        script_runs=script_runs(bool(args.no_python)),
     )
     _run_script(
         args.training_script, list(args.training_script_args), bool(args.module), bool(args.no_python)
@@ -171,6 +188,7 @@ def deepspeed_main(argv: list[str]) -> int:
         processes_from=f"{source} x {nodes} node(s)",
         script=args.user_script,
         script_args=args.user_args,
+        script_runs=script_runs(args.no_python),
     )
     _run_script(args.user_script, list(args.user_args), args.module, args.no_python)
     return 0

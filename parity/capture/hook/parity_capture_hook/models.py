@@ -47,7 +47,12 @@ def ensure_seeded(repo_id: str) -> None:
         return
     for name in state.config().get("models", {}):
         if name.lower() == repo_id.lower() and _cache_folder(name).exists():
-            shutil.copytree(_cache_folder(name), folder, symlinks=True)
+            staging = folder.with_name(f".{folder.name}.{os.getpid()}")
+            shutil.copytree(_cache_folder(name), staging, symlinks=True)
+            try:
+                os.rename(staging, folder)
+            except OSError:  # another run seeded it first (runs share the hub cache)
+                shutil.rmtree(staging, ignore_errors=True)
             return
 
 

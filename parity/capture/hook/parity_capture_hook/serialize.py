@@ -8,6 +8,7 @@ import dataclasses
 import importlib.metadata
 import platform
 import sys
+import time
 from typing import Any
 
 from parity_capture_hook import models, state
@@ -219,26 +220,39 @@ def library_versions() -> dict[str, Any]:
 
 
 def write_everything(trainer: Any, entry: dict[str, Any]) -> None:
+    """Every artifact of a constructed trainer; how long each took goes to writing_seconds.json."""
+    seconds: dict[str, float] = {}
+
+    def timed(name: str, write: Any) -> Any:
+        started = time.monotonic()
+        result = write()
+        seconds[name] = round(time.monotonic() - started, 3)
+        return result
+
     tokenizer = getattr(trainer, "processing_class", None) or getattr(trainer, "tokenizer", None)
     if tokenizer is not None:
-        tokenizer.save_pretrained(str(state.state_dir() / "tokenizer"))
-    datasets_written = {
-        "raw": {
+        timed("tokenizer", lambda: tokenizer.save_pretrained(str(state.state_dir() / "tokenizer")))
+    raw = timed(
+        "raw",
+        lambda: {
             **_write_datasets("raw", "train", entry.get("train_dataset")),
             **_write_datasets("raw", "eval", entry.get("eval_dataset")),
         },
-        "prepared": {
+    )
+    prepared = timed(
+        "prepared",
+        lambda: {
             **_write_datasets("prepared", "train", getattr(trainer, "train_dataset", None)),
             **_write_datasets("prepared", "eval", getattr(trainer, "eval_dataset", None)),
         },
-    }
-    state.write_json("datasets.json", datasets_written)
-    state.write_json(
-        "collator.json", {**describe_collator(trainer.data_collator), "collated": _write_collated(trainer)}
     )
-    state.write_json("model.json", describe_model(trainer, entry.get("peft_config")))
+    state.write_json("datasets.json", {"raw": raw, "prepared": prepared})
+    collated = timed("collated", lambda: _write_collated(trainer))
+    state.write_json("collator.json", {**describe_collator(trainer.data_collator), "collated": collated})
+    state.write_json("model.json", timed("model", lambda: describe_model(trainer, entry.get("peft_config"))))
     state.write_json(
         "processing_class.json",
         {"class": f"{type(tokenizer).__module__}.{type(tokenizer).__qualname__}"} if tokenizer else {},
     )
     state.write_json("versions.json", library_versions())
+    state.write_json("writing_seconds.json", seconds)
