@@ -102,6 +102,8 @@ def apply_override(recipe: Recipe, key: str, value: Any, where: str = "override"
             raise unknown_key_error(f"{section} key", key, [f"{section}.{n}" for n in names])
         setattr(target, rest, _coerce(target, rest, value, key))
     recipe.provenance[key] = where
+    if section == "eval":  # a given eval key replaces a capture's "not captured" protocol
+        recipe.provenance.pop("eval", None)
     if key == "template.chat_template" and recipe.provenance.get("template.source") != where:
         # the template now comes from this override, not from the upstream file the base recipe named
         recipe.template.source = where

@@ -178,6 +178,15 @@ class Recipe:
     def copy(self) -> Recipe:
         return copy.deepcopy(self)
 
+    @property
+    def eval_not_captured(self) -> bool:
+        """True for a captured recipe whose eval protocol nobody gave: it lives outside the training script, so
+        the `eval` section holds defaults, not the recipe's protocol (an `eval.*` override gives it)."""
+        return self.provenance.get("eval", "").startswith(EVAL_NOT_CAPTURED)
+
+
+EVAL_NOT_CAPTURED = "not captured"
+"""Start of `provenance['eval']` for a captured recipe whose eval protocol was not given."""
 
 SECTIONS: tuple[str, ...] = (
     "model",

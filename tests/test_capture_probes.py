@@ -185,3 +185,34 @@ def test_lock_golden_examples_are_the_captured_ones_and_deterministic(captured, 
     assert lock.config["prompt.user_template"] == "not captured"
     assert lock.config["data.split_rule"].startswith("the recipe's own code: 4 train / 2 eval rows")
     assert recipe_lock(captured_recipe(captured_path, shared_data), 3) == lock
+
+
+def test_an_uncaptured_eval_protocol_is_one_info_finding_never_compared_as_defaults(against_revise):
+    findings = {f.key: f for f in against_revise[0].findings}
+    eval_keys = sorted(k for k in findings if k.startswith("eval."))
+    assert eval_keys == ["eval.not_captured"]
+    finding = findings["eval.not_captured"]
+    assert (finding.severity, finding.b, finding.align) == ("info", "given", "eval")
+    assert finding.a.startswith("not captured (lives outside the training script")
+    assert "consistency.model_input" not in findings  # the capture's eval input is unknown, not "raw text"
+    answer = against_revise[0].probes["answer"]
+    assert answer["a"]["eval_protocol"] == finding.a and "flexible_regex" not in answer["a"]
+    assert (answer["a"]["answer_format"], answer["b"]["answer_format"]) == ("#### <N>", "The answer is: <N>")
+    assert set(answer["matrix"].get("flexible", {})) == {"b_extractor_on_a_gold", "b_extractor_on_b_gold"}
+    assert answer["gold_source"].endswith(
+        "as found in the captured rows (the completions the recipe's own code built)"
+    )
+
+
+def test_eval_keys_given_on_a_capture_replace_not_captured(captured_path, shared_data):
+    from parity.overrides import apply_override
+
+    recipe = recipe_for(f"capture:{captured_path}")
+    assert recipe.eval_not_captured
+    apply_override(recipe, "eval.flexible_regex", "(-?[0-9]+)", "yaml:mine.yaml")
+    assert not recipe.eval_not_captured
+    m = materialize(recipe, data=shared_data, samples=None)
+    revise = materialize(resolve_recipe("revise"), data=shared_data, samples=None)
+    keys = {f.key for f in diff_materialized(m, revise, context=ProbeContext()).findings}
+    assert "eval.not_captured" not in keys
+    assert {"eval.flexible_regex", "eval.prompt"} <= keys

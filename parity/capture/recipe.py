@@ -9,7 +9,7 @@ import dataclasses
 from typing import Any
 
 from parity.capture.reader import CapturedRecipe, LaunchRow
-from parity.spec import LaunchSpec, PeftSpec, Recipe
+from parity.spec import EVAL_NOT_CAPTURED, LaunchSpec, PeftSpec, Recipe
 
 NOT_TRAINING = frozenset({"output_dir", "logging_dir", "run_name", "hub_token", "push_to_hub_token"})
 """Training-argument fields that locate a run rather than shape what it trains on."""
@@ -17,7 +17,10 @@ RENAMED_FIELDS = {"warmup_ratio": "warmup_steps"}
 """Fields transformers 5 folded into another: a warmup ratio (0 < r < 1) is given as a float warmup_steps."""
 RUNTIME_LORA_FIELDS = frozenset({"base_model_name_or_path", "revision", "inference_mode"})
 """LoraConfig fields peft fills when it wraps a model, not settings of the recipe."""
-NOT_CAPTURED = "not captured (lives outside the training script; give it in a facts file)"
+NOT_CAPTURED = (
+    f"{EVAL_NOT_CAPTURED} (lives outside the training script; give it with eval.* keys under set: in a recipe YAML "
+    "that declares the capture)"
+)
 
 
 def _sft_config_fields() -> set[str]:

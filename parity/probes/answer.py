@@ -109,7 +109,10 @@ def answer_format(completion: str) -> str:
 
 @measurement("answer")
 def measure(m: Materialized, row: dict[str, str]) -> dict[str, Any]:
-    """Eval protocol of the recipe and what its extractors read on one raw row."""
+    """Eval protocol of the recipe and what its extractors read on one raw row ("not captured" for a captured
+    recipe whose protocol nobody gave)."""
+    if m.recipe.eval_not_captured:
+        return {"eval_protocol": m.recipe.provenance["eval"]}
     spec = m.recipe.eval
     eval_prompt = spec.prompt.replace("{instruction}", m.recipe.prompt.instruction).replace(
         "{question}", row["question"]
@@ -135,7 +138,22 @@ def measure(m: Materialized, row: dict[str, str]) -> dict[str, Any]:
     }
 
 
+def _not_captured_finding(va: dict, vb: dict, name_a: str, name_b: str) -> Finding:
+    missing = [name for name, v in ((name_a, va), (name_b, vb)) if "eval_protocol" in v]
+    return make_finding(
+        "eval.not_captured",
+        "info",
+        va.get("eval_protocol", "given"),
+        vb.get("eval_protocol", "given"),
+        f"the eval protocol of {' and '.join(missing)} is not captured: eval fields and extractors are not "
+        "compared (set eval.* keys in a recipe YAML that declares the capture)",
+        align="eval",
+    )
+
+
 def _protocol_findings(va: dict, vb: dict, name_a: str, name_b: str) -> list[Finding]:
+    if "eval_protocol" in va or "eval_protocol" in vb:
+        return [_not_captured_finding(va, vb, name_a, name_b)]
     findings = []
     for name, severity in PROTOCOL_FIELDS.items():
         if va[name] != vb[name]:
@@ -195,20 +213,39 @@ def probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
     return compare(a, b, measure(a, row), measure(b, row), ctx)
 
 
+def gold_completions(a: Materialized, b: Materialized) -> tuple[list[dict], dict[str, list[str]], str]:
+    """(raw rows, each recipe's completion for them, where they come from): the first benchmark test rows through
+    each recipe's preprocessing; with a captured recipe, the shared train rows both recipes' data holds (a capture
+    holds the rows its own code built, not its preprocessing as steps)."""
+    if a.captured is None and b.captured is None:
+        raw = a.raw.test[:GOLD_ROWS]
+        golds = {
+            side: [r["answer"] for r in preprocess_rows(raw, m.recipe.data.preprocess)]
+            for side, m in (("a", a), ("b", b))
+        }
+        return raw, golds, f"first {len(raw)} benchmark test rows, each recipe's preprocessing"
+    candidates = a.raw.train[:GOLD_ROWS]
+    texts = {"a": a.shared_completions(candidates), "b": b.shared_completions(candidates)}
+    kept = [i for i in range(len(candidates)) if texts["a"][i] is not None and texts["b"][i] is not None]
+    golds = {side: [texts[side][i] for i in kept] for side in ("a", "b")}
+    source = (
+        f"{len(kept)} of the first {len(candidates)} train rows, as found in the captured rows "
+        "(the completions the recipe's own code built)"
+    )
+    return [candidates[i] for i in kept], golds, source
+
+
 def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeContext) -> ProbeResult:
     """Findings and pair values from the two recipes' measurements."""
     row = a.raw.train[ctx.show_example]
-    raw_gold = a.raw.test[:GOLD_ROWS]
-    golds = {
-        side: [r["answer"] for r in preprocess_rows(raw_gold, m.recipe.data.preprocess)]
-        for side, m in (("a", a), ("b", b))
-    }
+    raw_gold, golds, gold_source = gold_completions(a, b)
     recipes = {"a": a, "b": b}
+    extractors = [x for x, m in recipes.items() if not m.recipe.eval_not_captured]
     matrix: dict[str, dict[str, float]] = {}
     for mode in MODES:
         entries = {
             f"{x}_extractor_on_{y}_gold": extraction_share(golds[y], raw_gold, recipes[x].recipe.eval, mode)
-            for x in ("a", "b")
+            for x in extractors
             if (
                 recipes[x].recipe.eval.strict_regex
                 if mode == "strict"
@@ -222,11 +259,16 @@ def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeCont
     name_a, name_b = pair_names(a.recipe.name, b.recipe.name)
     for side, v in (("a", va), ("b", vb)):
         formats = Counter(answer_format(text) for text in golds[side])
-        example = preprocess_rows([row], recipes[side].recipe.data.preprocess)[0]["answer"]
+        m = recipes[side]
+        if m.captured is None:
+            example = preprocess_rows([row], m.recipe.data.preprocess)[0]["answer"]
+        else:
+            example = m.shared_completions([row])[0] or (golds[side][0] if golds[side] else "")
         v["answer_format"] = formats.most_common(1)[0][0] if formats else ""
         v["answer_formats"] = dict(sorted(formats.items()))
         v["example_ending"] = example.rstrip().rsplit("\n", 1)[-1]
     findings = []
+    rows_kind = "test rows" if a.captured is None and b.captured is None else "shared train rows"
     differing = sum(
         1 for x, y in zip(golds["a"], golds["b"], strict=True) if answer_format(x) != answer_format(y)
     )
@@ -237,7 +279,7 @@ def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeCont
                 "high",
                 va["answer_format"],
                 vb["answer_format"],
-                f"answer format of completions differs on {differing} of {len(raw_gold)} test rows: "
+                f"answer format of completions differs on {differing} of {len(raw_gold)} {rows_kind}: "
                 f"{name_a} completions end {va['example_ending']!r}, {name_b} {vb['example_ending']!r}",
                 {
                     "a_formats": va["answer_formats"],
@@ -261,7 +303,7 @@ def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeCont
                     f"{name_x}'s {mode} extractor reads {own:.1%} of its own gold completions but "
                     f"{cross:.1%} of {name_y}'s",
                     {
-                        "regex": va[f"{mode}_regex"] if x == "a" else vb[f"{mode}_regex"],
+                        "regex": (va if x == "a" else vb)[f"{mode}_regex"],
                         "rows": len(raw_gold),
                         "example_completion_ending": golds[y][0].rstrip().rsplit("\n", 1)[-1]
                         if golds[y]
@@ -280,6 +322,7 @@ def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeCont
     values = {
         "example_index": ctx.show_example,
         "gold_rows": len(raw_gold),
+        "gold_source": gold_source,
         "a": va,
         "b": vb,
         "matrix": matrix,

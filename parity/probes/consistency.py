@@ -49,7 +49,15 @@ def _strip_bos(text: str, bos: str | None) -> str:
 
 @measurement("consistency")
 def measure(m: Materialized) -> dict[str, Any]:
-    """Training prompt vs eval input, own extractor on own completions, few-shot ending vs training ending."""
+    """Training prompt vs eval input, own extractor on own completions, few-shot ending vs training ending
+    (only the training side for a captured recipe whose eval protocol is not captured)."""
+    if m.recipe.eval_not_captured:
+        return {
+            "eval_protocol": m.recipe.provenance["eval"],
+            "input_matches": None,
+            "primary_mode": None,
+            "num_fewshot": None,
+        }
     question = m.sample_rows[0]["prompt"][-1]["content"]
     raw_question = m.data.train[0]["question"]
     bos = m.tokenizer.bos_token
@@ -89,7 +97,7 @@ def _last_lines(v: dict) -> str:
 
 def _input_finding(a: Materialized, b: Materialized, va: dict, vb: dict) -> Finding | None:
     def describe(v: dict) -> str | None:
-        if v["input_matches"]:
+        if v["input_matches"] or v["input_matches"] is None:
             return None
         train = "chat template" if v["training_uses_chat_template"] else "raw text"
         evaluate = "chat template" if v["eval_applies_chat_template"] else "raw text"
