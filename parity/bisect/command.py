@@ -118,6 +118,6 @@ def bisect_command(
         micro_batch=micro_batch,
     )
     console.print(terminal_table(result.attribution))
-    for line in summary_lines(result.attribution):
+    for line in summary_lines(result.attribution, warnings=False):
         console.print(escape(line))
     console.print(f"report: {result.out / 'report.html'}  attribution: {result.out / 'attribution.json'}")

@@ -65,7 +65,7 @@ class LegRun:
     side: str
     aligned: list[str]
     seed: int
-    metrics: dict[str, float | None]
+    metrics: dict[str, Any]
     curve: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
     cached: bool = False
@@ -203,7 +203,7 @@ class RunCache:
             side,
             ordered(aligned),
             seed,
-            leg_metrics(result, self.recipes(0)[1]),
+            leg_metrics(result, recipe),
             [{"step": r["step"], "loss": r.get("loss")} for r in curve],
             round(time.perf_counter() - started, 2),
         )
@@ -281,17 +281,22 @@ def launch_leg(spec: Any, m: Any, opts: RunOptions, run_dir: Path) -> dict[str, 
     return read_json(path)
 
 
-def leg_metrics(result: dict[str, Any], reference) -> dict[str, float | None]:
-    """Final eval loss on the shared held-out split, and greedy accuracy under the reference (B) extractor."""
+def leg_metrics(result: dict[str, Any], recipe) -> dict[str, Any]:
+    """Final eval loss on the shared held-out split, and greedy accuracy as the leg's own recipe scores it: its
+    eval prompt produced the answers, its extractor reads them (strict mode, else flexible), k of n correct."""
     from parity.run.evaluate import score
 
     losses = result.get("final_eval_loss") or {}
+    metrics: dict[str, Any] = {"eval_loss": losses.get("shared", losses.get("own")), "accuracy": None}
     generations = result.get("generations") or []
-    accuracy = None
     if generations:
-        scores = score(
-            [g["output"] for g in generations], [g["gold_raw"] for g in generations], reference.eval
-        )
-        mode = scores.get("strict") or scores.get("flexible") or {}
-        accuracy = mode.get("accuracy")
-    return {"eval_loss": losses.get("shared", losses.get("own")), "accuracy": accuracy}
+        scores = score([g["output"] for g in generations], [g["gold_raw"] for g in generations], recipe.eval)
+        mode = next((name for name in ("strict", "flexible") if name in scores), None)
+        if mode is not None:
+            metrics.update(
+                accuracy=scores[mode]["accuracy"],
+                accuracy_correct=scores[mode]["correct"],
+                accuracy_n=scores[mode]["n"],
+                accuracy_mode=mode,
+            )
+    return metrics
