@@ -106,7 +106,8 @@ def test_the_extractor_axis_takes_the_whole_gap_and_logging_exactly_none(planted
     axes = {a["name"]: a for a in attribution["axes"]}
     assert list(axes) == ["eval", "runtime"]
     assert axes["eval"]["keys"] == ["eval.ignore_patterns", "eval.strict_regex"]
-    assert axes["eval"]["effect"] == pytest.approx(gap["value"]) and axes["eval"]["share"] == pytest.approx(1.0)
+    assert axes["eval"]["effect"] == pytest.approx(gap["value"])
+    assert axes["eval"]["share"] == pytest.approx(1.0)
     assert not axes["eval"]["indistinguishable_from_zero"]
     assert axes["runtime"]["effect"] == 0.0 and axes["runtime"]["indistinguishable_from_zero"]
     assert gap["residual_all_aligned"] == 0.0
@@ -132,7 +133,8 @@ def test_terminal_says_what_accuracy_means_and_warns_once_about_random_weights(p
 def test_accuracy_without_questions_is_one_line_exit_2(capsys):
     from parity.cli import main
 
-    assert main(["bisect", "--a", "revise", "--b", "revise", "--metric", "accuracy", "--eval-samples", "0"]) == 2
+    args = "bisect --a revise --b revise --metric accuracy --eval-samples 0".split()
+    assert main(args) == 2
     assert capsys.readouterr().err == (
         "parity: error: --metric accuracy needs --eval-samples > 0 (held-out questions answered greedily)\n"
     )

@@ -166,7 +166,13 @@ def render_html(attribution: dict[str, Any], effects_png: bytes, curves_png: byt
         for a in attribution["axes"]
     ]
     runs = [
-        [r["key"], r["leg"], "+".join(r["aligned"]) or "none", r["seed"], fraction(r) if r.get("n") else r["value"]]
+        [
+            r["key"],
+            r["leg"],
+            "+".join(r["aligned"]) or "none",
+            r["seed"],
+            fraction(r) if r.get("n") else r["value"],
+        ]
         for r in attribution["runs"]
     ]
     parts = [

@@ -251,7 +251,14 @@ def cpu_threads(count: int | None) -> Iterator[None]:
 def launch_leg(spec: Any, m: Any, opts: RunOptions, run_dir: Path) -> dict[str, Any]:
     """One leg through `accelerate launch` (several processes: GPUs, or gloo on CPU)."""
     from parity.run.config import leg_sft_config
-    from parity.run.launch import MachineOptions, mixed_precision, plan_launches, run_launches, write_configs
+    from parity.run.launch import (
+        MachineOptions,
+        failed_leg_message,
+        mixed_precision,
+        plan_launches,
+        run_launches,
+        write_configs,
+    )
     from parity.run.options import cuda_available
 
     spec_path = run_dir / f"{spec.leg}.spec.json"
@@ -277,7 +284,9 @@ def launch_leg(spec: Any, m: Any, opts: RunOptions, run_dir: Path) -> dict[str, 
     codes = run_launches(launches, False, run_dir)
     path = run_dir / f"{spec.leg}.result.json"
     if not path.is_file():
-        raise ParityError(f"bisect leg {run_dir.name} exited with code {codes[spec.leg]}; see {run_dir}")
+        raise ParityError(
+            failed_leg_message(f"bisect leg {run_dir.name}", codes[spec.leg], run_dir / f"{spec.leg}.log")
+        )
     return read_json(path)
 
 
