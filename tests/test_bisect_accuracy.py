@@ -133,7 +133,7 @@ def test_terminal_says_what_accuracy_means_and_warns_once_about_random_weights(p
 def test_accuracy_without_questions_is_one_line_exit_2(capsys):
     from parity.cli import main
 
-    args = "bisect --a revise --b revise --metric accuracy --eval-samples 0".split()
+    args = ["bisect", "--a", "revise", "--b", "revise", "--metric", "accuracy", "--eval-samples", "0"]
     assert main(args) == 2
     assert capsys.readouterr().err == (
         "parity: error: --metric accuracy needs --eval-samples > 0 (held-out questions answered greedily)\n"

@@ -154,7 +154,19 @@ def test_a_leg_failing_in_its_worker_processes_is_one_line_and_exit_2(tmp_path, 
         return self.model_source
 
     monkeypatch.setattr(RunCache, "prepare_model", broken_model)
-    args = "bisect --a revise --b revise --world-size 2 --max-steps 1 --seeds 1".split()
+    args = [
+        "bisect",
+        "--a",
+        "revise",
+        "--b",
+        "revise",
+        "--world-size",
+        "2",
+        "--max-steps",
+        "1",
+        "--seeds",
+        "1",
+    ]
     args += ["--data", DATA, "--samples", "8", "--eval-rows", "2", "--out", str(tmp_path / "out")]
     args += [x for value in BISECT_B for x in ("--set-a", value, "--set-b", value)]
     assert main(args) == 2
