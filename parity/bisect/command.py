@@ -46,7 +46,9 @@ DataOption = Annotated[
 ModelOption = Annotated[
     str,
     typer.Option(
-        "--model", help="'proxy' (compact-vocabulary tiny Llama, default), 'tiny', or a hub id / path."
+        "--model",
+        help="'proxy' (compact-vocabulary tiny Llama, default), 'tiny', 'random-llama-3.2-1b' (GPU), "
+        "or a hub id / path.",
     ),
 ]
 WorldSize = Annotated[

@@ -19,6 +19,7 @@ from parity.bisect.runs import METRICS, LegRun, RunCache, ordered
 from parity.bisect.stats import Noise, interaction, interval, paired_noise, share, within
 from parity.errors import ParityError
 from parity.run.files import write_json_atomic
+from parity.run.model import RANDOM_ARCHITECTURES
 from parity.run.options import RunOptions, cuda_available
 
 log = logging.getLogger("parity")
@@ -122,7 +123,7 @@ def bisect_pair(
 
 def random_accuracy_warning(metric: str, opts: RunOptions) -> str | None:
     """One line when accuracy is asked of a random-weight model (nothing it generates can be right but by chance)."""
-    if metric != "accuracy" or opts.model not in RANDOM_MODELS:
+    if metric != "accuracy" or not (opts.model in RANDOM_MODELS or str(opts.model) in RANDOM_ARCHITECTURES):
         return None
     return (
         f"--metric accuracy with --model {opts.model}: a random-weight model's greedy answers are noise, so "

@@ -120,6 +120,8 @@ class RunCache:
         self.reused = 0
         self.on_leg: Any = None
         self._materialized: dict[str, Any] = {}
+        self.prepared: Any = None
+        """PreparedMemo shared by the legs trained in this process (TRL's preparation of equal rows runs once)."""
 
     def recipes(self, seed: int):
         from parity.registry import resolve_recipe
@@ -177,6 +179,13 @@ class RunCache:
             )
         return self._materialized[key]
 
+    def _prepared(self):
+        from parity.run.prepared import PreparedMemo
+
+        if self.prepared is None:
+            self.prepared = PreparedMemo()
+        return self.prepared
+
     def leg(self, side: str, aligned: frozenset[str], seed: int = 0) -> LegRun:
         """The leg's run, from DIR/runs/<key>/run.json when it is there, else trained now."""
         key = self.key(side, aligned, seed)
@@ -224,7 +233,7 @@ class RunCache:
         )
         if self.opts.world_size == 1:
             with cpu_threads(CPU_THREADS if spec.tiny else None):
-                result = execute_leg(spec, self._materialize(recipe))
+                result = execute_leg(spec, self._materialize(recipe), prepared=self._prepared())
         else:
             result = launch_leg(spec, self._materialize(recipe), self.opts, run_dir)
         if not result.get("completed"):
