@@ -138,3 +138,35 @@ def test_accuracy_without_questions_is_one_line_exit_2(capsys):
     assert capsys.readouterr().err == (
         "parity: error: --metric accuracy needs --eval-samples > 0 (held-out questions answered greedily)\n"
     )
+
+
+def test_legs_cached_before_own_extractor_scoring_are_scored_again(planted, tmp_path):
+    import shutil
+
+    from parity.bisect import bisect_pair
+
+    out, _, attribution = planted
+    copy = tmp_path / "older"
+    shutil.copytree(out, copy)
+    for run_json in (copy / "runs").glob("*/run.json"):
+        record = json.loads(run_json.read_text())
+        record["metrics"] = {"eval_loss": record["metrics"]["eval_loss"], "accuracy": 0.5}
+        run_json.write_text(json.dumps(record))
+    again = bisect_pair(
+        "revise",
+        "revise",
+        set_a=[*REVISE, *ACCEPT_ALL, "training.logging_steps=7"],
+        set_b=REVISE,
+        metric="accuracy",
+        design="one-at-a-time",
+        seeds=2,
+        max_steps=2,
+        data="synthetic:200:40",
+        samples=16,
+        eval_rows=4,
+        eval_samples=QUESTIONS,
+        out=copy,
+    )
+    assert again.trained == 0
+    assert again["runs"] == attribution["runs"]
+    assert again["axes"] == attribution["axes"]

@@ -4,6 +4,8 @@ eval loss); a leg with another data seed or learning rate hits, one with another
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from parity.materialize import materialize
@@ -42,6 +44,7 @@ def trained(tmp_path_factory):
         return result, [r["loss"] for r in _steps(run_dir)], counts
 
     return {
+        "dirs": {name: str(root / name) for name in ("fresh", "first", "seeded", "seeded-fresh", "longer")},
         "fresh": leg("fresh", base, None),
         "first": leg("first", base, memo),
         "seeded": leg("seeded", seeded, memo),
@@ -83,3 +86,24 @@ def test_the_key_leaves_out_only_training_loop_fields():
     assert {"max_length", "packing", "seed", "completion_only_loss", "dataset_text_field"}.isdisjoint(
         LOOP_ONLY_FIELDS
     )
+
+
+def test_a_cpu_leg_records_its_tokens_per_second_and_no_mfu(trained):
+    result, _, _ = trained["fresh"]
+    steps = _steps(Path(result_dir(trained, "fresh")))
+    speed = result["throughput"]
+    assert speed["tokens"] == sum(r["tokens"] for r in steps) == steps[-1]["tokens_seen"] > 0
+    assert speed["mean_sequence_length"] == round(speed["tokens"] / 8, 2)  # 2 steps x global batch 4
+    assert speed["seconds"] == result["train_seconds"]
+    assert speed["tokens_per_second"] == pytest.approx(speed["tokens"] / result["train_seconds"], rel=1e-3)
+    assert (speed["device"], speed["devices"], speed["mfu"], speed["peak_tflops_per_device"]) == (
+        "cpu",
+        1,
+        None,
+        None,
+    )
+    assert speed["trainable_parameters"] == speed["parameters"]  # revise fine-tunes every weight
+
+
+def result_dir(trained, name: str) -> str:
+    return trained["dirs"][name]

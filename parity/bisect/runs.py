@@ -194,9 +194,10 @@ class RunCache:
         if done.is_file():
             data = read_json(done)
             self.reused += 1
-            return LegRun(
-                key, side, data["aligned"], seed, data["metrics"], data["curve"], data["seconds"], True
-            )
+            metrics = data["metrics"]
+            if metrics.get("accuracy") is not None and "accuracy_n" not in metrics:
+                metrics = self._rescored(data, side, aligned, seed)
+            return LegRun(key, side, data["aligned"], seed, metrics, data["curve"], data["seconds"], True)
         recipe, ref, user, applied = self.variant(side, aligned, seed)
         if side == "a" and trained_content(recipe) == trained_content(self.variant("b", aligned, seed)[0]):
             same = self.leg("b", frozenset(), seed)
@@ -219,6 +220,19 @@ class RunCache:
         write_json_atomic(done, run.to_dict())
         self.trained += 1
         return run
+
+    def _rescored(
+        self, data: dict[str, Any], side: str, aligned: frozenset[str], seed: int
+    ) -> dict[str, Any]:
+        """Metrics of a leg cached by an older parity (accuracy under B's extractor, no k/n), scored again from
+        its generations under the leg's own extractor."""
+        source = self.out / "runs" / data.get("same_as", self.key(side, aligned, seed))
+        leg = "b" if "same_as" in data else side
+        metrics = leg_metrics(read_json(source / f"{leg}.result.json"), self.variant(side, aligned, seed)[0])
+        write_json_atomic(
+            self.out / "runs" / self.key(side, aligned, seed) / RUN_FILE, {**data, "metrics": metrics}
+        )
+        return metrics
 
     def _train(self, run_dir: Path, side: str, recipe, ref: str, user: list[str], applied: dict[str, Any]):
         from parity.run.train import execute_leg, leg_spec, read_steps
