@@ -44,6 +44,7 @@ def trained(tmp_path_factory):
         return result, [r["loss"] for r in _steps(run_dir)], counts
 
     return {
+        "memo": memo,
         "dirs": {name: str(root / name) for name in ("fresh", "first", "seeded", "seeded-fresh", "longer")},
         "fresh": leg("fresh", base, None),
         "first": leg("first", base, memo),
@@ -70,6 +71,8 @@ def test_the_first_leg_prepares_through_trl_and_trains_as_without_the_memo(train
 def test_a_hit_with_another_data_seed_and_learning_rate_trains_bit_identically(trained):
     seeded, seeded_fresh = trained["seeded"], trained["seeded_fresh"]
     assert seeded[2] == (3, 3)  # all three datasets came from the memo
+    memo = trained["memo"]
+    assert memo.saved_cpu_s > 0 and set(memo._cost) == set(memo.entries)
     assert seeded[1] == seeded_fresh[1] and seeded[1] != trained["fresh"][1]
     assert seeded[0]["final_eval_loss"] == seeded_fresh[0]["final_eval_loss"]
 

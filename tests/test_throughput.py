@@ -123,3 +123,29 @@ def test_random_model_flag_is_accepted_by_run_and_bisect():
     for command in ("run", "bisect"):
         out = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "200"}).output
         assert "'random-llama-3.2-1b'" in out
+
+
+def _summary(mfu: float | None) -> dict:
+    def run(tokens_per_second: float) -> dict:
+        return {
+            "steps": 300,
+            "batch": {"global_batch": 32, "micro_batch": 8, "accumulation": 4, "processes": 1},
+            "tokens_seen": 1_000_000,
+            "final_train_loss": 2.0,
+            "final_eval_loss": None,
+            "final_shared_eval_loss": 2.1,
+            "steps_per_second": 1.5,
+            "throughput": {"tokens_per_second": tokens_per_second, "mfu": mfu},
+        }
+
+    return {"a": "llmhalluc", "b": "revise", "runs": {"a": run(21000.0), "b": run(9000.0)}, "generation": {}}
+
+
+def test_run_table_has_tokens_per_second_and_mfu_only_where_measured():
+    from parity.run.report import metrics_rows
+
+    rows = {row[0]: row[1:] for row in metrics_rows(_summary(0.1539))}
+    assert rows["train tokens / s"] == [21000.0, 9000.0]
+    assert rows["model FLOPs utilization (bf16 peak)"] == [0.1539, 0.1539]
+    cpu = {row[0]: row[1:] for row in metrics_rows(_summary(None))}
+    assert "model FLOPs utilization (bf16 peak)" not in cpu

@@ -1,13 +1,11 @@
-"""TRL's dataset preparation, done once for the legs of one process that would prepare the same rows the same way.
-
-A bisect trains many legs whose prepared data are equal (seeds differ in `data_seed`, aligned variants in learning
-rate or LoRA); `PreparedMemo` returns the Dataset `SFTTrainer._prepare_dataset` built for the first of them.
-"""
+"""TRL's dataset preparation done once for the legs of one process that prepare the same rows the same way (bisect
+seeds differ in `data_seed`, variants in learning rate or LoRA): later legs get TRL's Dataset of the first."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import time
 from typing import Any
 
 LOOP_ONLY_FIELDS = frozenset(
@@ -64,12 +62,15 @@ def config_digest(args: Any) -> str:
 
 class PreparedMemo:
     """Prepared datasets by (rows, tokenizer, trainer's template and loss mask, SFTConfig, packing); `hits` and
-    `misses` count the calls. One per process: the Datasets it hands out are shared, read-only, by the legs."""
+    `misses` count the calls, `saved_cpu_s` the CPU seconds TRL spent on the entries that were hit, once per hit.
+    One per process: the Datasets it hands out are shared, read-only, by the legs."""
 
     def __init__(self) -> None:
         self.entries: dict[str, Any] = {}
         self.hits = 0
         self.misses = 0
+        self.saved_cpu_s = 0.0
+        self._cost: dict[str, float] = {}
         self._backends: dict[int, tuple[Any, str]] = {}
 
     def tokenizer_digest(self, tokenizer: Any) -> str:
@@ -113,11 +114,14 @@ def trainer_class(memo: PreparedMemo | None) -> type:
             key = memo.key(self, dataset, processing_class, args, packing, dataset_name)
             if key in memo.entries:
                 memo.hits += 1
+                memo.saved_cpu_s += memo._cost[key]
             else:
                 memo.misses += 1
+                started = time.process_time()
                 memo.entries[key] = prepare(
                     dataset, processing_class, args, packing, formatting_func, dataset_name
                 )
+                memo._cost[key] = time.process_time() - started
             return memo.entries[key]
 
     return MemoSFTTrainer

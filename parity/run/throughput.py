@@ -1,9 +1,5 @@
 """Training throughput of a leg: tokens per second, and model FLOPs utilization (MFU) on GPUs with a known peak.
-
-Model FLOPs per token follow PaLM's accounting (appendix B): 2N forward, 2N backward through the activations,
-2N' for the weight gradients of the N' trainable parameters (N' = N in full fine-tuning; LoRA skips the frozen
-weights' gradients), plus 12 * layers * hidden * sequence length for the attention scores. Recomputation
-(gradient checkpointing) is not model FLOPs: MFU counts the work the model needs, not what the kernels redo.
+Pure arithmetic on counts the leg measured (tokens, examples, seconds, parameters); `throughput` is the entry point.
 """
 
 from __future__ import annotations
@@ -45,7 +41,10 @@ def model_shape(model: Any) -> ModelShape:
 
 
 def flops_per_token(shape: ModelShape, sequence_length: float) -> float:
-    """Model FLOPs of one trained token: 4N + 2N' + 12 * layers * hidden * sequence length."""
+    """Model FLOPs of one trained token, PaLM's accounting (appendix B): 2N forward, 2N backward through the
+    activations, 2N' weight gradients of the N' trainable parameters (N' = N in full fine-tuning; LoRA skips the
+    frozen weights), plus 12 x layers x hidden x sequence length for the attention scores. Recomputation
+    (gradient checkpointing) is not model FLOPs: MFU counts the work the model needs, not what kernels redo."""
     dense = 4 * shape.parameters + 2 * shape.trainable
     return dense + 12 * shape.layers * shape.hidden * sequence_length
 
