@@ -149,3 +149,19 @@ def test_run_table_has_tokens_per_second_and_mfu_only_where_measured():
     assert rows["model FLOPs utilization (bf16 peak)"] == [0.1539, 0.1539]
     cpu = {row[0]: row[1:] for row in metrics_rows(_summary(None))}
     assert "model FLOPs utilization (bf16 peak)" not in cpu
+
+
+def test_bisect_and_run_pass_the_random_architecture_to_every_leg_as_real_weights(tmp_path):
+    from parity.bisect.runs import RunCache
+    from parity.run.options import RunOptions
+    from parity.run.train import leg_spec
+
+    opts = RunOptions(model="random-llama-3.2-1b", max_steps=2).resolved()
+    assert opts.model == "random-llama-3.2-1b"
+    cache = RunCache("llmhalluc", "revise", opts, tmp_path, [], [])
+    assert cache.prepare_model([]) == "random-llama-3.2-1b"
+    assert not (tmp_path / f"init-model-random-llama-3.2-1b-{cache.hash}").exists()
+    spec = leg_spec(
+        "a", tmp_path, tmp_path / "a.yaml", opts, cache.model_source, opts.model in ("tiny", "proxy")
+    )
+    assert (spec.model_source, spec.tiny, spec.run_options().seed) == ("random-llama-3.2-1b", False, 0)
