@@ -58,8 +58,24 @@ def test_planted_learning_rate_gets_most_of_the_gap_and_logging_none(planted_lr)
 
 def test_attribution_json_has_exactly_the_documented_keys(planted_lr):
     data = json.loads((planted_lr.out / "attribution.json").read_text())
-    assert list(data) == ["schema_version", "metric", "total_gap", "noise", "design", "runs", "axes"]
+    assert list(data) == [
+        "schema_version",
+        "metric",
+        "metric_definition",
+        "total_gap",
+        "noise",
+        "design",
+        "runs",
+        "axes",
+        "warnings",
+    ]
     assert data["metric"] == "eval_loss" and data["design"] == "one-at-a-time"
+    assert data["metric_definition"] == (
+        "eval_loss: final loss on the first 8 rows of the shared held-out split, the same rows for every leg "
+        "(lower is better)"
+    )
+    assert data["warnings"] == []
+    assert all("correct" not in run for run in data["runs"])
     assert data["noise"]["seeds"] == 3 and data["noise"]["dof"] == 2
     assert {tuple(r["aligned"]) for r in data["runs"] if r["leg"] == "a" and r["seed"] == 0} == {
         (),

@@ -46,7 +46,9 @@ DataOption = Annotated[
 ModelOption = Annotated[
     str,
     typer.Option(
-        "--model", help="'proxy' (compact-vocabulary tiny Llama, default), 'tiny', or a hub id / path."
+        "--model",
+        help="'proxy' (compact-vocabulary tiny Llama, default), 'tiny', 'random-llama-3.2-1b' (GPU), "
+        "or a hub id / path.",
     ),
 ]
 WorldSize = Annotated[
@@ -118,6 +120,6 @@ def bisect_command(
         micro_batch=micro_batch,
     )
     console.print(terminal_table(result.attribution))
-    for line in summary_lines(result.attribution):
+    for line in summary_lines(result.attribution, warnings=False):
         console.print(escape(line))
     console.print(f"report: {result.out / 'report.html'}  attribution: {result.out / 'attribution.json'}")

@@ -6,6 +6,7 @@ The gap is metric(A) - metric(B); aligning axes on A (to B) and retraining A mea
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,10 @@ from parity.bisect.runs import METRICS, LegRun, RunCache, ordered
 from parity.bisect.stats import Noise, interaction, interval, paired_noise, share, within
 from parity.errors import ParityError
 from parity.run.files import write_json_atomic
+from parity.run.model import RANDOM_ARCHITECTURES
 from parity.run.options import RunOptions, cuda_available
+
+log = logging.getLogger("parity")
 
 SCHEMA_VERSION = 1
 DEFAULT_SEEDS = 3
@@ -26,6 +30,8 @@ DEFAULT_DESIGN = "adaptive"
 DEFAULT_MAX_STEPS = 8
 PROXY_MICRO_BATCH = 16
 """CPU micro-batch with the proxy (its logits are small); accumulation keeps every recipe's global batch."""
+RANDOM_MODELS = ("proxy", "tiny")
+"""--model values that train from random weights: their greedy answers are noise, whatever the recipe."""
 
 
 @dataclass
@@ -84,6 +90,11 @@ def bisect_pair(
     if options["model"] == "proxy" and options.get("micro_batch") is None and not cuda_available():
         options["micro_batch"] = PROXY_MICRO_BATCH
     opts = RunOptions(**options).resolved()
+    if metric == "accuracy" and not opts.eval_samples:
+        raise ParityError("--metric accuracy needs --eval-samples > 0 (held-out questions answered greedily)")
+    warning = random_accuracy_warning(metric, opts)
+    if warning:
+        log.warning(warning)
     set_a, set_b = list(set_a), list(set_b)
     out_dir = Path(out) if out is not None else default_out(a_ref, b_ref)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -100,6 +111,7 @@ def bisect_pair(
     if design != "leave-one-out" and chosen:
         measure(frozenset(chosen))
     attribution = build_attribution(cache, result, noise, baseline, metric, chosen)
+    attribution["warnings"] = [warning] if warning else []
     runs = [cache.leg("b", NONE, k) for k in range(seeds)]
     runs += [cache.leg("a", aligned, 0) for aligned in result.measured]
     runs += [cache.leg("a", NONE, k) for k in range(1, seeds)]
@@ -107,6 +119,30 @@ def bisect_pair(
 
     write_reports(out_dir, attribution, runs)
     return BisectResult(out_dir, attribution, runs, cache.trained)
+
+
+def random_accuracy_warning(metric: str, opts: RunOptions) -> str | None:
+    """One line when accuracy is asked of a random-weight model (nothing it generates can be right but by chance)."""
+    if metric != "accuracy" or not (opts.model in RANDOM_MODELS or str(opts.model) in RANDOM_ARCHITECTURES):
+        return None
+    return (
+        f"--metric accuracy with --model {opts.model}: a random-weight model's greedy answers are noise, so "
+        "accuracy only measures the eval protocol (prompt, extractor); use a pretrained --model, or eval_loss"
+    )
+
+
+def metric_definition(metric: str, opts: RunOptions) -> str:
+    """What the metric's numbers are, in one sentence (report and terminal say it)."""
+    if metric == "eval_loss":
+        return (
+            f"eval_loss: final loss on the first {opts.eval_rows} rows of the shared held-out split, the same "
+            "rows for every leg (lower is better)"
+        )
+    return (
+        f"accuracy: k/n of the first {opts.eval_samples} held-out questions answered correctly by greedy "
+        f"generation (up to {opts.max_new_tokens} new tokens) from each leg's own eval prompt, read by that "
+        "leg's own answer extractor (strict mode, else flexible; an aligned eval axis uses B's)"
+    )
 
 
 def _axes(
@@ -159,6 +195,23 @@ def axis_keys(cache: RunCache, axis: str) -> list[str]:
     return sorted(align(recipe_a, recipe_b, [axis], "b").applied_a)
 
 
+def run_entry(
+    cache: RunCache, side: str, aligned: frozenset[str], seed: int, value: float, metric: str
+) -> dict[str, Any]:
+    """One run of attribution.json; accuracy runs also carry k (`correct`) and n of their fraction."""
+    entry = {
+        "key": cache.key(side, aligned, seed),
+        "leg": side,
+        "aligned": ordered(aligned),
+        "seed": seed,
+        "value": value,
+    }
+    if metric == "accuracy":
+        metrics = cache.leg(side, aligned, seed).metrics
+        entry.update(correct=metrics.get("accuracy_correct"), n=metrics.get("accuracy_n"))
+    return entry
+
+
 def build_attribution(
     cache: RunCache,
     result: DesignResult,
@@ -200,6 +253,7 @@ def build_attribution(
     return {
         "schema_version": SCHEMA_VERSION,
         "metric": metric,
+        "metric_definition": metric_definition(metric, cache.opts),
         "total_gap": {
             "a": cache.recipes(0)[0].name,
             "b": cache.recipes(0)[1].name,
@@ -215,17 +269,10 @@ def build_attribution(
         "noise": noise.to_dict(),
         "design": result.design,
         "runs": [
-            {
-                "key": cache.key("a", aligned, 0),
-                "leg": "a",
-                "aligned": ordered(aligned),
-                "seed": 0,
-                "value": value,
-            }
-            for aligned, value in result.measured.items()
+            run_entry(cache, "a", aligned, 0, value, metric) for aligned, value in result.measured.items()
         ]
         + [
-            {"key": cache.key(leg, NONE, seed), "leg": leg, "aligned": [], "seed": seed, "value": value}
+            run_entry(cache, leg, NONE, seed, value, metric)
             for leg in ("a", "b")
             for seed, value in enumerate(baseline[leg])
             if not (leg == "a" and seed == 0)

@@ -27,14 +27,32 @@ def verdict_of(axis: dict[str, Any]) -> str:
     return f"{what} (measured as a group of {len(axis['measured_as'])})" if grouped else what
 
 
-def summary_lines(attribution: dict[str, Any]) -> list[str]:
-    """Total gap against the noise, and whether the axes' effects add up."""
+def fraction(run: dict[str, Any]) -> str:
+    """An accuracy run's value as k/n (its value alone for another metric)."""
+    if run.get("n"):
+        return f"{run['correct']}/{run['n']}"
+    return f"{run['value']:.4g}"
+
+
+def baseline_values(attribution: dict[str, Any]) -> str:
+    """'A 3/8, B 0/8' (accuracy) or 'A 7.23, B 7.16': seed 0 of the unaligned pair."""
+    runs = {(r["leg"], tuple(r["aligned"]), r["seed"]): r for r in attribution["runs"]}
+    parts = [f"{leg.upper()} {fraction(runs[(leg, (), 0)])}" for leg in ("a", "b") if (leg, (), 0) in runs]
+    return ", ".join(parts)
+
+
+def summary_lines(attribution: dict[str, Any], warnings: bool = True) -> list[str]:
+    """What the metric is, the total gap against the noise, and whether the axes' effects add up (`warnings`:
+    the attribution's warnings first; the command has printed them on stderr already)."""
     gap, noise = attribution["total_gap"], attribution["noise"]
-    lines = [
+    lines = [f"warning: {w}" for w in attribution.get("warnings", [])] if warnings else []
+    if attribution.get("metric_definition"):
+        lines.append(f"metric {attribution['metric_definition']}")
+    lines.append(
         f"total gap ({attribution['metric']}, A - B): {gap['value']:+.4g} "
-        f"[{gap['interval'][0]:+.4g}, {gap['interval'][1]:+.4g}]"
+        f"[{gap['interval'][0]:+.4g}, {gap['interval'][1]:+.4g}] ({baseline_values(attribution)})"
         + (" - within the noise" if gap["within_noise"] else "")
-    ]
+    )
     if noise["sigma"] is None:
         lines.append("noise: not estimated (one seed); intervals are points")
     else:
@@ -148,7 +166,13 @@ def render_html(attribution: dict[str, Any], effects_png: bytes, curves_png: byt
         for a in attribution["axes"]
     ]
     runs = [
-        [r["key"], r["leg"], "+".join(r["aligned"]) or "none", r["seed"], r["value"]]
+        [
+            r["key"],
+            r["leg"],
+            "+".join(r["aligned"]) or "none",
+            r["seed"],
+            fraction(r) if r.get("n") else r["value"],
+        ]
         for r in attribution["runs"]
     ]
     parts = [

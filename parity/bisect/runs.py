@@ -65,7 +65,7 @@ class LegRun:
     side: str
     aligned: list[str]
     seed: int
-    metrics: dict[str, float | None]
+    metrics: dict[str, Any]
     curve: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
     cached: bool = False
@@ -120,6 +120,8 @@ class RunCache:
         self.reused = 0
         self.on_leg: Any = None
         self._materialized: dict[str, Any] = {}
+        self.prepared: Any = None
+        """PreparedMemo shared by the legs trained in this process (TRL's preparation of equal rows runs once)."""
 
     def recipes(self, seed: int):
         from parity.registry import resolve_recipe
@@ -177,6 +179,13 @@ class RunCache:
             )
         return self._materialized[key]
 
+    def _prepared(self):
+        from parity.run.prepared import PreparedMemo
+
+        if self.prepared is None:
+            self.prepared = PreparedMemo()
+        return self.prepared
+
     def leg(self, side: str, aligned: frozenset[str], seed: int = 0) -> LegRun:
         """The leg's run, from DIR/runs/<key>/run.json when it is there, else trained now."""
         key = self.key(side, aligned, seed)
@@ -185,9 +194,10 @@ class RunCache:
         if done.is_file():
             data = read_json(done)
             self.reused += 1
-            return LegRun(
-                key, side, data["aligned"], seed, data["metrics"], data["curve"], data["seconds"], True
-            )
+            metrics = data["metrics"]
+            if metrics.get("accuracy") is not None and "accuracy_n" not in metrics:
+                metrics = self._rescored(data, side, aligned, seed)
+            return LegRun(key, side, data["aligned"], seed, metrics, data["curve"], data["seconds"], True)
         recipe, ref, user, applied = self.variant(side, aligned, seed)
         if side == "a" and trained_content(recipe) == trained_content(self.variant("b", aligned, seed)[0]):
             same = self.leg("b", frozenset(), seed)
@@ -203,13 +213,26 @@ class RunCache:
             side,
             ordered(aligned),
             seed,
-            leg_metrics(result, self.recipes(0)[1]),
+            leg_metrics(result, recipe),
             [{"step": r["step"], "loss": r.get("loss")} for r in curve],
             round(time.perf_counter() - started, 2),
         )
         write_json_atomic(done, run.to_dict())
         self.trained += 1
         return run
+
+    def _rescored(
+        self, data: dict[str, Any], side: str, aligned: frozenset[str], seed: int
+    ) -> dict[str, Any]:
+        """Metrics of a leg cached by an older parity (accuracy under B's extractor, no k/n), scored again from
+        its generations under the leg's own extractor."""
+        source = self.out / "runs" / data.get("same_as", self.key(side, aligned, seed))
+        leg = "b" if "same_as" in data else side
+        metrics = leg_metrics(read_json(source / f"{leg}.result.json"), self.variant(side, aligned, seed)[0])
+        write_json_atomic(
+            self.out / "runs" / self.key(side, aligned, seed) / RUN_FILE, {**data, "metrics": metrics}
+        )
+        return metrics
 
     def _train(self, run_dir: Path, side: str, recipe, ref: str, user: list[str], applied: dict[str, Any]):
         from parity.run.train import execute_leg, leg_spec, read_steps
@@ -224,7 +247,7 @@ class RunCache:
         )
         if self.opts.world_size == 1:
             with cpu_threads(CPU_THREADS if spec.tiny else None):
-                result = execute_leg(spec, self._materialize(recipe))
+                result = execute_leg(spec, self._materialize(recipe), prepared=self._prepared())
         else:
             result = launch_leg(spec, self._materialize(recipe), self.opts, run_dir)
         if not result.get("completed"):
@@ -251,7 +274,14 @@ def cpu_threads(count: int | None) -> Iterator[None]:
 def launch_leg(spec: Any, m: Any, opts: RunOptions, run_dir: Path) -> dict[str, Any]:
     """One leg through `accelerate launch` (several processes: GPUs, or gloo on CPU)."""
     from parity.run.config import leg_sft_config
-    from parity.run.launch import MachineOptions, mixed_precision, plan_launches, run_launches, write_configs
+    from parity.run.launch import (
+        MachineOptions,
+        failed_leg_message,
+        mixed_precision,
+        plan_launches,
+        run_launches,
+        write_configs,
+    )
     from parity.run.options import cuda_available
 
     spec_path = run_dir / f"{spec.leg}.spec.json"
@@ -277,21 +307,28 @@ def launch_leg(spec: Any, m: Any, opts: RunOptions, run_dir: Path) -> dict[str, 
     codes = run_launches(launches, False, run_dir)
     path = run_dir / f"{spec.leg}.result.json"
     if not path.is_file():
-        raise ParityError(f"bisect leg {run_dir.name} exited with code {codes[spec.leg]}; see {run_dir}")
+        raise ParityError(
+            failed_leg_message(f"bisect leg {run_dir.name}", codes[spec.leg], run_dir / f"{spec.leg}.log")
+        )
     return read_json(path)
 
 
-def leg_metrics(result: dict[str, Any], reference) -> dict[str, float | None]:
-    """Final eval loss on the shared held-out split, and greedy accuracy under the reference (B) extractor."""
+def leg_metrics(result: dict[str, Any], recipe) -> dict[str, Any]:
+    """Final eval loss on the shared held-out split, and greedy accuracy as the leg's own recipe scores it: its
+    eval prompt produced the answers, its extractor reads them (strict mode, else flexible), k of n correct."""
     from parity.run.evaluate import score
 
     losses = result.get("final_eval_loss") or {}
+    metrics: dict[str, Any] = {"eval_loss": losses.get("shared", losses.get("own")), "accuracy": None}
     generations = result.get("generations") or []
-    accuracy = None
     if generations:
-        scores = score(
-            [g["output"] for g in generations], [g["gold_raw"] for g in generations], reference.eval
-        )
-        mode = scores.get("strict") or scores.get("flexible") or {}
-        accuracy = mode.get("accuracy")
-    return {"eval_loss": losses.get("shared", losses.get("own")), "accuracy": accuracy}
+        scores = score([g["output"] for g in generations], [g["gold_raw"] for g in generations], recipe.eval)
+        mode = next((name for name in ("strict", "flexible") if name in scores), None)
+        if mode is not None:
+            metrics.update(
+                accuracy=scores[mode]["accuracy"],
+                accuracy_correct=scores[mode]["correct"],
+                accuracy_n=scores[mode]["n"],
+                accuracy_mode=mode,
+            )
+    return metrics

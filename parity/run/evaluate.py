@@ -100,6 +100,7 @@ def score(outputs: list[str], raw_answers: list[str], spec: EvalSpec) -> dict[st
         ]
         result[mode] = {
             "accuracy": round(sum(correct) / len(correct), 6) if correct else None,
+            "correct": sum(correct),
             "extracted": sum(p is not None for p in preds),
             "n": len(correct),
         }

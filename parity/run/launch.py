@@ -6,6 +6,7 @@ On GPUs `--parallel` gives A and B disjoint GPU sets (CUDA_VISIBLE_DEVICES); on 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -153,6 +154,39 @@ def plan_launches(
 def write_configs(launches: list[LegLaunch]) -> None:
     for launch in launches:
         write_text_atomic(Path(launch.config_path), yaml.safe_dump(launch.config, sort_keys=True))
+
+
+FAILURE = re.compile(r"^(?:\[rank\d+\]:\s*)?(?:parity: error: |(?:[\w.]+(?:Error|Exception)): )(.*\S)")
+"""A worker's own error line, or the last line of a Python traceback (`ValueError: ...`), with torchrun's
+`[rankN]:` prefix when it has one."""
+
+
+LAUNCHER_ERRORS = ("ChildFailedError", "CalledProcessError")
+"""Errors the launchers (torchrun, accelerate) raise about a failed worker: they say nothing of why."""
+
+
+def failure_line(log_path: Path) -> str | None:
+    """Why a leg's processes failed: the last `parity: error:` line in its log, else the last exception line of
+    a worker's traceback (None when there is neither)."""
+    if not log_path.is_file():
+        return None
+    ours, raised = None, None
+    for line in log_path.read_text(encoding="utf-8", errors="replace").splitlines():
+        match = FAILURE.match(line.strip())
+        if not match or any(name in line for name in LAUNCHER_ERRORS):
+            continue
+        text = " ".join(line.strip().split())
+        if "parity: error: " in text:
+            ours = text.split("parity: error: ", 1)[1]
+        else:
+            raised = re.sub(r"^\[rank\d+\]:\s*", "", text)
+    return ours or raised
+
+
+def failed_leg_message(what: str, code: int | None, log_path: Path) -> str:
+    """One line for a leg whose processes ended without a result: its exit code, its error, where its log is."""
+    reason = failure_line(log_path)
+    return f"{what} failed in its worker processes (exit code {code}): {reason or 'no error line'}; log: {log_path}"
 
 
 def run_launches(

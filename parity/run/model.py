@@ -58,26 +58,56 @@ def attention_for(requested: str | None, on_gpu: bool) -> tuple[str | None, str 
     return requested, None
 
 
-def load_model(source: str, recipe: Any, on_gpu: bool, tiny: bool) -> tuple[Any, list[str]]:
-    """Load the leg's starting weights; returns the model and notes about what differs from the recipe's request."""
-    import torch
-    from transformers import AutoModelForCausalLM
+RANDOM_ARCHITECTURES = {"random-llama-3.2-1b": "llama_3_2_1b_config"}
+"""--model values that build a real architecture with random weights from --seed (no download; for GPU
+throughput): every leg builds the same weights and loads them in the recipe's dtype and attention kernel."""
 
+
+def random_model(config: Any, seed: int, dtype: Any = None) -> Any:
+    """LlamaForCausalLM(config) initialised from `seed` on the CPU generator (the same weights in every leg and
+    process), cast to `dtype`."""
+    import torch
+    from transformers import LlamaForCausalLM
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = LlamaForCausalLM(config)
+    return model.to(dtype) if dtype is not None else model
+
+
+def load_kwargs(recipe: Any, on_gpu: bool, tiny: bool) -> tuple[dict[str, Any], list[str]]:
+    """from_pretrained keyword arguments for a leg (dtype, attention kernel) and notes on what differs from the
+    recipe's request: the recipe's dtype and kernel on a GPU (flash-attn only where it is installed), float32 on
+    CPU; the tiny and proxy models always float32."""
+    import torch
+
+    if tiny:
+        return {"dtype": torch.float32}, []
     notes: list[str] = []
     kwargs: dict[str, Any] = {}
-    if tiny:
-        kwargs["dtype"] = torch.float32
-    else:
-        attn, note = attention_for(recipe.model.attn_implementation, on_gpu)
-        if note:
-            notes.append(note)
-        if attn:
-            kwargs["attn_implementation"] = attn
-        dtype = recipe.model.torch_dtype if on_gpu else "float32"
-        if dtype and dtype != "auto":
-            kwargs["dtype"] = getattr(torch, dtype)
-        if not on_gpu and recipe.model.torch_dtype not in (None, "float32"):
-            notes.append(f"dtype: recipe loads {recipe.model.torch_dtype}; float32 on CPU")
+    attn, note = attention_for(recipe.model.attn_implementation, on_gpu)
+    if note:
+        notes.append(note)
+    if attn:
+        kwargs["attn_implementation"] = attn
+    dtype = recipe.model.torch_dtype if on_gpu else "float32"
+    if dtype and dtype != "auto":
+        kwargs["dtype"] = getattr(torch, dtype)
+    if not on_gpu and recipe.model.torch_dtype not in (None, "float32"):
+        notes.append(f"dtype: recipe loads {recipe.model.torch_dtype}; float32 on CPU")
+    return kwargs, notes
+
+
+def load_model(source: str, recipe: Any, on_gpu: bool, tiny: bool, seed: int = 0) -> tuple[Any, list[str]]:
+    """Load the leg's starting weights; returns the model and notes about what differs from the recipe's request."""
+    from transformers import AutoModelForCausalLM
+
+    from parity import architectures
+
+    kwargs, notes = load_kwargs(recipe, on_gpu, tiny)
+    if source in RANDOM_ARCHITECTURES:
+        config = getattr(architectures, RANDOM_ARCHITECTURES[source])(kwargs.get("attn_implementation"))
+        return random_model(config, seed, kwargs.get("dtype")), notes
     try:
         model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
     except (OSError, ValueError) as err:

@@ -77,11 +77,12 @@ class RunOptions:
     )
     model: str | None = option(
         None,
-        help="'tiny' (random small Llama, CPU default), 'proxy' (tiny with the legs' compact vocabulary) "
-        "or a hub id / path for from_pretrained.",
+        help="'tiny' (random small Llama, CPU default), 'proxy' (tiny with the legs' compact vocabulary), "
+        "'random-llama-3.2-1b' (the real architecture, random weights) or a hub id / path for from_pretrained.",
     )
     """'tiny' (random Llama-architecture model, CPU default), 'proxy' (the tiny model with the compact vocabulary
-    of the legs' token ids, parity.run.proxy) or a hub id / path loaded with from_pretrained."""
+    of the legs' token ids, parity.run.proxy), 'random-llama-3.2-1b' (Llama-3.2-1B's architecture with random
+    weights from `seed`, in the recipe's dtype and attention kernel) or a hub id / path loaded with from_pretrained."""
     max_steps: int | None = option(None, help="Optimizer steps per leg (default: the recipe's epochs).")
     epochs: float | None = option(None, help="Epochs per leg (overrides the recipe's num_train_epochs).")
     eval_every: int | None = option(None, help="Eval loss every N steps (default: at the end only).")

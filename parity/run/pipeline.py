@@ -266,7 +266,14 @@ def _launch_legs(
     import torch
 
     from parity.run.config import leg_sft_config
-    from parity.run.launch import MachineOptions, mixed_precision, plan_launches, run_launches, write_configs
+    from parity.run.launch import (
+        MachineOptions,
+        failed_leg_message,
+        mixed_precision,
+        plan_launches,
+        run_launches,
+        write_configs,
+    )
 
     machines = MachineOptions(
         opts.num_machines, opts.machine_rank, opts.main_process_ip, opts.main_process_port
@@ -299,8 +306,6 @@ def _launch_legs(
     for leg, code in codes.items():
         path = run_dir / f"{leg}.result.json"
         if not path.is_file():
-            raise ParityError(
-                f"leg {leg.upper()} exited with code {code} before finishing; see {run_dir / f'{leg}.log'}"
-            )
+            raise ParityError(failed_leg_message(f"leg {leg.upper()}", code, run_dir / f"{leg}.log"))
         results[leg] = read_json(path)
     return results

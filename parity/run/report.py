@@ -108,7 +108,10 @@ def metrics_rows(summary: dict[str, Any]) -> list[list[Any]]:
         ["final eval loss (own split)", a["final_eval_loss"], b["final_eval_loss"]],
         ["final eval loss (shared held-out)", a["final_shared_eval_loss"], b["final_shared_eval_loss"]],
         ["train steps / s", a["steps_per_second"], b["steps_per_second"]],
+        ["train tokens / s", *[_speed(run, "tokens_per_second") for run in (a, b)]],
     ]
+    if any(_speed(run, "mfu") is not None for run in (a, b)):
+        rows.append(["model FLOPs utilization (bf16 peak)", *[_speed(run, "mfu") for run in (a, b)]])
     for ext in ("a", "b"):
         for mode in ("strict", "flexible"):
             scores = [summary["generation"].get(leg, {}).get(ext, {}).get(mode, {}) for leg in ("a", "b")]
@@ -116,6 +119,10 @@ def metrics_rows(summary: dict[str, Any]) -> list[list[Any]]:
             if any(score.get("accuracy") is not None for score in scores):
                 rows.append([f"accuracy, {ext.upper()}'s extractor ({summary[ext]}, {mode})", *cells])
     return rows
+
+
+def _speed(run: dict[str, Any], key: str) -> Any:
+    return (run.get("throughput") or {}).get(key)
 
 
 def accuracy_cell(score: dict[str, Any]) -> str | None:

@@ -122,5 +122,6 @@ def _run_entry(steps: list[dict], evals: list[dict], result: dict[str, Any]) -> 
         "resumed_from": result["resumed_from"],
         "train_seconds": result["train_seconds"],
         "steps_per_second": result["steps_per_second"],
+        "throughput": result.get("throughput"),
         "notes": result["notes"],
     }

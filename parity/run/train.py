@@ -27,6 +27,8 @@ from parity.run.examples import example_counter
 from parity.run.files import append_jsonl, read_jsonl, truncate_jsonl, write_json_atomic
 from parity.run.model import load_model
 from parity.run.options import RunOptions
+from parity.run.prepared import PreparedMemo, trainer_class
+from parity.run.throughput import model_shape, throughput
 
 log = logging.getLogger("parity")
 StepHook = Callable[[str, int, int, dict[str, Any]], None]
@@ -181,12 +183,13 @@ def execute_leg(
     m: Materialized | None = None,
     callbacks: Sequence[Any] = (),
     on_step: StepHook | None = None,
+    prepared: PreparedMemo | None = None,
 ) -> dict[str, Any]:
-    """Train one leg (resuming from its last checkpoint with --resume), evaluate it, write `<leg>.result.json`."""
+    """Train one leg (resuming from its last checkpoint with --resume), evaluate it, write `<leg>.result.json`.
+    `prepared`: TRL's dataset preparation shared with earlier legs of this process that prepare the same rows."""
     import datasets
     import torch
     from transformers.trainer_callback import PrinterCallback
-    from trl import SFTTrainer
 
     _quiet()
     opts = spec.run_options()
@@ -216,14 +219,14 @@ def execute_leg(
         tokens_seen = 0
     train_dataset, eval_sets = leg_datasets(m, opts)
     config, overrides = leg_sft_config(m, opts, leg_dir, on_gpu, has_eval=bool(eval_sets))
-    model, notes = load_model(spec.model_source, m.recipe, on_gpu, spec.tiny)
+    model, notes = load_model(spec.model_source, m.recipe, on_gpu, spec.tiny, opts.seed)
     logger = _step_logger(spec.leg, steps_path, evals_path, tokens_seen, on_step)
     batches_path = run_dir / f"{spec.leg}.batches.jsonl"
     if not checkpoint:
         batches_path.unlink(missing_ok=True)
     with _deterministic(opts.deterministic), warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
-        trainer = SFTTrainer(
+        trainer = trainer_class(prepared)(
             model=model,
             args=config,
             train_dataset=train_dataset,
@@ -249,6 +252,7 @@ def execute_leg(
             if trainer.is_world_process_zero() and opts.eval_samples:
                 generations = _generations(trainer.model, m, opts, remap)
     micro = micro_batching(m.launch, opts.micro_batch)
+    speed = leg_throughput(trainer, logger, tokens_seen, batches_path, checkpoint, train_seconds, on_gpu)
     result = {
         "leg": spec.leg,
         "recipe": m.recipe.name,
@@ -271,6 +275,7 @@ def execute_leg(
             "global_batch": micro.global_batch,
             "recipe_global_batch": m.launch.global_batch,
         },
+        "throughput": speed,
         "train_rows": len(train_dataset),
         "eval_rows": {name: len(ds) for name, ds in eval_sets.items()},
         "context_overrides": plain(overrides),
@@ -283,6 +288,28 @@ def execute_leg(
     del trainer, model
     datasets.disable_progress_bars()
     return result
+
+
+def leg_throughput(
+    trainer: Any,
+    logger: Any,
+    tokens_before: int,
+    batches_path: Path,
+    checkpoint: str | None,
+    seconds: float,
+    on_gpu: bool,
+) -> dict[str, Any]:
+    """Tokens per second of this session's steps (and MFU on a GPU of known peak), from the step logger's token
+    counts and the examples the data loader gave (`<leg>.batches.jsonl`)."""
+    import torch
+
+    first = checkpoint_step(checkpoint)
+    examples = sum(r["examples"] for r in read_jsonl(batches_path) if r["step"] > first)
+    name = torch.cuda.get_device_name(0) if on_gpu else None
+    processes = trainer.accelerator.num_processes
+    return throughput(
+        logger.tokens_seen - tokens_before, examples, seconds, model_shape(trainer.model), processes, name
+    )
 
 
 def _generations(
