@@ -55,12 +55,18 @@ def prepare_fast(
         if max_length is not None:
             cut = slice(-max_length, None) if keep_end else slice(None, max_length)
             ids, labels = ids[cut], labels[cut]
-            if labels.count(IGNORE_INDEX) == len(labels):
+            if fully_masked(labels):
                 continue
         out["input_ids"].append(ids)
         out["labels"].append(labels)
         out["completion_start"].append(start)
     return out
+
+
+def fully_masked(labels: list[int]) -> bool:
+    """True when no label is trained (TRL drops such a row); an empty row counts as fully masked, and a row whose
+    last label is trained needs no count."""
+    return not labels or (labels[-1] == IGNORE_INDEX and labels.count(IGNORE_INDEX) == len(labels))
 
 
 def encode_texts(tokenizer: Any, texts: list[str]) -> list[list[int]]:
