@@ -13,6 +13,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -66,16 +67,29 @@ MEASURE = r"""
 import resource, subprocess, sys, time
 start = time.perf_counter()
 subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-print(time.perf_counter() - start, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(time.perf_counter() - start, usage.ru_maxrss, usage.ru_utime + usage.ru_stime)
 """
 
 
-def timed(cmd: list[str]) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB) of one child process (measured by a fresh parent, so earlier runs'
-    peaks do not leak into it)."""
+@dataclass(frozen=True)
+class Run:
+    """One timed child process."""
+
+    wall: float
+    """Seconds."""
+    rss: float
+    """Peak resident set size, MB."""
+    cpu: float
+    """User + system CPU seconds, all threads (less sensitive than wall to other work on a shared machine)."""
+
+
+def timed(cmd: list[str]) -> Run:
+    """Wall seconds, peak RSS and CPU time of one child process (measured by a fresh parent, so earlier runs'
+    peaks and CPU time do not leak into it)."""
     out = subprocess.run([sys.executable, "-c", MEASURE, *cmd], check=True, cwd=REPO, capture_output=True)
-    wall, peak_kb = out.stdout.split()
-    return float(wall), float(peak_kb) / 1024
+    wall, peak_kb, cpu = out.stdout.split()
+    return Run(float(wall), float(peak_kb) / 1024, float(cpu))
 
 
 def identical_on_every_row(data: str) -> tuple[bool, int]:
@@ -99,12 +113,15 @@ def identical_on_every_row(data: str) -> tuple[bool, int]:
     return True, rows
 
 
-def summary(samples: list[tuple[float, float]]) -> tuple[float, str]:
-    """Median wall seconds, and 'median s (min-max), peak RSS N MB' over repeated runs."""
-    walls = sorted(wall for wall, _ in samples)
+def summary(samples: list[Run]) -> tuple[float, str]:
+    """Median wall seconds, and 'median s (min-max), CPU median s, peak RSS N MB' over repeated runs."""
+    walls = sorted(run.wall for run in samples)
     median = statistics.median(walls)
     spread = f" ({walls[0]:.2f}-{walls[-1]:.2f} over {len(walls)} runs)" if len(walls) > 1 else ""
-    return median, f"{median:.2f} s{spread}, peak RSS {max(rss for _, rss in samples):.0f} MB"
+    cpu = statistics.median(run.cpu for run in samples)
+    return median, (
+        f"{median:.2f} s{spread}, CPU user+sys {cpu:.2f} s, peak RSS {max(run.rss for run in samples):.0f} MB"
+    )
 
 
 def main() -> None:
@@ -121,7 +138,7 @@ def main() -> None:
         + ["--samples", "all", "--out", out],
         "default": [parity, "diff", "--a", "llmhalluc", "--b", "revise", "--out", out],
     }
-    runs: dict[str, list[tuple[float, float]]] = {name: [] for name in commands}
+    runs: dict[str, list[Run]] = {name: [] for name in commands}
     for _ in range(max(1, args.repeat)):
         for name, cmd in commands.items():
             runs[name].append(timed(cmd))
@@ -129,12 +146,19 @@ def main() -> None:
     every, all_text = summary(runs["all"])
     _, default_text = summary(runs["default"])
     print(f"baseline (plain SFTTrainer, both recipes, {args.data}): {base_text}")
-    print(f"parity diff --samples all: {all_text}; ratio {every / base:.2f}x baseline (target <= 0.50x)")
+    cpu_ratio = statistics.median(r.cpu for r in runs["all"]) / statistics.median(
+        r.cpu for r in runs["baseline"]
+    )
+    print(
+        f"parity diff --samples all: {all_text}; ratio {every / base:.2f}x baseline (target <= 0.50x), "
+        f"CPU ratio {cpu_ratio:.2f}x"
+    )
     print(f"parity diff (default, synthetic, cold): {default_text} (targets < 6 s, < 1500 MB)")
     if not args.skip_identity:
         same, rows = identical_on_every_row(args.data)
         print(f"bit-identical input_ids and labels on every row: {same} ({rows} rows over both recipes)")
-    print(f"cpu count: {os.cpu_count()}")
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"cpu count: {os.cpu_count()}; load average at the end (1, 5, 15 min): {load}")
 
 
 if __name__ == "__main__":

@@ -50,17 +50,31 @@ def prepare_fast(
     keep_end = sft_config.truncation_mode == "keep_end"
     out: dict[str, list] = {"input_ids": [], "labels": [], "completion_start": []}
     for p_ids, ids in zip(prompt_ids, full_ids, strict=True):
-        start = common_prefix_length(p_ids, ids)
+        start = completion_start(p_ids, ids)
         labels = [IGNORE_INDEX] * start + ids[start:] if completion_only_loss else list(ids)
         if max_length is not None:
-            cut = slice(-max_length, None) if keep_end else slice(None, max_length)
-            ids, labels = ids[cut], labels[cut]
-            if labels.count(IGNORE_INDEX) == len(labels):
+            if len(ids) > max_length:  # a shorter row is its own truncation: no copy
+                cut = slice(-max_length, None) if keep_end else slice(None, max_length)
+                ids, labels = ids[cut], labels[cut]
+            if fully_masked(labels):
                 continue
         out["input_ids"].append(ids)
         out["labels"].append(labels)
         out["completion_start"].append(start)
     return out
+
+
+def completion_start(prompt_ids: list[int], ids: list[int]) -> int:
+    """TRL's `common_prefix_length(prompt_ids, ids)`: the whole prompt when ids start with it (one slice
+    comparison in C, the usual case), else TRL's own element-by-element count."""
+    n = len(prompt_ids)
+    return n if ids[:n] == prompt_ids else common_prefix_length(prompt_ids, ids)
+
+
+def fully_masked(labels: list[int]) -> bool:
+    """True when no label is trained (TRL drops such a row); an empty row counts as fully masked, and a row whose
+    last label is trained needs no count."""
+    return not labels or (labels[-1] == IGNORE_INDEX and labels.count(IGNORE_INDEX) == len(labels))
 
 
 def encode_texts(tokenizer: Any, texts: list[str]) -> list[list[int]]:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import gc
 import json
 
 import pytest
 from conftest import REAL_GSM8K, SMALL_SYNTHETIC, needs_real_gsm8k
 
 from parity.cli import main
-from parity.diff import run_diff
+from parity.diff import cyclic_gc_paused, run_diff
 from parity.findings import AXES
 
 
@@ -165,3 +166,32 @@ def test_bad_diff_input_is_one_line_exit_2(capsys, tmp_path, extra, message):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err
     assert not (tmp_path / "report.json").exists()
+
+
+def test_cyclic_gc_is_paused_while_probing_and_restored_after():
+    enabled_per_probe: list[bool] = []
+    run_diff(
+        "llmhalluc",
+        "revise",
+        data=SMALL_SYNTHETIC,
+        samples=8,
+        only="config,batch",
+        on_probe=lambda name: enabled_per_probe.append(gc.isenabled()),
+    )
+    assert enabled_per_probe == [False, False]
+    assert gc.isenabled()
+
+
+def test_cyclic_gc_pause_nests_and_keeps_a_disabled_collector_disabled():
+    with cyclic_gc_paused():
+        with cyclic_gc_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with cyclic_gc_paused():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from conftest import REAL_GSM8K, make, needs_real_gsm8k
 
-from parity.fast_tokenize import supports_fast_path
+from parity.fast_tokenize import completion_start, fully_masked, supports_fast_path
 from parity.trl_bridge import prepare_dataset, prepare_with_trl
 
 
@@ -76,3 +76,28 @@ def test_direct_encoding_ignores_padding_and_truncation_left_by_an_earlier_call(
     assert encode_texts(tokenizer, texts) == [[64, 293, 272], [64]]
     tokenizer(texts, truncation=True, max_length=2)
     assert encode_texts(tokenizer, texts) == [[64, 293, 272], [64]]
+
+
+@pytest.mark.parametrize(
+    ("labels", "dropped"),
+    [([], True), ([-100, -100], True), ([-100, 5], False), ([5, -100], False), ([7], False)],
+)
+def test_fully_masked_rows_are_the_ones_trl_drops(labels, dropped):
+    assert fully_masked(labels) is dropped
+    assert fully_masked(labels) is (labels.count(-100) == len(labels))
+
+
+@pytest.mark.parametrize(
+    ("prompt_ids", "ids", "start"),
+    [
+        ([1, 2, 3], [1, 2, 3, 4, 5], 3),  # the prompt is a prefix: the usual case
+        ([1, 2, 3], [1, 2, 9, 4], 2),  # the prompt's last token merged with the completion's first
+        ([1, 2, 3], [1, 2], 2),  # the prompt is longer than the whole row
+        ([], [1, 2], 0),
+        ([7], [1, 2], 0),
+    ],
+)
+def test_completion_start_is_trls_common_prefix_length(prompt_ids, ids, start):
+    from trl.data_utils import common_prefix_length
+
+    assert completion_start(prompt_ids, ids) == start == common_prefix_length(prompt_ids, ids)

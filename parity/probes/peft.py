@@ -57,9 +57,12 @@ def count_parameters(lora_json: str | None) -> dict[str, Any]:
         _base_params.append(sum(p.numel() for p in model.parameters()))
     targets: list[str] = []
     if lora_json is not None:
+        import torch
         from peft import LoraConfig, get_peft_model
 
-        with warnings.catch_warnings():
+        # the adapter weights are created on the meta device too (peft would allocate and initialise them in
+        # CPU memory, then move them to the base layer's meta device): same modules and shapes, no work
+        with warnings.catch_warnings(), torch.device("meta"):
             warnings.simplefilter("ignore")
             model = get_peft_model(model, LoraConfig(**json.loads(lora_json)))
         targets = sorted(model.targeted_module_names)
