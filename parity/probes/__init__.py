@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import importlib
 import pkgutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,6 +87,12 @@ class FindingMaker:
     ) -> Finding:
         chosen = default_align(self.axis) if align is _TABLE_DEFAULT else align
         return Finding(self.axis, key, severity, a, b, summary, evidence or {}, chosen)
+
+
+def side_values(va: dict[str, Any], vb: dict[str, Any], keys: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """Evidence of a finding: the named measured values of each side, {'a': {key: value}, 'b': {...}}."""
+    keys = tuple(keys)
+    return {side: {k: v[k] for k in keys} for side, v in (("a", va), ("b", vb))}
 
 
 def compare_on_example(

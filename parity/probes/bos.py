@@ -8,7 +8,7 @@ from typing import Any
 
 from parity.materialize import Materialized
 from parity.plain import plain
-from parity.probes import PROBES, FindingMaker, ProbeContext, ProbeResult, measurement
+from parity.probes import PROBES, FindingMaker, ProbeContext, ProbeResult, measurement, side_values
 from parity.textdiff import pair_names
 
 AXIS = "bos"
@@ -59,13 +59,9 @@ def probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
 def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeContext) -> ProbeResult:
     """Findings and pair values from the two recipes' measurements."""
     names = pair_names(a.recipe.name, b.recipe.name)
-    evidence = {
-        side: {
-            k: v[k]
-            for k in ("leading_bos", "template_emits_bos", "tokenizer_adds_bos", "render_then_tokenize_bos")
-        }
-        for side, v in (("a", va), ("b", vb))
-    }
+    evidence = side_values(
+        va, vb, ("leading_bos", "template_emits_bos", "tokenizer_adds_bos", "render_then_tokenize_bos")
+    )
     findings = []
     if va["examples_with_double_bos"] != vb["examples_with_double_bos"]:
         findings.append(

@@ -9,7 +9,7 @@ from typing import Any
 from parity.architectures import llama_3_2_1b_config
 from parity.materialize import Materialized
 from parity.plain import plain
-from parity.probes import PROBES, FindingMaker, ProbeContext, ProbeResult, measurement
+from parity.probes import PROBES, FindingMaker, ProbeContext, ProbeResult, measurement, side_values
 from parity.probes.fields import owned_field_findings, owned_values
 from parity.textdiff import pair_names
 from parity.trl_bridge import IGNORE_INDEX, Prepared, build_collator
@@ -115,10 +115,7 @@ def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeCont
     """Findings and pair values from the two recipes' measurements."""
     names = pair_names(a.recipe.name, b.recipe.name)
     align = _align(a, b)
-    evidence = {
-        side: {k: v[k] for k in ("end_token_id", "examples_ending_with_it", "examples", "eos_ids")}
-        for side, v in (("a", va), ("b", vb))
-    }
+    evidence = side_values(va, vb, ("end_token_id", "examples_ending_with_it", "examples", "eos_ids"))
     findings = []
     if va["end_token"] != vb["end_token"]:
         findings.append(

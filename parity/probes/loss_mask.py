@@ -9,7 +9,7 @@ from parity.axes import field_axis, field_severity, probe_fields
 from parity.fast_tokenize import encode_texts
 from parity.materialize import Materialized
 from parity.plain import plain
-from parity.probes import PROBES, FindingMaker, ProbeContext, ProbeResult, measurement
+from parity.probes import PROBES, FindingMaker, ProbeContext, ProbeResult, measurement, side_values
 from parity.rendering import CLOCKS, frozen_clock
 from parity.textdiff import pair_names
 from parity.trl_bridge import IGNORE_INDEX, Prepared, resolve_completion_only_loss
@@ -147,7 +147,7 @@ def _evidence(va: dict, vb: dict) -> dict[str, Any]:
         "prompt_tokens_trained_count",
         "examples",
     )
-    return {side: {k: v[k] for k in keys} for side, v in (("a", va), ("b", vb))}
+    return side_values(va, vb, keys)
 
 
 @PROBES.register("loss_mask")
@@ -204,10 +204,7 @@ def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeCont
                 va["eos_trained"],
                 vb["eos_trained"],
                 f"EOS carries loss in {name_a if va['eos_trained'] else name_b} only",
-                {
-                    side: {k: v[k] for k in ("examples_ending_with_eos", "eos_trained_count", "examples")}
-                    for side, v in (("a", va), ("b", vb))
-                },
+                side_values(va, vb, ("examples_ending_with_eos", "eos_trained_count", "examples")),
             )
         )
     if va["bos_at_start"] != vb["bos_at_start"]:

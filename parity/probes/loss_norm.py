@@ -9,7 +9,7 @@ from typing import Any
 
 from parity.materialize import Materialized
 from parity.plain import plain
-from parity.probes import PROBES, FindingMaker, ProbeContext, ProbeResult, measurement
+from parity.probes import PROBES, FindingMaker, ProbeContext, ProbeResult, measurement, side_values
 from parity.probes.fields import owned_field_findings, owned_values
 from parity.textdiff import pair_names
 from parity.trl_bridge import IGNORE_INDEX
@@ -131,21 +131,19 @@ def probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
 def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeContext) -> ProbeResult:
     """Findings and pair values from the two recipes' measurements."""
     names = pair_names(a.recipe.name, b.recipe.name)
-    evidence = {
-        side: {
-            k: v[k]
-            for k in (
-                "trainer_passes_num_items_in_batch",
-                "average_tokens_across_devices",
-                "processes",
-                "accumulation",
-                "token_weight_spread",
-                "longest_to_shortest_example_weight",
-                "shortest_longest_trained_tokens",
-            )
-        }
-        for side, v in (("a", va), ("b", vb))
-    }
+    evidence = side_values(
+        va,
+        vb,
+        (
+            "trainer_passes_num_items_in_batch",
+            "average_tokens_across_devices",
+            "processes",
+            "accumulation",
+            "token_weight_spread",
+            "longest_to_shortest_example_weight",
+            "shortest_longest_trained_tokens",
+        ),
+    )
     findings = []
     if va["reduction"] != vb["reduction"]:
         findings.append(

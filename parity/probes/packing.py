@@ -10,7 +10,7 @@ from typing import Any
 from parity.materialize import Materialized
 from parity.plain import plain
 from parity.plan import step_plan
-from parity.probes import PROBES, FindingMaker, ProbeContext, ProbeResult, measurement
+from parity.probes import PROBES, FindingMaker, ProbeContext, ProbeResult, measurement, side_values
 from parity.probes.fields import owned_field_findings, owned_values
 from parity.textdiff import pair_names
 from parity.trl_bridge import build_collator
@@ -144,18 +144,16 @@ def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeCont
                 va["optimizer_steps"],
                 vb["optimizer_steps"],
                 f"{_describe(names[0], va)}; {_describe(names[1], vb)}",
-                {
-                    side: {
-                        k: v[k]
-                        for k in (
-                            "sequences_per_example",
-                            "train_sequences",
-                            "optimizer_steps_unpacked",
-                            "warmup_steps",
-                        )
-                    }
-                    for side, v in (("a", va), ("b", vb))
-                },
+                side_values(
+                    va,
+                    vb,
+                    (
+                        "sequences_per_example",
+                        "train_sequences",
+                        "optimizer_steps_unpacked",
+                        "warmup_steps",
+                    ),
+                ),
             )
         )
     across_a, across_b = va["first_batch"]["attending_across"], vb["first_batch"]["attending_across"]

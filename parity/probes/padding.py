@@ -9,7 +9,7 @@ from typing import Any
 
 from parity.materialize import Materialized
 from parity.plain import plain
-from parity.probes import PROBES, FindingMaker, ProbeContext, ProbeResult, measurement
+from parity.probes import PROBES, FindingMaker, ProbeContext, ProbeResult, measurement, side_values
 from parity.probes.fields import owned_field_findings, owned_values
 from parity.textdiff import pair_names
 from parity.trl_bridge import IGNORE_INDEX, Prepared, build_collator
@@ -116,10 +116,7 @@ def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeCont
                 vb["collated_padding_side"],
                 f"training batches are padded on the {va['collated_padding_side']} in {names[0]} and on the "
                 f"{vb['collated_padding_side']} in {names[1]}",
-                {
-                    side: {k: v[k] for k in ("collated_padding_side", "tokenizer_padding_side")}
-                    for side, v in (("a", va), ("b", vb))
-                },
+                side_values(va, vb, ("collated_padding_side", "tokenizer_padding_side")),
             )
         )
     ta, tb = va["truncation"] or {}, vb["truncation"] or {}
