@@ -2,7 +2,8 @@
 
 Targets (issue "parity diff"): `--samples all` on the 7,473 real training rows at <= 0.5x the baseline's wall time
 with bit-identical input_ids and labels on every row; default-mode `parity diff` under 6 s cold with peak RSS
-under 1.5 GB. Run: python benchmarks/diff_bench.py [--data ../shared/data/gsm8k] [--repeat 3] [--skip-identity]
+under 1.5 GB, printed beside the import of the libraries it measures through (its floor on the machine that hour).
+Run: python benchmarks/diff_bench.py [--data ../shared/data/gsm8k] [--repeat 3] [--skip-identity] [--default-only]
 """
 
 from __future__ import annotations
@@ -62,6 +63,12 @@ def plain_trainer(m, eval_rows: list[dict]):
         peft_config=m.lora_config,
     )
 
+
+IMPORTS = (
+    "import torch, transformers, datasets, peft; from trl import SFTConfig, SFTTrainer; "
+    "from transformers import AutoTokenizer"
+)
+"""The libraries a diff measures through, imported and nothing else: the floor under a cold `parity diff`."""
 
 MEASURE = r"""
 import resource, subprocess, sys, time
@@ -129,6 +136,9 @@ def main() -> None:
     parser.add_argument("--data", default=str(DEFAULT_DATA))
     parser.add_argument("--repeat", type=int, default=3, help="Runs of each command, interleaved (median).")
     parser.add_argument("--skip-identity", action="store_true")
+    parser.add_argument(
+        "--default-only", action="store_true", help="Time only the default diff and the libraries' import."
+    )
     args = parser.parse_args()
     parity = str(Path(sys.executable).parent / "parity")
     out = tempfile.mkdtemp()
@@ -137,24 +147,33 @@ def main() -> None:
         "all": [parity, "diff", "--a", "llmhalluc", "--b", "revise", "--data", args.data]
         + ["--samples", "all", "--out", out],
         "default": [parity, "diff", "--a", "llmhalluc", "--b", "revise", "--out", out],
+        "imports": [sys.executable, "-c", IMPORTS],
     }
+    if args.default_only:
+        commands = {name: commands[name] for name in ("default", "imports")}
     runs: dict[str, list[Run]] = {name: [] for name in commands}
     for _ in range(max(1, args.repeat)):
         for name, cmd in commands.items():
             runs[name].append(timed(cmd))
-    base, base_text = summary(runs["baseline"])
-    every, all_text = summary(runs["all"])
-    _, default_text = summary(runs["default"])
-    print(f"baseline (plain SFTTrainer, both recipes, {args.data}): {base_text}")
-    cpu_ratio = statistics.median(r.cpu for r in runs["all"]) / statistics.median(
-        r.cpu for r in runs["baseline"]
-    )
-    print(
-        f"parity diff --samples all: {all_text}; ratio {every / base:.2f}x baseline (target <= 0.50x), "
-        f"CPU ratio {cpu_ratio:.2f}x"
-    )
+    if not args.default_only:
+        base, base_text = summary(runs["baseline"])
+        every, all_text = summary(runs["all"])
+        print(f"baseline (plain SFTTrainer, both recipes, {args.data}): {base_text}")
+        cpu_ratio = statistics.median(r.cpu for r in runs["all"]) / statistics.median(
+            r.cpu for r in runs["baseline"]
+        )
+        print(
+            f"parity diff --samples all: {all_text}; ratio {every / base:.2f}x baseline (target <= 0.50x), "
+            f"CPU ratio {cpu_ratio:.2f}x"
+        )
+    default, default_text = summary(runs["default"])
+    floor, floor_text = summary(runs["imports"])
     print(f"parity diff (default, synthetic, cold): {default_text} (targets < 6 s, < 1500 MB)")
-    if not args.skip_identity:
+    print(
+        f"libraries' import alone (torch, transformers, TRL, peft, datasets): {floor_text}; "
+        f"parity's own share of the default diff: {default - floor:.2f} s (median difference)"
+    )
+    if not args.skip_identity and not args.default_only:
         same, rows = identical_on_every_row(args.data)
         print(f"bit-identical input_ids and labels on every row: {same} ({rows} rows over both recipes)")
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())

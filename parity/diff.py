@@ -45,6 +45,18 @@ class DiffReport:
         }
 
 
+_freeze_on_resume = False
+
+
+def freeze_objects_on_resume() -> None:
+    """For a process that exits right after its diff (the console script): when the collector resumes, the
+    objects the diff built move to its permanent generation instead of being traversed once more on the first
+    allocation (0.3 s of a default diff). They are still freed by reference counting; only cycles among them
+    stay until the process ends."""
+    global _freeze_on_resume
+    _freeze_on_resume = True
+
+
 @contextmanager
 def cyclic_gc_paused() -> Iterator[None]:
     """Pause Python's cyclic garbage collector for the duration of a diff, then restore it as it was.
@@ -59,6 +71,8 @@ def cyclic_gc_paused() -> Iterator[None]:
         yield
     finally:
         if was_enabled:
+            if _freeze_on_resume:
+                gc.freeze()
             gc.enable()
 
 

@@ -114,16 +114,19 @@ class Materialized:
                 {"input_ids": example.input_ids, "labels": example.labels}
                 for example in map(_found, self.captured.examples(rows))
             ]
-        from parity.trl_bridge import prepare_dataset
+        from parity.trl_bridge import prepare_rows
 
-        prepared = prepare_dataset(self.conversational_raw(rows), self.tokenizer, self.sft_config, "probe")
+        prepared = prepare_rows(self.conversational_raw(rows), self.tokenizer, self.sft_config, "probe")
         if len(prepared) < len(rows):  # TRL drops an example whose truncation leaves nothing to train on
             raise ParityError(
                 f"recipe '{self.recipe.name}': TRL's dataset preparation drops {len(rows) - len(prepared)} of "
                 f"{len(rows)} example(s) at max_length {self.sft_config.max_length} (no trained token is left); "
                 "raise training.max_length"
             )
-        return prepared
+        return [
+            {"input_ids": input_ids, "labels": labels}
+            for input_ids, labels in zip(prepared.input_ids, prepared.labels, strict=True)
+        ]
 
     def shared_examples(self, rows: list[dict[str, str]]) -> list[SharedExample]:
         """Each shared raw row as this recipe trains it: through its pipeline here, or for a captured recipe

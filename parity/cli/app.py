@@ -150,7 +150,10 @@ so often that it costs about a second of a default `parity diff` (5.5 s -> 4.5 s
 def entry() -> None:
     """Console-script entry: run, flush, and exit without tearing down torch and transformers module by module
     (that teardown costs about a second; every file parity writes is already complete and closed)."""
+    from parity.diff import freeze_objects_on_resume
+
     gc.set_threshold(*GC_THRESHOLDS)
+    freeze_objects_on_resume()
     code = main()
     with contextlib.suppress(BrokenPipeError):
         sys.stdout.flush()

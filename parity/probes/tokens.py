@@ -37,7 +37,7 @@ def length_stats(lengths: list[int]) -> dict[str, Any]:
 
 def untruncated_lengths(m: Materialized) -> list[int]:
     """Lengths TRL produces for the sampled train rows with max_length=None (no truncation, no packing)."""
-    from parity.trl_bridge import prepare_dataset
+    from parity.trl_bridge import prepare_rows
 
     rows = m.sample_rows
     lengths = [len(ids) for ids in m.prepared.input_ids]
@@ -51,7 +51,7 @@ def untruncated_lengths(m: Materialized) -> list[int]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         config = dataclasses.replace(m.sft_config, max_length=None, packing=False)
-    return [len(ids) for ids in prepare_dataset(rows, m.tokenizer, config, "untruncated")["input_ids"]]
+    return [len(ids) for ids in prepare_rows(rows, m.tokenizer, config, "untruncated").input_ids]
 
 
 @measurement("tokens")
