@@ -5,9 +5,7 @@ The report is deterministic: identical inputs give a byte-identical JSON (no tim
 
 from __future__ import annotations
 
-import gc
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +16,7 @@ from parity.materialize import DEFAULT_SAMPLES, Materialized, materialize
 from parity.plain import plain
 from parity.plan import table_world_sizes
 from parity.probes import ProbeContext, load_probes
+from parity.process import cyclic_gc_paused
 from parity.registry import resolve_recipe
 from parity.spec import Recipe
 
@@ -43,37 +42,6 @@ class DiffReport:
             "findings": [f.to_dict() for f in self.findings],
             "probes": plain(self.probes),
         }
-
-
-_freeze_on_resume = False
-
-
-def freeze_objects_on_resume() -> None:
-    """For a process that exits right after its diff (the console script): when the collector resumes, the
-    objects the diff built move to its permanent generation instead of being traversed once more on the first
-    allocation (0.3 s of a default diff). They are still freed by reference counting; only cycles among them
-    stay until the process ends."""
-    global _freeze_on_resume
-    _freeze_on_resume = True
-
-
-@contextmanager
-def cyclic_gc_paused() -> Iterator[None]:
-    """Pause Python's cyclic garbage collector for the duration of a diff, then restore it as it was.
-
-    A diff imports torch, transformers and TRL and builds lists of every tokenized row; the collector's passes
-    over them free next to nothing and cost CPU: about 1 s per diff at Python's default thresholds (a library
-    caller), 0.1-0.3 s at the console script's raised ones. Reference counting still frees everything that is
-    not in a cycle, and the collector runs again once the diff returns."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            if _freeze_on_resume:
-                gc.freeze()
-            gc.enable()
 
 
 def diff_materialized(

@@ -198,18 +198,21 @@ def test_cyclic_gc_pause_nests_and_keeps_a_disabled_collector_disabled():
 
 
 def test_objects_freeze_on_resume_only_when_the_process_exits_after_the_diff(monkeypatch):
-    import parity.diff
+    import parity.process
 
     gc.unfreeze()
+    thresholds = gc.get_threshold()
     with cyclic_gc_paused():
         kept = [[i] for i in range(1000)]
     assert gc.get_freeze_count() == 0  # a library caller: the collector resumes over everything
-    monkeypatch.setattr(parity.diff, "_freeze_on_resume", False)
-    parity.diff.freeze_objects_on_resume()
+    monkeypatch.setattr(parity.process, "_freeze_on_resume", False)
+    parity.process.configure_console_process()
     try:
+        assert gc.get_threshold() == parity.process.GC_THRESHOLDS
         with cyclic_gc_paused():
             kept.append([0])
         assert gc.isenabled()
         assert gc.get_freeze_count() > len(kept)  # the console script: moved to the permanent generation
     finally:
         gc.unfreeze()
+        gc.set_threshold(*thresholds)

@@ -6,7 +6,6 @@ an unexpected error (one line; PARITY_DEBUG=1 re-raises it for the traceback); 1
 from __future__ import annotations
 
 import contextlib
-import gc
 import logging
 import os
 import sys
@@ -30,6 +29,7 @@ from parity.cli.refs import refs_verify_command
 from parity.cli.run import run_command
 from parity.cli.show import show_command
 from parity.errors import ParityError
+from parity.process import configure_console_process
 
 DEBUG_VARIABLE = "PARITY_DEBUG"
 
@@ -141,19 +141,10 @@ def main(argv: list[str] | None = None) -> int:
     return _run(argv)
 
 
-GC_THRESHOLDS = (50_000, 20, 20)
-"""Cyclic-GC thresholds for the console script. Importing torch, transformers, TRL and peft and holding token
-lists allocates millions of long-lived objects; at Python's default (700, 10, 10) the collector rescans them
-so often that it costs about a second of a default `parity diff` (5.5 s -> 4.5 s). Cycles are still collected."""
-
-
 def entry() -> None:
     """Console-script entry: run, flush, and exit without tearing down torch and transformers module by module
     (that teardown costs about a second; every file parity writes is already complete and closed)."""
-    from parity.diff import freeze_objects_on_resume
-
-    gc.set_threshold(*GC_THRESHOLDS)
-    freeze_objects_on_resume()
+    configure_console_process()
     code = main()
     with contextlib.suppress(BrokenPipeError):
         sys.stdout.flush()
