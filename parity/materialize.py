@@ -114,19 +114,25 @@ class Materialized:
                 {"input_ids": example.input_ids, "labels": example.labels}
                 for example in map(_found, self.captured.examples(rows))
             ]
-        from parity.trl_bridge import prepare_rows
-
-        prepared = prepare_rows(self.conversational_raw(rows), self.tokenizer, self.sft_config, "probe")
-        if len(prepared) < len(rows):  # TRL drops an example whose truncation leaves nothing to train on
-            raise ParityError(
-                f"recipe '{self.recipe.name}': TRL's dataset preparation drops {len(rows) - len(prepared)} of "
-                f"{len(rows)} example(s) at max_length {self.sft_config.max_length} (no trained token is left); "
-                "raise training.max_length"
-            )
+        prepared = self._tokenized(self.conversational_raw(rows))
         return [
             {"input_ids": input_ids, "labels": labels}
             for input_ids, labels in zip(prepared.input_ids, prepared.labels, strict=True)
         ]
+
+    def _tokenized(self, conversations: list[dict]):
+        """Conversations through TRL's preparation, one example each (an error where TRL drops one)."""
+        from parity.trl_bridge import prepare_rows
+
+        prepared = prepare_rows(conversations, self.tokenizer, self.sft_config, "probe")
+        dropped = len(conversations) - len(prepared)  # TRL drops an example with nothing left to train on
+        if dropped:
+            raise ParityError(
+                f"recipe '{self.recipe.name}': TRL's dataset preparation drops {dropped} of {len(conversations)} "
+                f"example(s) at max_length {self.sft_config.max_length} (no trained token is left); "
+                "raise training.max_length"
+            )
+        return prepared
 
     def shared_examples(self, rows: list[dict[str, str]]) -> list[SharedExample]:
         """Each shared raw row as this recipe trains it: through its pipeline here, or for a captured recipe
@@ -134,18 +140,20 @@ class Materialized:
         if self.captured is not None:
             return self.captured.examples(rows)
         conversations = self.conversational_raw(rows)
-        prepared = self.prepare_raw(rows)
+        prepared = self._tokenized(conversations)
         return [
             SharedExample(
                 row,
                 conversation,
                 conversation["prompt"][-1]["content"],
-                list(prepared[i]["input_ids"]),
-                list(prepared[i]["labels"]),
+                input_ids,
+                labels,
                 same_row=True,
                 source="this recipe's preprocessing and prompt, tokenized by TRL's preparation",
             )
-            for i, (row, conversation) in enumerate(zip(rows, conversations, strict=True))
+            for row, conversation, input_ids, labels in zip(
+                rows, conversations, prepared.input_ids, prepared.labels, strict=True
+            )
         ]
 
     def shared_user_messages(self, rows: list[dict[str, str]]) -> list[str | None]:

@@ -273,29 +273,20 @@ def cpu_threads(count: int | None) -> Iterator[None]:
 
 def launch_leg(spec: Any, m: Any, opts: RunOptions, run_dir: Path) -> dict[str, Any]:
     """One leg through `accelerate launch` (several processes: GPUs, or gloo on CPU)."""
-    from parity.run.config import leg_sft_config
+    import torch
+
     from parity.run.launch import (
         MachineOptions,
-        failed_leg_message,
-        mixed_precision,
+        leg_launch_info,
+        leg_result,
         plan_launches,
         run_launches,
         write_configs,
     )
     from parity.run.options import cuda_available
 
-    spec_path = run_dir / f"{spec.leg}.spec.json"
-    write_text_atomic(spec_path, spec.to_json())
-    config, _ = leg_sft_config(m, opts, run_dir / spec.leg, cuda_available())
-    info = {
-        "processes": m.launch.num_processes,
-        "precision": mixed_precision(config),
-        "spec_path": str(spec_path),
-    }
-    import torch
-
     launches = plan_launches(
-        {spec.leg: info},
+        {spec.leg: leg_launch_info(spec, m, opts, run_dir)},
         opts.world_size,
         False,
         torch.cuda.device_count(),
@@ -305,12 +296,7 @@ def launch_leg(spec: Any, m: Any, opts: RunOptions, run_dir: Path) -> dict[str, 
     )
     write_configs(launches)
     codes = run_launches(launches, False, run_dir)
-    path = run_dir / f"{spec.leg}.result.json"
-    if not path.is_file():
-        raise ParityError(
-            failed_leg_message(f"bisect leg {run_dir.name}", codes[spec.leg], run_dir / f"{spec.leg}.log")
-        )
-    return read_json(path)
+    return leg_result(f"bisect leg {run_dir.name}", spec.leg, codes[spec.leg], run_dir)
 
 
 def leg_metrics(result: dict[str, Any], recipe) -> dict[str, Any]:

@@ -95,6 +95,11 @@ def side_values(va: dict[str, Any], vb: dict[str, Any], keys: Iterable[str]) -> 
     return {side: {k: v[k] for k in keys} for side, v in (("a", va), ("b", vb))}
 
 
+def recipes_lacking_the_row(va: dict[str, Any], vb: dict[str, Any], name_a: str, name_b: str) -> list[str]:
+    """Names of the recipes whose measured example is not the shared raw row (a capture that lacks it)."""
+    return [name for name, v in ((name_a, va), (name_b, vb)) if not v["example_same_row"]]
+
+
 def compare_on_example(
     a: Materialized,
     b: Materialized,

@@ -267,7 +267,6 @@ def _completion_finding(a: Materialized, b: Materialized, va: dict, vb: dict) ->
         return None
     row, answer_a, answer_b = differing[0]
     x, y = a.shared_examples([row])[0], b.shared_examples([row])[0]
-    name_a, name_b = pair_names(a.recipe.name, b.recipe.name)
     share_a = va["annotations"]["annotation_token_share"]
     share_b = vb["annotations"]["annotation_token_share"]
     return make_finding(

@@ -7,7 +7,14 @@ from typing import Any
 
 from parity.materialize import Materialized
 from parity.plain import plain
-from parity.probes import PROBES, FindingMaker, ProbeContext, ProbeResult, measurement
+from parity.probes import (
+    PROBES,
+    FindingMaker,
+    ProbeContext,
+    ProbeResult,
+    measurement,
+    recipes_lacking_the_row,
+)
 from parity.textdiff import char_diff, edge_notes, pair_names, visible, whitespace_edges
 
 AXIS = "prompt"
@@ -88,7 +95,7 @@ def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeCont
     }
     findings = []
     if not same_row:
-        missing = [name for name, v in ((name_a, va), (name_b, vb)) if not v["example_same_row"]]
+        missing = recipes_lacking_the_row(va, vb, name_a, name_b)
         findings.append(
             make_finding(
                 "prompt.user_message_not_captured",

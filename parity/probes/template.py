@@ -8,7 +8,15 @@ from typing import Any
 from parity.findings import Finding
 from parity.materialize import Materialized
 from parity.plain import plain
-from parity.probes import PROBES, FindingMaker, ProbeContext, ProbeResult, compare_on_example, measurement
+from parity.probes import (
+    PROBES,
+    FindingMaker,
+    ProbeContext,
+    ProbeResult,
+    compare_on_example,
+    measurement,
+    recipes_lacking_the_row,
+)
 from parity.rendering import render, render_is_deterministic
 from parity.textdiff import char_diff, edge_notes, pair_names, token_alignment, visible
 
@@ -69,7 +77,7 @@ def _ids_text(ids: list[int], tokens: list[str]) -> str:
 
 
 def _token_note(va: dict, vb: dict, name_a: str, name_b: str) -> str:
-    missing = [name for name, v in ((name_a, va), (name_b, vb)) if not v["example_same_row"]]
+    missing = recipes_lacking_the_row(va, vb, name_a, name_b)
     if missing:
         return f"token ids not compared: the raw row is not captured in {' and '.join(missing)}"
     ops = token_alignment(va["input_ids"], vb["input_ids"], va["tokens"], vb["tokens"], limit=1)

@@ -13,7 +13,15 @@ from parity.axes import field_axis, field_severity
 from parity.findings import Finding
 from parity.materialize import Materialized
 from parity.plain import plain
-from parity.probes import PROBES, FindingMaker, ProbeContext, ProbeResult, compare_on_example, measurement
+from parity.probes import (
+    PROBES,
+    FindingMaker,
+    ProbeContext,
+    ProbeResult,
+    compare_on_example,
+    measurement,
+    recipes_lacking_the_row,
+)
 from parity.textdiff import first_difference, pair_names, token_alignment
 
 AXIS = "tokens"
@@ -91,7 +99,7 @@ def _example_align(a: Materialized, b: Materialized, row: dict[str, str]) -> str
 
 def not_captured_finding(va: dict, vb: dict, name_a: str, name_b: str, ctx: ProbeContext) -> Finding:
     """The shared raw row is missing from a capture: its token ids are not compared (no defaults stand in)."""
-    missing = [name for name, v in ((name_a, va), (name_b, vb)) if not v["example_same_row"]]
+    missing = recipes_lacking_the_row(va, vb, name_a, name_b)
     return make_finding(
         "tokens.example_not_captured",
         "info",

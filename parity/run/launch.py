@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from parity.errors import ParityError
-from parity.run.files import read_jsonl, write_text_atomic
+from parity.run.files import read_json, read_jsonl, write_text_atomic
 
 
 @dataclass(frozen=True)
@@ -187,6 +187,30 @@ def failed_leg_message(what: str, code: int | None, log_path: Path) -> str:
     """One line for a leg whose processes ended without a result: its exit code, its error, where its log is."""
     reason = failure_line(log_path)
     return f"{what} failed in its worker processes (exit code {code}): {reason or 'no error line'}; log: {log_path}"
+
+
+def leg_launch_info(spec: Any, m: Any, opts: Any, run_dir: Path) -> dict[str, Any]:
+    """Write a leg's spec file and return what `plan_launches` needs of the leg: its process count, mixed
+    precision and spec path."""
+    from parity.run.config import leg_sft_config
+    from parity.run.options import cuda_available
+
+    spec_path = run_dir / f"{spec.leg}.spec.json"
+    write_text_atomic(spec_path, spec.to_json())
+    config, _ = leg_sft_config(m, opts, run_dir / spec.leg, cuda_available())
+    return {
+        "processes": m.launch.num_processes,
+        "precision": mixed_precision(config),
+        "spec_path": str(spec_path),
+    }
+
+
+def leg_result(what: str, leg: str, code: int | None, run_dir: Path) -> dict[str, Any]:
+    """A launched leg's `<leg>.result.json`, or one error line (`failed_leg_message`) when it wrote none."""
+    path = run_dir / f"{leg}.result.json"
+    if not path.is_file():
+        raise ParityError(failed_leg_message(what, code, run_dir / f"{leg}.log"))
+    return read_json(path)
 
 
 def run_launches(

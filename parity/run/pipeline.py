@@ -265,11 +265,10 @@ def _launch_legs(
     """Start pending legs through `accelerate launch` (multi-GPU, or --parallel)."""
     import torch
 
-    from parity.run.config import leg_sft_config
     from parity.run.launch import (
         MachineOptions,
-        failed_leg_message,
-        mixed_precision,
+        leg_launch_info,
+        leg_result,
         plan_launches,
         run_launches,
         write_configs,
@@ -278,16 +277,7 @@ def _launch_legs(
     machines = MachineOptions(
         opts.num_machines, opts.machine_rank, opts.main_process_ip, opts.main_process_port
     )
-    legs = {}
-    for leg in LEGS:
-        spec_path = run_dir / f"{leg}.spec.json"
-        write_text_atomic(spec_path, specs[leg].to_json())
-        config, _ = leg_sft_config(materialized[leg], opts, run_dir / leg, cuda_available())
-        legs[leg] = {
-            "processes": materialized[leg].launch.num_processes,
-            "precision": mixed_precision(config),
-            "spec_path": str(spec_path),
-        }
+    legs = {leg: leg_launch_info(specs[leg], materialized[leg], opts, run_dir) for leg in LEGS}
     visible = torch.cuda.device_count()
     launches = [
         x
@@ -302,10 +292,4 @@ def _launch_legs(
             hooks.on_leg_start(launch.leg, materialized[launch.leg].recipe.name)
     step_hook = (lambda leg, step, record: hooks.on_step(leg, step, 0, record)) if hooks.on_step else None
     codes = run_launches(launches, opts.parallel, run_dir, step_hook)
-    results = {}
-    for leg, code in codes.items():
-        path = run_dir / f"{leg}.result.json"
-        if not path.is_file():
-            raise ParityError(failed_leg_message(f"leg {leg.upper()}", code, run_dir / f"{leg}.log"))
-        results[leg] = read_json(path)
-    return results
+    return {leg: leg_result(f"leg {leg.upper()}", leg, code, run_dir) for leg, code in codes.items()}
