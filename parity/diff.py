@@ -5,6 +5,7 @@ The report is deterministic: identical inputs give a byte-identical JSON (no tim
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,7 +16,7 @@ from parity.findings import Finding, sort_findings
 from parity.materialize import DEFAULT_SAMPLES, Materialized, materialize
 from parity.plain import plain
 from parity.plan import table_world_sizes
-from parity.probes import ProbeContext, load_probes
+from parity.probes import Probe, ProbeContext, ProbeResult, failed_probe, load_probes
 from parity.process import cyclic_gc_paused
 from parity.registry import resolve_recipe
 from parity.spec import Recipe
@@ -70,11 +71,24 @@ def diff_materialized(
         for name in selected:
             if on_probe:
                 on_probe(name)
-            result = probes.get(name)(a, b, context)
+            result = run_probe(name, probes.get(name), a, b, context)
             report.findings.extend(result.findings)
             report.probes[name] = result.values
         report.findings = sort_findings(report.findings)
         return report
+
+
+def run_probe(
+    name: str, probe: Probe, a: Materialized, b: Materialized, context: ProbeContext
+) -> ProbeResult:
+    """One probe over the pair; a probe that raises becomes its axis's `probe_failed` finding, so the other
+    probes still run (`PARITY_DEBUG=1` lets the exception through, with its traceback)."""
+    try:
+        return probe(a, b, context)
+    except Exception as err:  # noqa: BLE001 - any failure of one probe is reported, never fatal to the diff
+        if os.environ.get("PARITY_DEBUG") == "1":
+            raise
+        return failed_probe(name, err)
 
 
 def materialize_pair(

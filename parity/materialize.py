@@ -99,6 +99,17 @@ class Materialized:
 
         return prepare_rows(self.sample_rows, self.tokenizer, self.sft_config, "train")
 
+    @cached_property
+    def examples(self):
+        """The sampled train examples one per row (`trl_bridge.Prepared`): `prepared` itself, or for a recipe that
+        packs, the same rows as TRL tokenizes them before packing (packing skips truncation). Probes that follow an
+        example's prompt, completion, BOS or EOS read these; `prepared` is what the trainer batches."""
+        if not self.sft_config.packing or self.captured is not None:
+            return self.prepared
+        from parity.trl_bridge import before_packing, prepare_rows
+
+        return prepare_rows(self.sample_rows, self.tokenizer, before_packing(self.sft_config), "train")
+
     def conversational_raw(self, rows: list[dict[str, str]]) -> list[dict]:
         """Raw question/answer rows through this recipe's preprocessing and prompt, in TRL's format (for a
         captured recipe: the captured rows; a row the capture does not contain is a RowNotCaptured error)."""

@@ -53,6 +53,17 @@ class Prepared:
         return len(self.input_ids)
 
 
+def before_packing(sft_config: Any) -> Any:
+    """The SFTConfig whose preparation gives the examples a packing config packs, one per row: packing off and,
+    as TRL skips truncation when it packs, no max_length."""
+    import dataclasses
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return dataclasses.replace(sft_config, packing=False, max_length=None)
+
+
 def prepare_dataset(
     rows: list[dict], tokenizer: Any, sft_config: Any, name: str = "train", engine: str = "auto"
 ) -> datasets.Dataset:

@@ -216,3 +216,53 @@ def test_objects_freeze_on_resume_only_when_the_process_exits_after_the_diff(mon
     finally:
         gc.unfreeze()
         gc.set_threshold(*thresholds)
+
+
+def test_a_probe_that_raises_is_a_probe_failed_finding_and_the_other_probes_still_run(monkeypatch, tmp_path):
+    from parity.probes import PROBES, load_probes
+
+    load_probes()
+
+    def broken(a, b, ctx):
+        raise KeyError("prompt")
+
+    monkeypatch.setitem(PROBES._entries, "bos", broken)
+    args = [*diff_args("revise", "revise"), "--out", str(tmp_path), "--only", "bos,batch,schedule"]
+    assert main([*args, "--fail-on", "high"]) == 1
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert [(f["axis"], f["key"], f["severity"], f["align"]) for f in report["findings"]] == [
+        ("bos", "bos.probe_failed", "high", None)
+    ]
+    failed = report["findings"][0]
+    assert failed["evidence"]["error"] == "KeyError: 'prompt'"
+    assert failed["evidence"]["raised_at"].startswith("test_diff.py:")
+    assert sorted(report["probes"]) == ["batch", "bos", "schedule"]
+    assert report["probes"]["batch"]["a"]["global_batch"] == 32
+
+
+def test_a_probe_failure_raises_under_parity_debug(monkeypatch):
+    from parity.diff import run_probe
+
+    def broken(a, b, ctx):
+        raise ValueError("boom")
+
+    monkeypatch.setenv("PARITY_DEBUG", "1")
+    with pytest.raises(ValueError, match="boom"):
+        run_probe("bos", broken, None, None, None)
+
+
+def test_packing_on_one_side_completes_every_probe_and_reports_only_packing():
+    """A packed recipe's per-example probes (loss mask, EOS, BOS, consistency, lengths) read its examples before
+    packing; only the packing axis differs from the same recipe unpacked."""
+    report = run_diff(
+        "revise", "revise", data=SMALL_SYNTHETIC, samples=32, set_a=["training.packing=true"]
+    ).to_dict()
+    assert not [f for f in report["findings"] if f["key"].endswith("probe_failed")]
+    assert sorted((f["severity"], f["key"]) for f in report["findings"] if f["severity"] != "info") == [
+        ("high", "packing.optimizer_steps"),
+        ("high", "training.packing"),
+    ]
+    mask_a, mask_b = report["probes"]["loss_mask"]["a"], report["probes"]["loss_mask"]["b"]
+    assert mask_a["examples"] == mask_b["examples"] == 32
+    assert mask_a["trained_tokens"] == mask_b["trained_tokens"]
+    assert report["probes"]["packing"]["a"]["sample_sequences"] < 32

@@ -115,6 +115,50 @@ def compare_on_example(
         return compare(a, b, measure(a, row), measure(b, row), ctx)
 
 
+def failed_probe(axis: str, error: BaseException) -> ProbeResult:
+    """What a probe that raised reports: one high `<axis>.probe_failed` finding with the error line and where it
+    was raised (nothing else of that axis is measured; the other probes are unaffected)."""
+    line = error_line(error)
+    where = raised_at(error)
+    finding = FindingMaker(axis)(
+        f"{axis}.probe_failed",
+        "high",
+        None,
+        None,
+        f"the {axis} probe failed, so nothing on this axis was measured: {line}",
+        {"error": line, "raised_at": where},
+        align=None,
+    )
+    return ProbeResult(findings=[finding], values={"probe_failed": {"error": line, "raised_at": where}})
+
+
+def error_line(error: BaseException) -> str:
+    """`Type: first line of the message` (the type alone for an empty message)."""
+    text = str(error).strip()
+    first = text.splitlines()[0] if text else ""
+    return f"{type(error).__name__}: {first}" if first else type(error).__name__
+
+
+def raised_at(error: BaseException) -> str:
+    """`module path:line in function` of the innermost frame of the traceback, relative to its package root
+    (no absolute paths: reports stay byte-identical across machines)."""
+    import traceback
+
+    frames = traceback.extract_tb(error.__traceback__)
+    if not frames:
+        return "unknown"
+    frame = frames[-1]
+    parts = frame.filename.replace("\\", "/").split("/")
+    for root in ("site-packages", "parity"):
+        if root in parts[:-1]:
+            index = len(parts) - 1 - parts[::-1].index(root)
+            parts = parts[index + (1 if root == "site-packages" else 0) :]
+            break
+    else:
+        parts = parts[-1:]
+    return f"{'/'.join(parts)}:{frame.lineno} in {frame.name}"
+
+
 Probe = Callable[[Materialized, Materialized, ProbeContext], ProbeResult]
 PROBES: Registry[Probe] = Registry("probe")
 

@@ -30,7 +30,7 @@ def measure(m: Materialized) -> dict[str, Any]:
     """Leading BOS counts of the prepared sample, and of the first example rendered to text then tokenized."""
     tokenizer = m.tokenizer
     bos = tokenizer.bos_token_id
-    counts = Counter(leading(ids, bos) for ids in m.prepared.input_ids)
+    counts = Counter(leading(ids, bos) for ids in m.examples.input_ids)
     row = m.sample_rows[0]
     text = tokenizer.apply_chat_template(row["prompt"] + row["completion"], tokenize=False)
     rendered_bos = 0
@@ -42,7 +42,7 @@ def measure(m: Materialized) -> dict[str, Any]:
             "bos_token": tokenizer.bos_token,
             "leading_bos": {str(k): counts[k] for k in sorted(counts)},
             "examples_with_double_bos": sum(n for k, n in counts.items() if k >= 2),
-            "examples": len(m.prepared),
+            "examples": len(m.examples),
             "template_emits_bos": rendered_bos,
             "tokenizer_adds_bos": leading(tokenizer("x")["input_ids"], bos),
             "render_then_tokenize_bos": leading(text_ids, bos),

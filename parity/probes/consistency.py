@@ -24,7 +24,7 @@ make_finding = FindingMaker("consistency")
 
 def training_prompt(m: Materialized) -> str:
     """The text before the completion in TRL's prepared first row (decoded ids, special tokens kept)."""
-    ids = m.prepared.input_ids[0]
+    ids = m.examples.input_ids[0]
     text = m.tokenizer.decode(ids, clean_up_tokenization_spaces=False)
     completion = m.sample_rows[0]["completion"][-1]["content"]
     cut = text.rfind(completion)

@@ -64,15 +64,16 @@ def trainer_prepared(m: Materialized) -> Prepared:
     """The sample as SFTTrainer prepares it: SFTTrainer sets SFTConfig.eos_token on the tokenizer
     before tokenizing, so a recipe that sets it is re-prepared by TRL with a tokenizer copy that has it."""
     if m.sft_config.eos_token is None:
-        return m.prepared
+        return m.examples
     import copy
 
-    from parity.trl_bridge import prepare_rows
+    from parity.trl_bridge import before_packing, prepare_rows
 
     backend = getattr(m.tokenizer, "backend_tokenizer", None)
     tokenizer = copy.deepcopy(m.tokenizer, {id(backend): backend} if backend is not None else {})
     tokenizer.eos_token = m.sft_config.eos_token
-    return prepare_rows(m.sample_rows, tokenizer, m.sft_config, "eos")
+    config = before_packing(m.sft_config) if m.sft_config.packing else m.sft_config
+    return prepare_rows(m.sample_rows, tokenizer, config, "eos")
 
 
 @measurement(AXIS)

@@ -30,15 +30,16 @@ def prompt_lengths(m: Materialized, prompts: list[list[dict]], input_ids: list[l
 
 
 def _with_prompts(m: Materialized) -> tuple[Prepared, list[list[dict]]]:
-    """m.prepared with the prompt messages of each of its rows (re-prepared by TRL when rows cannot be matched)."""
-    from parity.trl_bridge import prepare_with_trl
+    """m.examples with the prompt messages of each of its rows (re-prepared by TRL when rows cannot be matched)."""
+    from parity.trl_bridge import before_packing, prepare_with_trl
 
-    prepared = m.prepared
+    prepared = m.examples
     if prepared.prompts is not None:
         return prepared, prepared.prompts
     rows = m.sample_rows
     if len(prepared) != len(rows) or m.sft_config.shuffle_dataset:
-        prepared = Prepared.from_dataset(prepare_with_trl(rows, m.tokenizer, m.sft_config, "train"))
+        config = before_packing(m.sft_config) if m.sft_config.packing else m.sft_config
+        prepared = Prepared.from_dataset(prepare_with_trl(rows, m.tokenizer, config, "train"))
         return prepared, prepared.prompts
     return prepared, [row["prompt"] for row in rows]
 
@@ -47,7 +48,7 @@ def _splits(m: Materialized, prepared: Prepared, prompts: list[list[dict]]) -> l
     """Prompt lengths of the rows: reused from the tokenization when it measured them on these very rows and
     nothing was truncated, else measured here."""
     starts = prepared.completion_starts
-    max_length = m.sft_config.max_length
+    max_length = None if m.sft_config.packing else m.sft_config.max_length
     all_ids = prepared.input_ids
     if starts is not None and all(max_length is None or len(ids) < max_length for ids in all_ids):
         return starts

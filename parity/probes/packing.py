@@ -3,8 +3,6 @@ the examples become (and so the optimizer steps and warmup), and whether packed 
 
 from __future__ import annotations
 
-import dataclasses
-import warnings
 from typing import Any
 
 from parity.materialize import Materialized
@@ -21,12 +19,7 @@ make_finding = FindingMaker(AXIS)
 
 def unpacked_lengths(m: Materialized) -> list[int]:
     """Lengths of the sampled examples as TRL tokenizes them before packing (packing skips truncation)."""
-    from parity.trl_bridge import prepare_rows
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        config = dataclasses.replace(m.sft_config, packing=False, max_length=None)
-    return [len(ids) for ids in prepare_rows(m.sample_rows, m.tokenizer, config, "unpacked").input_ids]
+    return [len(ids) for ids in m.examples.input_ids]
 
 
 def document_pieces(m: Materialized, rows: int) -> list[list[int]]:

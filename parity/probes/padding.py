@@ -107,7 +107,9 @@ def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeCont
     """Findings and pair values from the two recipes' measurements."""
     names = pair_names(a.recipe.name, b.recipe.name)
     findings = []
-    if va["collated_padding_side"] != vb["collated_padding_side"]:
+    # 'none' pads nothing (padding-free or equal lengths): no side to differ on; the packing probe reports it
+    sides = {va["collated_padding_side"], vb["collated_padding_side"]}
+    if len(sides) == 2 and "none" not in sides:
         findings.append(
             make_finding(
                 "padding.side",

@@ -68,7 +68,8 @@ def measure(m: Materialized, row: dict[str, str]) -> dict[str, Any]:
     length and truncation statistics of the sample."""
     example = m.shared_examples([row])[0]
     ids = example.input_ids
-    lengths = [len(x) for x in m.prepared.input_ids]
+    # per example: the packing probe reports the packed sequences
+    lengths = [len(x) for x in m.examples.input_ids]
     full = untruncated_lengths(m)
     max_length = m.sft_config.max_length
     return {
@@ -207,7 +208,7 @@ def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeCont
         "example_first_difference": first,
         "example_ops": ops,
         "length_histogram": length_histogram(
-            [len(x) for x in a.prepared.input_ids], [len(x) for x in b.prepared.input_ids]
+            [len(x) for x in a.examples.input_ids], [len(x) for x in b.examples.input_ids]
         ),
     }
     return ProbeResult(findings=findings, values=plain(values))
