@@ -59,6 +59,8 @@ AXIS_TABLE: tuple[Axis, ...] = (
         descriptive_keys=("template.source",),
         lock_keys=("template.chat_template", "template.force", "tokenizer.pad_token"),
     ),
+    # Dropped content comes from the chat template: 'template' aligns its findings.
+    Axis("content", probe="content", report_rank=4, alignable=False),
     Axis(
         "prompt",
         probe="prompt",
