@@ -207,7 +207,8 @@ def check_conversations(
         except TemplateError as err:
             raise ParityError(f"{where}: {err}") from None
         missing = missing_content(rendered, messages)
-        if missing and len(missing) == len(messages):  # a part dropped is measured (probe `content`), not refused
+        # a template that renders no content is broken; a part dropped is measured (probe `content`), not refused
+        if missing and len(missing) == len(messages):
             first = missing[0]
             raise ParityError(
                 f"{where} drops message content: example {index}'s {first.get('role', '?')} message "
