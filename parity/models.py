@@ -304,16 +304,19 @@ def _cached_facts(model_id: str, revision: str | None) -> ModelFacts | None:
 
 
 def _captured_facts(model_id: str, revision: str | None, directory: Path) -> ModelFacts:
-    """The config of the model a captured recipe's own code loaded, and the generation config of the folder that
-    served the model id in the capture (`--tokenizer ID=DIR`) or of the packaged table."""
+    """The config of the model a captured recipe's own code loaded (else the config.json of the folder that served
+    the model id in the capture, `--tokenizer ID=DIR`), and the generation config of the packaged table or of
+    that folder."""
     from parity.capture.reader import load_capture
 
     captured = load_capture(directory)
-    config = dict(captured.model.architecture_config or {})
-    if not config:
-        return _facts(model_id, revision, None)
     served = {name.lower(): entry for name, entry in (captured.manifest.get("tokenizers") or {}).items()}
     folder = (served.get(model_id.lower()) or {}).get("folder")
+    config = dict(captured.model.architecture_config or {})
+    if not config and folder and (Path(folder) / "config.json").is_file():
+        config = _read_json(Path(folder) / "config.json") or {}
+    if not config:
+        return _facts(model_id, revision, None)
     entry = table_entry(model_id)
     if entry is not None and entry.get("generation_config") is not None:
         generation, generation_source = (
@@ -397,14 +400,15 @@ def facts_for_key(key: str) -> ModelFacts:
 
 @cache
 def parameter_count(key: str) -> int | None:
-    model = meta_model(facts_for_key(key))
+    """Parameters of the architecture of config `key`, each counted once (None: unknown)."""
+    model = peft_meta_model(key, None).model
     return sum(p.numel() for p in model.parameters()) if model is not None else None
 
 
 @cache
 def default_attn_implementation(key: str) -> str | None:
     """The attention kernel transformers picks for this architecture when none is asked for (None: unknown)."""
-    model = meta_model(facts_for_key(key))
+    model = peft_meta_model(key, None).model
     return str(model.config._attn_implementation) if model is not None else None
 
 

@@ -184,7 +184,7 @@ def test_a_directory_without_generation_config_gets_the_one_transformers_derives
     assert facts.generation_source.startswith("config.json (no generation_config.json in")
 
 
-def _capture(tmp_path: Path, model_id: str, folder: Path) -> Path:
+def _capture(tmp_path: Path, model_id: str, folder: Path, recorded: bool = True) -> Path:
     """A capture directory holding only what the model facts read (manifest, model.json)."""
     from parity.capture.cache import SCHEMA_VERSION
 
@@ -202,7 +202,7 @@ def _capture(tmp_path: Path, model_id: str, folder: Path) -> Path:
         "model.json": {
             "request": {"name": model_id},
             "architecture_class": "transformers.models.qwen3.modeling_qwen3.Qwen3ForCausalLM",
-            "architecture_config": config,
+            "architecture_config": config if recorded else {},
             "parameter_count": 0,
             "peft": None,
             "trainable_parameter_count": 0,
@@ -221,6 +221,17 @@ def test_a_captured_recipe_states_the_model_its_own_code_loaded(tmp_path):
     assert (facts.architecture, facts.vocab_size, facts.eos_token_id) == ("Qwen3ForCausalLM", 151936, 151645)
     assert facts.stop_ids == [151645, 151643]
     assert facts.trained_special_tokens is None
+
+
+def test_a_capture_without_a_recorded_config_reads_the_folder_that_served_the_model(tmp_path):
+    model_id = "own-org/qwen3-served"
+    directory = _capture(tmp_path, model_id, _model_folder(tmp_path, generation=False), recorded=False)
+    facts = _facts(model_id, None, str(directory))
+    assert (facts.source, facts.architecture, facts.stop_ids) == (
+        f"capture:{directory}",
+        "Qwen3ForCausalLM",
+        [151645],
+    )
 
 
 def test_legs_that_share_weights_say_what_the_model_axis_measures():
