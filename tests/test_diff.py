@@ -43,7 +43,7 @@ def keyed(report):
     return {(f["axis"], f["key"]): f for f in report["findings"]}
 
 
-SILENT_ON_BUILTIN_PAIR = {"packing", "padding", "eos", "bos", "special_tokens", "content"}
+SILENT_ON_BUILTIN_PAIR = {"model", "packing", "padding", "eos", "bos", "special_tokens", "content"}
 """Probe axes on which the built-in pair agrees (their own tests build a differing pair)."""
 
 

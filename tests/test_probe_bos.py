@@ -8,7 +8,7 @@ from conftest import by_key, make
 from parity.align import align
 from parity.materialize import materialize
 from parity.probes import ProbeContext
-from parity.probes.bos import probe
+from parity.probes.bos import probe, rendered_text
 from parity.registry import resolve_recipe
 
 CTX = ProbeContext()
@@ -68,3 +68,23 @@ def test_aligning_the_template_removes_the_findings(revise, templates):
     pair = align(resolve_recipe("revise", overrides), resolve_recipe("revise"), ["template"])
     a, b = (materialize(r, "synthetic:400:80", 1, 32) for r in (pair.aligned_a, pair.aligned_b))
     assert probe(a, b, CTX).findings == []
+
+
+@pytest.mark.parametrize(
+    ("row", "expected"),
+    [
+        ({"messages": [{"role": "user", "content": "hi"}]}, "<|im_start|>user\nhi<|im_end|>\n"),
+        (
+            {"prompt": [{"role": "user", "content": "hi"}], "completion": []},
+            "<|im_start|>user\nhi<|im_end|>\n",
+        ),
+        ({"prompt": "Q: hi", "completion": " A"}, "Q: hi A"),
+        ({"text": "plain"}, "plain"),
+    ],
+)
+def test_every_row_format_renders_as_a_render_then_tokenize_pipeline_sees_it(row, expected):
+    from model_fixtures import FAMILIES
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(FAMILIES["qwen"].tokenizer_dir())
+    assert rendered_text(tokenizer, row) == expected

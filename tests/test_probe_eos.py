@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pytest
 from conftest import by_key, make
+from model_fixtures import overrides
 
 from parity.align import align
 from parity.materialize import materialize
 from parity.probes import ProbeContext
-from parity.probes.eos import probe
+from parity.probes.eos import last_stop, measure, probe
 from parity.registry import resolve_recipe
 
 CTX = ProbeContext()
@@ -45,7 +46,8 @@ def test_a_template_without_eos_trains_no_stop_token(revise, template_without_eo
     stops = findings["eos.generation_stops"]
     assert (stops.severity, stops.a, stops.b, stops.align) == ("high", 1.0, 0.0, "template")
     end = findings["eos.completion_end"]
-    assert (end.a, end.b, end.align) == ("<|end_of_text|>", "5", "template")
+    assert (end.a, end.b, end.align) == ("<|end_of_text|>", None, "template")
+    assert "no stop id in the trained tokens (32 of 32)" in end.summary
 
 
 def test_sft_eos_token_moves_the_tokenizer_model_and_generation_ids(revise):
@@ -96,3 +98,60 @@ def test_sft_pad_token_is_the_collator_pad_id(revise):
     assert [(f.key, f.a, f.b, f.align) for f in result.findings] == [
         ("training.pad_token", None, "<|end_of_text|>", "eos")
     ]
+
+
+QWEN_IM_END, NEWLINE, QWEN_ENDOFTEXT = 151645, 198, 151643
+
+
+@pytest.fixture(scope="module")
+def qwen_revise():
+    return make("revise", overrides("qwen"), samples=16)
+
+
+def test_chatml_completions_end_with_im_end_then_a_trained_newline(qwen_revise):
+    """Qwen's ChatML template ends each assistant turn with <|im_end|> then "\\n": the end of turn is the last stop
+    id inside the trained span, the newline after it carries loss, and generation stops on <|im_end|>."""
+    values = measure(qwen_revise)
+    assert (values["end_token_id"], values["end_token"]) == (QWEN_IM_END, "<|im_end|>")
+    assert (values["trailing_ids"], values["trailing_tokens"]) == ([NEWLINE], ["Ċ"])
+    assert values["examples"] == values["examples_ending_with_it"] == values["examples_with_trailing"] == 16
+    assert (values["ending_with_a_stop_id"], values["stop_fraction"], values["examples_without_stop"]) == (
+        16,
+        1.0,
+        0,
+    )
+    assert values["eos_ids"] == {
+        "tokenizer": QWEN_IM_END,
+        "model_config": QWEN_IM_END,
+        "generation": [QWEN_IM_END, QWEN_ENDOFTEXT],
+    }
+    assert values["collator"]["pad_token_id"] == QWEN_ENDOFTEXT
+    assert probe(qwen_revise, make("revise", overrides("qwen"), samples=16), CTX).findings == []
+
+
+def test_a_chatml_template_without_the_trailing_newline_differs_only_there(qwen_revise):
+    template = qwen_revise.tokenizer.chat_template.replace("{{- '<|im_end|>\\n' }}", "{{- '<|im_end|>' }}")
+    assert template != qwen_revise.tokenizer.chat_template
+    other = make(
+        "revise",
+        [*overrides("qwen"), "template.force=true", f"template.chat_template={template}"],
+        samples=16,
+    )
+    [finding] = probe(qwen_revise, other, CTX).findings
+    assert (finding.key, finding.severity, finding.align) == ("eos.trailing", "low", "template")
+    assert (finding.a, finding.b) == (["Ċ"], [])
+
+
+@pytest.mark.parametrize(
+    ("ids", "labels", "expected"),
+    [
+        ([5, 7, 2, 9], [-100, 7, 2, 9], (2, [9])),
+        ([5, 7, 2, 2, 2, 2], [-100, 7, 2, 2, 2, 2], (2, [])),
+        ([5, 2, 7, 2, 2], [-100, -100, 7, 2, -100], (2, [])),
+        ([5, 2, 7, 8], [-100, -100, 7, 8], (None, [])),
+    ],
+)
+def test_last_stop_reads_no_padding_as_content(ids, labels, expected):
+    """Padding (pad id 2 == EOS here) is never content: a trailing run of the pad id counts once, and a stop id
+    only counts inside the trained span."""
+    assert last_stop(ids, labels, {2}, 2) == expected

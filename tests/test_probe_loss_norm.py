@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 from conftest import by_key, make
 
 from parity.align import align
 from parity.materialize import materialize
 from parity.probes import ProbeContext
-from parity.probes.loss_norm import first_step_weights, probe, trainer_passes_num_items
+from parity.probes.loss_norm import first_step_weights, measure, probe, trainer_passes_num_items
 from parity.registry import resolve_recipe
 
 CTX = ProbeContext()
@@ -68,3 +69,26 @@ def test_per_device_token_mean_weighs_tokens_unequally_across_devices():
     assert global_mean == [0.01] * 4
     assert per_device == [1 / 80, 1 / 120, 1 / 80, 1 / 120]
     assert max(per_device) / min(per_device) == 1.5
+
+
+@pytest.mark.parametrize(
+    ("family", "architecture"), [("qwen", "Qwen3ForCausalLM"), ("phi3", "Phi3ForCausalLM")]
+)
+def test_the_trained_class_is_the_models_own(family, architecture):
+    from model_fixtures import overrides
+
+    values = measure(make("revise", overrides(family), samples=8))
+    assert (values["architecture"], values["trainer_passes_num_items_in_batch"]) == (architecture, True)
+    assert values["reduction"] == "step_token_mean"
+
+
+def test_an_unknown_model_class_makes_the_reduction_unknown_and_no_claim():
+    known = make("revise", samples=8)
+    unknown = make("revise", ["model.revision=refs/pr/7"], samples=8)
+    values = measure(unknown)
+    assert (values["architecture"], values["reduction"], values["token_weight_spread"]) == (
+        None,
+        "unknown",
+        None,
+    )
+    assert [f.key for f in probe(known, unknown, CTX).findings] == []

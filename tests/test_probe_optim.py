@@ -10,7 +10,7 @@ from parity.align import align
 from parity.materialize import materialize
 from parity.probes import ProbeContext
 from parity.probes.config import probe as config_probe
-from parity.probes.optim import decay_split, probe
+from parity.probes.optim import decay_split, measure, probe
 from parity.registry import resolve_recipe
 
 CTX = ProbeContext()
@@ -91,10 +91,11 @@ def test_weight_decay_reaches_lora_adapters_only_vs_every_non_norm_weight():
     ]
 
 
-def test_decay_split_is_cached():
+def test_decay_split_is_cached(llmhalluc):
+    key = llmhalluc.model_facts.key
     before = decay_split.cache_info().hits
-    decay_split(None)
-    decay_split(None)
+    decay_split(key, None)
+    decay_split(key, None)
     assert decay_split.cache_info().hits >= before + 1
 
 
@@ -104,3 +105,24 @@ def test_aligning_optim_removes_the_findings():
     result = align(a, b, "optim")
     aligned = [materialize(r, "synthetic:200:40", 1, 8) for r in (result.aligned_a, result.aligned_b)]
     assert probe(*aligned, CTX).findings == []
+
+
+def test_the_model_configs_own_dropout_fields_are_compared_and_aligned_by_model(revise):
+    from model_fixtures import overrides
+
+    phi3 = make("revise", overrides("phi3"), samples=8)
+    [finding] = [f for f in probe(revise, phi3, CTX).findings if f.key == "optim.dropout"]
+    assert (finding.severity, finding.align) == ("low", "model")
+    assert finding.b == {
+        "attention_dropout": 0.0,
+        "embd_pdrop": 0.0,
+        "resid_pdrop": 0.1,
+        "lora_dropout": None,
+    }
+    assert "resid_pdrop 0.1" in finding.summary
+
+
+def test_an_unknown_model_config_gives_no_dropout_claim(revise):
+    unknown = make("revise", ["model.revision=refs/pr/7"], samples=8)
+    assert measure(unknown)["dropout"] == {"attention_dropout": None, "lora_dropout": None}
+    assert probe(revise, unknown, CTX).findings == []

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import make
+from conftest import by_key, make
 
 from parity.probes import ProbeContext
 from parity.probes.peft import count_parameters, probe
@@ -102,8 +102,52 @@ def test_targets_spelled_differently_but_resolving_the_same_are_info(llmhalluc):
     assert (finding.key, finding.severity) == ("peft.lora.target_modules", "info")
 
 
-def test_counts_are_cached():
+def test_counts_are_cached(llmhalluc):
+    key = llmhalluc.model_facts.key
     before = count_parameters.cache_info().hits
-    count_parameters(None)
-    count_parameters(None)
+    count_parameters(key, None)
+    count_parameters(key, None)
     assert count_parameters.cache_info().hits >= before + 1
+
+
+QWEN_LORA_R8_ALL_LINEAR = 5_046_272
+"""28 layers x r=8 x [q 1024+2048, k 1024+1024, v 1024+1024, o 2048+1024, gate/up/down 3 x (1024+3072)]."""
+
+
+def test_lora_on_another_architecture_counts_its_own_parameters():
+    from model_fixtures import overrides
+
+    qwen = make("llmhalluc", overrides("qwen"), samples=8)
+    result = probe(qwen, make("llmhalluc", [*overrides("qwen"), "peft.lora.r=16"], samples=8), CTX)
+    [finding] = result.findings
+    assert (finding.key, finding.severity) == ("peft.lora.r", "high")
+    assert finding.evidence["trainable_params"] == [QWEN_LORA_R8_ALL_LINEAR, 2 * QWEN_LORA_R8_ALL_LINEAR]
+    assert result.values["a"]["total_params"] == 596_049_920 + QWEN_LORA_R8_ALL_LINEAR
+    assert result.values["a"]["architecture"].endswith("qwen3-chatml")
+
+
+def test_targets_the_model_lacks_are_a_finding_not_an_abort(llmhalluc):
+    """Phi-3's fused projection names on Llama: peft refuses the LoraConfig (training would stop at
+    get_peft_model); the diff reports it and goes on."""
+    fused = make("llmhalluc", ["peft.lora.target_modules=[qkv_proj, gate_up_proj]"], samples=8)
+    findings = by_key(probe(llmhalluc, fused, CTX))
+    assert sorted(findings) == ["peft.lora.target_modules", "peft.refused"]
+    refused = findings["peft.refused"]
+    assert (refused.severity, refused.align, refused.a) == ("high", "peft", None)
+    assert refused.b.startswith("Target modules") and "qkv_proj" in refused.b
+    assert "LlamaForCausalLM" in refused.summary
+    assert findings["peft.lora.target_modules"].evidence["trainable_params"] == [LORA_R8_ALL_LINEAR, None]
+
+
+def test_target_parameters_none_and_empty_are_the_same_setting(llmhalluc):
+    assert (
+        probe(llmhalluc, make("llmhalluc", ["peft.lora.target_parameters=[]"], samples=8), CTX).findings == []
+    )
+
+
+def test_a_trained_set_field_that_trains_the_same_parameters_is_low(llmhalluc):
+    [finding] = probe(
+        llmhalluc, make("llmhalluc", ["peft.lora.exclude_modules=[lm_head]"], samples=8), CTX
+    ).findings
+    assert (finding.key, finding.severity) == ("peft.lora.exclude_modules", "low")
+    assert finding.evidence["trainable_params"] == [LORA_R8_ALL_LINEAR, LORA_R8_ALL_LINEAR]

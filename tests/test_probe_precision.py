@@ -6,7 +6,7 @@ import pytest
 from conftest import make
 
 from parity.probes import ProbeContext
-from parity.probes.precision import probe
+from parity.probes.precision import measure, probe
 
 CTX = ProbeContext()
 
@@ -95,3 +95,36 @@ def test_default_attention_resolving_to_the_same_kernel_is_info():
         "sdpa",
         None,
     )
+
+
+@pytest.mark.parametrize(
+    ("family", "stored"), [("llama", "bfloat16"), ("qwen", "bfloat16"), ("phi3", "float32")]
+)
+def test_auto_dtype_loads_the_dtype_the_models_own_config_records(family, stored):
+    from model_fixtures import overrides
+
+    values = measure(
+        make("revise", [*overrides(family), "model.torch_dtype=auto"], samples=8), CTX.world_sizes
+    )
+    assert values["torch_dtype"] == {
+        "requested": "auto",
+        "effective": stored,
+        "label": f"auto (checkpoint dtype: {stored})",
+    }
+    assert values["attn_implementation"]["effective"] == "flash_attention_2"
+
+
+def test_an_unknown_checkpoint_dtype_and_default_kernel_stay_unknown():
+    values = measure(
+        make(
+            "revise", ["model.revision=refs/pr/7", "model.torch_dtype=auto", "model.attn_implementation=null"]
+        ),
+        CTX.world_sizes,
+    )
+    assert values["torch_dtype"]["effective"] is None
+    assert values["torch_dtype"]["label"] == "auto (checkpoint dtype: unknown)"
+    assert values["attn_implementation"] == {
+        "requested": None,
+        "effective": None,
+        "label": "unknown (library default)",
+    }

@@ -101,3 +101,25 @@ def test_aligning_template_and_peft_removes_the_findings():
     result = align(a, b, "template,peft")
     aligned = [materialize(r, "synthetic:200:40", 1, 8) for r in (result.aligned_a, result.aligned_b)]
     assert probe(*aligned, CTX).findings == []
+
+
+def test_a_checkpoint_without_pretraining_facts_gets_no_never_trained_claim():
+    """Which added tokens Qwen's pre-training used is recorded nowhere parity reads: its ChatML turn tokens are
+    neither called untrained nor trained; only ids past the config's vocab_size would be (none here)."""
+    from model_fixtures import overrides
+
+    qwen = make("revise", overrides("qwen"), samples=8)
+    values = measure(qwen)
+    assert (values["checkpoint_known"], values["untrained_in_tokenizer"], values["pad_untrained"]) == (
+        False,
+        None,
+        None,
+    )
+    assert (values["emitted"], values["past_vocab"], values["model_vocab_size"]) == ([], [], 151936)
+    think = "{% for message in messages %}{{ '<think>' + message['content'] + '</think>' }}{% endfor %}"
+    other = make(
+        "revise",
+        [*overrides("qwen"), f"template.chat_template={json.dumps(think)}", "template.force=true"],
+        samples=8,
+    )
+    assert probe(qwen, other, CTX).findings == []

@@ -98,13 +98,13 @@ def test_a_real_weights_leg_loads_the_recipes_bf16_and_flash_attention_on_a_gpu(
 def test_random_real_architecture_is_llama_3_2_1b_with_the_same_weights_from_the_seed():
     import torch
 
-    from parity import architectures
+    from parity.models import table_config
     from parity.run.model import RANDOM_ARCHITECTURES, random_model
 
-    config = getattr(architectures, RANDOM_ARCHITECTURES["random-llama-3.2-1b"])("sdpa")
+    config = table_config(RANDOM_ARCHITECTURES["random-llama-3.2-1b"], "sdpa")
     assert (config.hidden_size, config.num_hidden_layers, config.vocab_size) == (2048, 16, 128256)
     assert config._attn_implementation == "sdpa"
-    small = architectures.llama_3_2_1b_config("sdpa")
+    small = table_config("meta-llama/Llama-3.2-1B", "sdpa")
     small.update({"num_hidden_layers": 1, "hidden_size": 64, "intermediate_size": 128, "vocab_size": 512})
     small.update({"num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16})
     one, two = random_model(small, 7, torch.bfloat16), random_model(small, 7, torch.bfloat16)

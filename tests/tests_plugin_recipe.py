@@ -1,7 +1,12 @@
 """A third-party adapter, as a plugin package would ship it (used by test_registry)."""
 
-from parity.spec import Recipe
+from parity.spec import ModelSpec, Recipe
 
 
 def build() -> Recipe:
-    return Recipe(name="myrecipe", description="plugin recipe", training={"learning_rate": 3e-5})
+    return Recipe(
+        name="myrecipe",
+        description="plugin recipe",
+        model=ModelSpec(name_or_path="meta-llama/Llama-3.2-1B"),
+        training={"learning_rate": 3e-5},
+    )

@@ -18,6 +18,7 @@ from parity.bisect.designs import DESIGNS, NONE, DesignResult, run_design
 from parity.bisect.runs import METRICS, LegRun, RunCache, ordered
 from parity.bisect.stats import Noise, interaction, interval, paired_noise, share, within
 from parity.errors import ParityError
+from parity.models import shared_weights_note
 from parity.run.files import write_json_atomic
 from parity.run.model import RANDOM_ARCHITECTURES
 from parity.run.options import RunOptions, cuda_available
@@ -100,6 +101,12 @@ def bisect_pair(
     out_dir.mkdir(parents=True, exist_ok=True)
     chosen = _axes(a_ref, b_ref, axes, opts, set_a, set_b, out_dir)
     cache = RunCache(a_ref, b_ref, opts, out_dir, set_a, set_b)
+    warnings = [warning] if warning else []
+    if "model" in chosen:
+        note = shared_weights_note(*cache.recipes(0), str(opts.model))
+        if note:
+            log.warning(note)
+            warnings.append(note)
     cache.on_leg = on_leg
     cache.prepare_model([NONE, frozenset(chosen)])
     noise, baseline = _noise(cache, metric, seeds)
@@ -111,7 +118,7 @@ def bisect_pair(
     if design != "leave-one-out" and chosen:
         measure(frozenset(chosen))
     attribution = build_attribution(cache, result, noise, baseline, metric, chosen)
-    attribution["warnings"] = [warning] if warning else []
+    attribution["warnings"] = warnings
     runs = [cache.leg("b", NONE, k) for k in range(seeds)]
     runs += [cache.leg("a", aligned, 0) for aligned in result.measured]
     runs += [cache.leg("a", NONE, k) for k in range(1, seeds)]

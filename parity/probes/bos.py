@@ -25,14 +25,26 @@ def leading(ids: list[int], token: int | None) -> int:
     return count
 
 
+def rendered_text(tokenizer: Any, row: dict[str, Any]) -> str:
+    """A training row as text, the way a pipeline that renders first and tokenizes after sees it: conversations
+    (`messages`, or conversational prompt + completion) through the chat template, plain text as it is."""
+    if isinstance(row.get("messages"), list):
+        return tokenizer.apply_chat_template(row["messages"], tokenize=False)
+    prompt, completion = row.get("prompt"), row.get("completion")
+    if isinstance(prompt, list):
+        return tokenizer.apply_chat_template(prompt + list(completion or []), tokenize=False)
+    if isinstance(prompt, str):
+        return prompt + (completion if isinstance(completion, str) else "")
+    return str(row.get("text") or "")
+
+
 @measurement(AXIS)
 def measure(m: Materialized) -> dict[str, Any]:
     """Leading BOS counts of the prepared sample, and of the first example rendered to text then tokenized."""
     tokenizer = m.tokenizer
     bos = tokenizer.bos_token_id
     counts = Counter(leading(ids, bos) for ids in m.examples.input_ids)
-    row = m.sample_rows[0]
-    text = tokenizer.apply_chat_template(row["prompt"] + row["completion"], tokenize=False)
+    text = rendered_text(tokenizer, m.sample_rows[0]) if m.sample_rows else ""
     rendered_bos = 0
     while tokenizer.bos_token and text.startswith(tokenizer.bos_token * (rendered_bos + 1)):
         rendered_bos += 1

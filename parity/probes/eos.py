@@ -1,13 +1,14 @@
-"""Probe `eos`: the token that ends each prepared completion, against the tokenizer's, the model config's and the
-generation config's EOS ids, and whether TRL's collator keeps EOS in the labels when padding uses the same id."""
+"""Probe `eos`: the end-of-turn token of each prepared example (the last stop id inside its trained span) and the
+tokens that carry loss after it, against the tokenizer's, the model config's and the generation config's stop ids,
+and whether TRL's collator keeps EOS in the labels when padding uses the same id."""
 
 from __future__ import annotations
 
 from collections import Counter
 from typing import Any
 
-from parity.architectures import llama_3_2_1b_config
 from parity.materialize import Materialized
+from parity.models import base_model, id_list, same_base_model
 from parity.plain import plain
 from parity.probes import PROBES, FindingMaker, ProbeContext, ProbeResult, measurement, side_values
 from parity.probes.fields import owned_field_findings, owned_values
@@ -19,20 +20,75 @@ make_finding = FindingMaker(AXIS)
 
 
 def stop_ids(m: Materialized) -> dict[str, Any]:
-    """EOS ids of the tokenizer, the model config and the generation config of Llama-3.2-1B, after SFTTrainer's
-    set-up: an SFTConfig.eos_token replaces the tokenizer's EOS, is mirrored onto the model config and is added in
-    front of the generation config's stop ids (trl SFTTrainer.__init__)."""
-    from transformers import GenerationConfig
-
-    model_config = llama_3_2_1b_config()
-    generation = GenerationConfig.from_model_config(model_config).eos_token_id
-    generation_ids = [generation] if isinstance(generation, int) else list(generation or [])
+    """EOS ids of the tokenizer, the model config and the generation config (every stop id; None where the model's
+    files are unknown), after SFTTrainer's set-up: an SFTConfig.eos_token replaces the tokenizer's EOS, is
+    mirrored onto the model config and is added in front of the generation config's stop ids (trl
+    SFTTrainer.__init__)."""
+    facts = m.model_facts
+    generation = facts.stop_ids
     tokenizer_eos = m.tokenizer.eos_token_id
-    model_eos = model_config.eos_token_id
+    model_eos = facts.eos_token_id
     if m.sft_config.eos_token is not None:
         tokenizer_eos = model_eos = m.tokenizer.convert_tokens_to_ids(m.sft_config.eos_token)
-        generation_ids = [tokenizer_eos, *(i for i in generation_ids if i != tokenizer_eos)]
-    return {"tokenizer": tokenizer_eos, "model_config": model_eos, "generation": generation_ids}
+        if generation is not None:
+            generation = [tokenizer_eos, *(i for i in generation if i != tokenizer_eos)]
+    return {"tokenizer": tokenizer_eos, "model_config": model_eos, "generation": generation}
+
+
+def content_end(ids: list[int], pad_id: int | None) -> int:
+    """Length of the example without trailing padding: a trailing run of the pad id counts once (where pad ==
+    EOS the first of the run is the example's own EOS; the rest are padding, never content)."""
+    end = len(ids)
+    while pad_id is not None and end >= 2 and ids[end - 1] == pad_id and ids[end - 2] == pad_id:
+        end -= 1
+    return end
+
+
+def last_stop(
+    ids: list[int], labels: list[int], stops: set[int], pad_id: int | None
+) -> tuple[int | None, list[int]]:
+    """The last stop id inside the trained span (labels != -100) and the trained ids after it (None, []: no stop
+    id is trained)."""
+    trained = [
+        t for t, label in zip(ids[: content_end(ids, pad_id)], labels, strict=False) if label != IGNORE_INDEX
+    ]
+    for index in range(len(trained) - 1, -1, -1):
+        if trained[index] in stops:
+            return trained[index], trained[index + 1 :]
+    return None, []
+
+
+def end_of_turn(m: Materialized, prepared: Prepared, ids: dict[str, Any]) -> dict[str, Any]:
+    """Per example, the last stop id trained and what carries loss after it; summarised over the sample."""
+    stops = {*(ids["generation"] or []), *id_list(ids["model_config"])}
+    if ids["tokenizer"] is not None:
+        stops.add(ids["tokenizer"])
+    pad_id = m.tokenizer.pad_token_id
+    found = [
+        last_stop(row, labels, stops, pad_id)
+        for row, labels in zip(prepared.input_ids, prepared.labels, strict=True)
+    ]
+    ends = Counter(stop for stop, _ in found if stop is not None)
+    end_id, end_count = ends.most_common(1)[0] if ends else (None, 0)
+    trailing = Counter(tuple(after) for stop, after in found if stop is not None)
+    trailing_ids, _ = trailing.most_common(1)[0] if trailing else ((), 0)
+    generation = ids["generation"]
+    stopping = sum(n for token, n in ends.items() if token in generation) if generation is not None else None
+    examples = len(found)
+    return {
+        "end_token_id": end_id,
+        "end_token": m.tokenizer.convert_ids_to_tokens(end_id) if end_id is not None else None,
+        "examples_ending_with_it": end_count,
+        "examples": examples,
+        "examples_without_stop": examples - sum(ends.values()),
+        "trailing_ids": list(trailing_ids),
+        "trailing_tokens": m.tokenizer.convert_ids_to_tokens(list(trailing_ids)),
+        "examples_with_trailing": sum(1 for stop, after in found if stop is not None and after),
+        "ending_with_a_stop_id": stopping,
+        "stop_fraction": (round(stopping / examples, 6) if examples else 0.0)
+        if stopping is not None
+        else None,
+    }
 
 
 def collator_masked_eos(m: Materialized, prepared: Prepared, eos: int) -> dict[str, int]:
@@ -78,21 +134,13 @@ def trainer_prepared(m: Materialized) -> Prepared:
 
 @measurement(AXIS)
 def measure(m: Materialized) -> dict[str, Any]:
-    """End token of the prepared examples, the EOS ids each component uses, and the collator's EOS labels."""
+    """End-of-turn token of the prepared examples, what trains after it, the stop ids each component uses, and
+    the collator's EOS labels."""
     ids = stop_ids(m)
     prepared = trainer_prepared(m)
-    ends = Counter(row[-1] for row in prepared.input_ids if row)
-    end_id, end_count = ends.most_common(1)[0] if ends else (ids["tokenizer"], 0)
-    examples = sum(ends.values())
-    stopping = sum(n for token, n in ends.items() if token in ids["generation"])
     return plain(
         {
-            "end_token_id": end_id,
-            "end_token": m.tokenizer.convert_ids_to_tokens(end_id),
-            "examples_ending_with_it": end_count,
-            "examples": examples,
-            "ending_with_a_stop_id": stopping,
-            "stop_fraction": round(stopping / examples, 6) if examples else 0.0,
+            **end_of_turn(m, prepared, ids),
             "eos_ids": ids,
             "eos_token": m.tokenizer.convert_ids_to_tokens(ids["tokenizer"]),
             "collator": collator_masked_eos(m, prepared, ids["tokenizer"]),
@@ -102,8 +150,23 @@ def measure(m: Materialized) -> dict[str, Any]:
 
 
 def _align(a: Materialized, b: Materialized) -> str:
-    """The template decides what ends a rendered completion; otherwise the eos/pad settings do."""
+    """The base model (and its tokenizer) decides the stop ids, the template what ends a rendered completion;
+    otherwise the eos/pad settings do."""
+    if not same_base_model(base_model(a.recipe), base_model(b.recipe)):
+        return "model"
     return "template" if a.tokenizer.chat_template != b.tokenizer.chat_template else AXIS
+
+
+def known_differences(xa: dict[str, Any], xb: dict[str, Any]) -> list[str]:
+    """Keys whose values are known on both sides and differ (an unknown id is no difference)."""
+    return [k for k in xa if xa[k] is not None and xb.get(k) is not None and xa[k] != xb[k]]
+
+
+def _end_text(v: dict[str, Any]) -> str:
+    if v["end_token"] is None:
+        return f"no stop id in the trained tokens ({v['examples_without_stop']} of {v['examples']})"
+    trailing = f", then {v['trailing_tokens']} with loss" if v["trailing_tokens"] else ""
+    return f"{v['end_token']!r} ({v['examples_ending_with_it']} of {v['examples']}){trailing}"
 
 
 @PROBES.register(AXIS)
@@ -116,7 +179,9 @@ def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeCont
     """Findings and pair values from the two recipes' measurements."""
     names = pair_names(a.recipe.name, b.recipe.name)
     align = _align(a, b)
-    evidence = side_values(va, vb, ("end_token_id", "examples_ending_with_it", "examples", "eos_ids"))
+    evidence = side_values(
+        va, vb, ("end_token_id", "examples_ending_with_it", "examples", "trailing_tokens", "eos_ids")
+    )
     findings = []
     if va["end_token"] != vb["end_token"]:
         findings.append(
@@ -125,36 +190,54 @@ def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeCont
                 "high",
                 va["end_token"],
                 vb["end_token"],
-                f"completions end with {va['end_token']!r} ({va['examples_ending_with_it']} of {va['examples']}) in "
-                f"{names[0]} and with {vb['end_token']!r} ({vb['examples_ending_with_it']} of {vb['examples']}) in {names[1]}",
+                f"the last stop id trained in each example (its end of turn): {names[0]} {_end_text(va)}; "
+                f"{names[1]} {_end_text(vb)}",
                 evidence,
                 align=align,
             )
         )
-    if va["stop_fraction"] != vb["stop_fraction"]:
+    elif va["trailing_tokens"] != vb["trailing_tokens"]:
+        findings.append(
+            make_finding(
+                "eos.trailing",
+                "low",
+                va["trailing_tokens"],
+                vb["trailing_tokens"],
+                f"tokens that carry loss after the end-of-turn token {va['end_token']!r}: {names[0]} "
+                f"{va['trailing_tokens'] or 'none'} ({va['examples_with_trailing']} of {va['examples']}), {names[1]} "
+                f"{vb['trailing_tokens'] or 'none'} ({vb['examples_with_trailing']} of {vb['examples']})",
+                evidence,
+                align=align,
+            )
+        )
+    fractions = (va["stop_fraction"], vb["stop_fraction"])
+    if None not in fractions and fractions[0] != fractions[1]:
         findings.append(
             make_finding(
                 "eos.generation_stops",
                 "high",
                 va["stop_fraction"],
                 vb["stop_fraction"],
-                f"examples whose last trained token is one generation stops on: {names[0]} {va['ending_with_a_stop_id']} "
-                f"of {va['examples']}, {names[1]} {vb['ending_with_a_stop_id']} of {vb['examples']} (stop ids "
-                f"{va['eos_ids']['generation']} / {vb['eos_ids']['generation']}): a model never trained to emit a stop "
-                "id runs on to the generation limit",
+                f"examples whose last trained stop id is one generation stops on: {names[0]} "
+                f"{va['ending_with_a_stop_id']} of {va['examples']}, {names[1]} {vb['ending_with_a_stop_id']} of "
+                f"{vb['examples']} (stop ids {va['eos_ids']['generation']} / {vb['eos_ids']['generation']}): a model "
+                "never trained to emit a stop id runs on to the generation limit",
                 evidence,
                 align=align,
             )
         )
-    if va["eos_ids"] != vb["eos_ids"]:
+    differing = known_differences(va["eos_ids"], vb["eos_ids"])
+    if differing:
         findings.append(
             make_finding(
                 "eos.ids",
                 "medium",
                 va["eos_ids"],
                 vb["eos_ids"],
-                f"EOS ids (tokenizer, model config, generation) differ: {names[0]} {va['eos_ids']}, {names[1]} {vb['eos_ids']}",
+                f"EOS ids (tokenizer, model config, generation) differ in {', '.join(differing)}: {names[0]} "
+                f"{va['eos_ids']}, {names[1]} {vb['eos_ids']}",
                 evidence,
+                align="model" if align == "model" else AXIS,
             )
         )
     masked_a, masked_b = va["collator"]["masked_by_collator"], vb["collator"]["masked_by_collator"]

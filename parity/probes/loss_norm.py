@@ -17,32 +17,36 @@ from parity.trl_bridge import IGNORE_INDEX
 AXIS = "loss_norm"
 make_finding = FindingMaker(AXIS)
 
-TRAINED_CLASS = "LlamaForCausalLM"
-"""The transformers class parity.architectures builds for Llama-3.2-1B (what both recipes train)."""
-
 REDUCTIONS = {
     "step_token_mean": "token mean over the whole optimizer step (every micro-batch on every device)",
     "device_token_mean": "token mean per device over its micro-batches, then averaged over devices",
     "micro_batch_mean": "token mean per micro-batch, averaged over micro-batches and devices",
+    "unknown": "unknown (the model class, which decides whether the Trainer passes num_items_in_batch, is unknown)",
 }
 
 
 @cache
-def trainer_passes_num_items(architecture: str) -> bool:
+def trainer_passes_num_items(architecture: str | None) -> bool | None:
     """Whether transformers.Trainer passes `num_items_in_batch` to this model class's forward: the Trainer's
     model introspection (an `accepts_loss_kwargs` attribute, else a `**kwargs` in forward) on the class the
-    recipe trains. Trainer unwraps PEFT models before looking, so LoRA does not change the answer."""
+    recipe trains (its config.json's architecture; None where it is unknown or not in transformers). Trainer
+    unwraps PEFT models before looking, so LoRA does not change the answer."""
     import transformers
 
-    model_class = getattr(transformers, architecture)
+    model_class = getattr(transformers, architecture, None) if architecture else None
+    if model_class is None:
+        return None
     if hasattr(model_class, "accepts_loss_kwargs"):
         return bool(model_class.accepts_loss_kwargs)
     parameters = inspect.signature(model_class.forward).parameters.values()
     return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
 
 
-def reduction(passes_num_items: bool, average_across_devices: bool, processes: int) -> str:
-    """The reduction the HF Trainer and TRL's SFTTrainer.compute_loss apply (a key of REDUCTIONS)."""
+def reduction(passes_num_items: bool | None, average_across_devices: bool, processes: int) -> str:
+    """The reduction the HF Trainer and TRL's SFTTrainer.compute_loss apply (a key of REDUCTIONS; 'unknown'
+    where the model class is unknown)."""
+    if passes_num_items is None:
+        return "unknown"
     if not passes_num_items:
         return "micro_batch_mean"
     return "step_token_mean" if average_across_devices or processes == 1 else "device_token_mean"
@@ -84,22 +88,27 @@ def first_step_weights(
 def measure(m: Materialized) -> dict[str, Any]:
     """Reduction, tokens per optimizer step, and the per-token and per-example weights of the first step."""
     launch = m.launch
-    architecture = TRAINED_CLASS
+    architecture = m.model_facts.architecture
     passes = trainer_passes_num_items(architecture)
     config = m.sft_config
     kind = reduction(passes, bool(config.average_tokens_across_devices), launch.num_processes)
     counts = trained_counts(m.prepared.labels)
     step = counts[: launch.global_batch]
-    weights = first_step_weights(
-        step,
-        kind,
-        launch.per_device_train_batch_size,
-        launch.gradient_accumulation_steps,
-        launch.num_processes,
-    )
-    trained = [(c, w) for c, w in zip(step, weights, strict=True) if c] or [(1, 1.0)]
-    token_weights = [w for _, w in trained]
-    (short, w_short), (long, w_long) = min(trained), max(trained)
+    spread = example_weight = None
+    if kind != "unknown":
+        weights = first_step_weights(
+            step,
+            kind,
+            launch.per_device_train_batch_size,
+            launch.gradient_accumulation_steps,
+            launch.num_processes,
+        )
+        trained = [(c, w) for c, w in zip(step, weights, strict=True) if c] or [(1, 1.0)]
+        token_weights = [w for _, w in trained]
+        (short, w_short), (long, w_long) = min(trained), max(trained)
+        spread = round(max(token_weights) / min(token_weights), 6)
+        example_weight = round((long * w_long) / (short * w_short), 6)
+    trained_rows = [c for c in step if c] or [1]
     mean_trained = sum(counts) / max(1, len(counts))
     return plain(
         {
@@ -114,12 +123,19 @@ def measure(m: Materialized) -> dict[str, Any]:
             "reduction_text": REDUCTIONS[kind],
             "trained_tokens_per_step": round(mean_trained * launch.global_batch, 3),
             "first_step_rows": len(step),
-            "token_weight_spread": round(max(token_weights) / min(token_weights), 6),
-            "longest_to_shortest_example_weight": round((long * w_long) / (short * w_short), 6),
-            "shortest_longest_trained_tokens": [short, long],
+            "token_weight_spread": spread,
+            "longest_to_shortest_example_weight": example_weight,
+            "shortest_longest_trained_tokens": [min(trained_rows), max(trained_rows)],
             "fields": owned_values(m, AXIS),
         }
     )
+
+
+def _example_weights(va: dict, vb: dict) -> str:
+    weights = [v["longest_to_shortest_example_weight"] for v in (va, vb)]
+    if None in weights:
+        return ""
+    return f"; a longest example weighs {weights[0]:g}x / {weights[1]:g}x a shortest one"
 
 
 @PROBES.register(AXIS)
@@ -145,7 +161,7 @@ def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeCont
         ),
     )
     findings = []
-    if va["reduction"] != vb["reduction"]:
+    if va["reduction"] != vb["reduction"] and "unknown" not in (va["reduction"], vb["reduction"]):
         findings.append(
             make_finding(
                 "loss_norm.reduction",
@@ -167,9 +183,8 @@ def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeCont
                 vb["trained_tokens_per_step"],
                 f"the step loss averages over about {va['trained_tokens_per_step']:,.0f} trained tokens in {names[0]} "
                 f"and {vb['trained_tokens_per_step']:,.0f} in {names[1]}: one trained token weighs "
-                f"{vb['trained_tokens_per_step'] / va['trained_tokens_per_step']:.2f}x as much in {names[0]}; a "
-                f"longest example weighs {va['longest_to_shortest_example_weight']:g}x / "
-                f"{vb['longest_to_shortest_example_weight']:g}x a shortest one",
+                f"{vb['trained_tokens_per_step'] / va['trained_tokens_per_step']:.2f}x as much in {names[0]}"
+                + _example_weights(va, vb),
                 evidence,
                 align=None,
             )

@@ -1,20 +1,18 @@
 """Optimizer probe: the optimizer class and keyword arguments the HF Trainer builds from the recipe's SFTConfig
 (`Trainer.get_optimizer_cls_and_kwargs`), which parameters weight decay reaches (`Trainer.get_decay_parameter_names`
-on the real Llama-3.2-1B architecture on the meta device, LoRA-wrapped when the recipe uses LoRA), gradient
-clipping, NEFTune, label smoothing and dropout."""
+on the recipe's base architecture on the meta device, LoRA-wrapped when the recipe uses LoRA), gradient
+clipping, NEFTune, label smoothing and dropout (the model config's own dropout fields)."""
 
 from __future__ import annotations
 
-import json
-import warnings
 from functools import cache
 from typing import Any
 
-from parity.architectures import meta_model
 from parity.axes import field_axis, field_severity, probe_fields
 from parity.findings import Finding
 from parity.materialize import Materialized
-from parity.plain import config_values, plain
+from parity.models import lora_key, peft_meta_model
+from parity.plain import plain
 from parity.probes import PROBES, FindingMaker, ProbeContext, ProbeResult, measurement
 
 make_finding = FindingMaker("optim")
@@ -34,18 +32,14 @@ def optimizer_build(sft_config: Any) -> dict[str, Any]:
 
 
 @cache
-def decay_split(lora_json: str | None) -> dict[str, Any]:
-    """Trainable parameters of Llama-3.2-1B (LoRA-wrapped when a LoraConfig is given as JSON) split by whether
-    the Trainer's `get_decay_parameter_names` applies weight decay to them."""
+def decay_split(key: str, lora_json: str | None) -> dict[str, Any] | None:
+    """Trainable parameters of the architecture of config `key` (LoRA-wrapped when a LoraConfig is given as JSON)
+    split by whether the Trainer's `get_decay_parameter_names` applies weight decay to them (None: unknown)."""
     from transformers import Trainer
 
-    model = meta_model()
-    if lora_json is not None:
-        from peft import LoraConfig, get_peft_model
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            model = get_peft_model(model, LoraConfig(**json.loads(lora_json)))
+    model = peft_meta_model(key, lora_json).model
+    if model is None:
+        return None
     decay = set(Trainer.get_decay_parameter_names(None, model))
     trainable = [(name, p.numel()) for name, p in model.named_parameters() if p.requires_grad]
     decayed = [(name, n) for name, n in trainable if name in decay]
@@ -64,22 +58,13 @@ def _kind(name: str) -> str:
     return ".".join(name.split(".")[-2:])
 
 
-def _lora_json(lora: Any) -> str | None:
-    if lora is None:
-        return None
-    from peft import LoraConfig
-
-    default = config_values(LoraConfig())
-    fields = {k: v for k, v in config_values(lora).items() if k != "peft_version" and v != default.get(k)}
-    return json.dumps(fields, sort_keys=True)
-
-
 @measurement("optim")
 def measure(m: Materialized) -> dict[str, Any]:
     """Optimizer, its arguments, where weight decay applies, clipping, NEFTune, label smoothing and dropout."""
     config = m.sft_config
     weight_decay = float(config.weight_decay)
-    split = decay_split(_lora_json(m.lora_config)) if weight_decay > 0 else None
+    facts = m.model_facts
+    split = decay_split(facts.key, lora_key(m.lora_config)) if weight_decay > 0 else None
     lora = m.lora_config
     return {
         "fields": {name: plain(getattr(config, name)) for name in probe_fields("optim")},
@@ -90,18 +75,11 @@ def measure(m: Materialized) -> dict[str, Any]:
         "neftune_noise_alpha": plain(config.neftune_noise_alpha),
         "label_smoothing_factor": plain(config.label_smoothing_factor),
         "dropout": {
-            "attention_dropout": plain(meta_model_config_value("attention_dropout")),
+            "attention_dropout": plain(facts.value("attention_dropout")) if facts.known else None,
+            **plain(facts.dropout or {}),
             "lora_dropout": plain(lora.lora_dropout) if lora is not None else None,
         },
     }
-
-
-@cache
-def meta_model_config_value(name: str) -> Any:
-    """A field of the base model's config as transformers builds it (e.g. attention_dropout)."""
-    from parity.architectures import llama_3_2_1b_config
-
-    return getattr(llama_3_2_1b_config(), name)
 
 
 def _field_findings(a: Materialized, b: Materialized, va: dict, vb: dict) -> list[Finding]:
@@ -165,22 +143,36 @@ def _decay_set_finding(a: Materialized, b: Materialized, va: dict, vb: dict) -> 
     )
 
 
+def _model_dropout(dropout: dict[str, Any]) -> dict[str, Any]:
+    """The model config's dropout fields that are known (None: the config is unknown)."""
+    return {k: v for k, v in dropout.items() if k != "lora_dropout" and v is not None}
+
+
+def _dropout_text(dropout: dict[str, Any]) -> str:
+    model = _model_dropout(dropout)
+    parts = [f"{k.removesuffix('_dropout')} {v}" for k, v in model.items()] or ["model unknown"]
+    lora = dropout["lora_dropout"]
+    return ", ".join([*parts, f"LoRA {lora if lora is not None else 'none'}"])
+
+
 def _dropout_finding(a: Materialized, b: Materialized, va: dict, vb: dict) -> Finding | None:
-    """Dropout on the trained path differs where no other probe reports it: the model config's attention
-    dropout, or LoRA dropout when only one recipe uses LoRA (two LoRA recipes: the peft probe compares it)."""
+    """Dropout on the trained path differs where no other probe reports it: the model config's dropout fields
+    (where both configs are known), or LoRA dropout when only one recipe uses LoRA (two LoRA recipes: the peft
+    probe compares it)."""
     da, db = va["dropout"], vb["dropout"]
+    ma, mb = _model_dropout(da), _model_dropout(db)
+    model_differs = bool(ma) and bool(mb) and ma != mb
     both_lora = da["lora_dropout"] is not None and db["lora_dropout"] is not None
-    if da == db or (both_lora and da["attention_dropout"] == db["attention_dropout"]):
+    lora_differs = not both_lora and da["lora_dropout"] != db["lora_dropout"]
+    if not (model_differs or lora_differs):
         return None
     return make_finding(
         "optim.dropout",
         "low",
         da,
         db,
-        f"dropout while training: {a.recipe.name} attention {da['attention_dropout']}, LoRA "
-        f"{da['lora_dropout'] if da['lora_dropout'] is not None else 'none'}; {b.recipe.name} attention "
-        f"{db['attention_dropout']}, LoRA {db['lora_dropout'] if db['lora_dropout'] is not None else 'none'}",
-        align="peft",
+        f"dropout while training: {a.recipe.name} {_dropout_text(da)}; {b.recipe.name} {_dropout_text(db)}",
+        align="peft" if lora_differs else "model",
     )
 
 

@@ -1,16 +1,14 @@
 """PEFT probe: LoRA or full fine-tuning, the LoRA fields, and the trainable parameter count resolved by peft's
-own wrapping of the Llama-3.2-1B architecture on the meta device (real target resolution, no weights)."""
+own wrapping of the recipe's base architecture on the meta device (parity.models: real target resolution)."""
 
 from __future__ import annotations
 
-import json
-import warnings
 from functools import cache
 from typing import Any
 
-from parity.architectures import LLAMA_3_2_1B, meta_model
 from parity.findings import Finding
 from parity.materialize import Materialized
+from parity.models import lora_key, peft_meta_model
 from parity.plain import config_values, plain
 from parity.probes import PROBES, FindingMaker, ProbeContext, ProbeResult, measurement
 
@@ -28,44 +26,41 @@ TRAINED_SET_FIELDS = {
     "rank_pattern",
     "trainable_token_indices",
 }
-"""LoraConfig fields that change which parameters train or how many: a difference is high."""
+"""LoraConfig fields that change which parameters train or how many: high where the trained counts differ."""
 SCALING_FIELDS = {"lora_alpha", "lora_dropout", "alpha_pattern", "use_rslora", "init_lora_weights"}
 """Fields that change the update's scale or regularisation: medium. Every other field: low."""
 IGNORED_FIELDS = {"peft_version"}
-
-
-_base_params: list[int] = []
-"""Parameter count of the unwrapped architecture, once measured (saves a second meta-device build)."""
+EMPTY_MEANS_NONE = {
+    "target_parameters",
+    "exclude_modules",
+    "modules_to_save",
+    "layers_to_transform",
+    "rank_pattern",
+    "alpha_pattern",
+    "trainable_token_indices",
+}
+"""Fields where peft treats None and an empty list / mapping alike (nothing set)."""
+UNKNOWN_COUNTS = {
+    "trainable_params": None,
+    "total_params": None,
+    "trainable_fraction": None,
+    "targeted_modules": None,
+    "target_names": None,
+}
 
 
 @cache
-def count_parameters(lora_json: str | None) -> dict[str, Any]:
-    """Trainable and total parameters of Llama-3.2-1B, full or wrapped with the LoraConfig given as JSON.
+def count_parameters(key: str, lora_json: str | None) -> dict[str, Any]:
+    """Trainable and total parameters of the architecture of config `key`, full or wrapped with the LoraConfig
+    given as JSON; every count None where the architecture is unknown, with peft's error where it refuses the
+    LoraConfig (e.g. target modules the architecture lacks).
 
-    Parameters are counted once each (model.parameters() deduplicates the tied embedding / lm_head weight)."""
-    if lora_json is None and _base_params:
-        total = _base_params[0]  # counted on an earlier build of the same architecture, before wrapping
-        return {
-            "trainable_params": total,
-            "total_params": total,
-            "trainable_fraction": 1.0,
-            "targeted_modules": 0,
-            "target_names": [],
-        }
-    model = meta_model()
-    if not _base_params:
-        _base_params.append(sum(p.numel() for p in model.parameters()))
-    targets: list[str] = []
-    if lora_json is not None:
-        import torch
-        from peft import LoraConfig, get_peft_model
-
-        # the adapter weights are created on the meta device too (peft would allocate and initialise them in
-        # CPU memory, then move them to the base layer's meta device): same modules and shapes, no work
-        with warnings.catch_warnings(), torch.device("meta"):
-            warnings.simplefilter("ignore")
-            model = get_peft_model(model, LoraConfig(**json.loads(lora_json)))
-        targets = sorted(model.targeted_module_names)
+    Parameters are counted once each (model.parameters() deduplicates a tied embedding / lm_head weight)."""
+    build = peft_meta_model(key, lora_json)
+    if build.model is None:
+        return {**UNKNOWN_COUNTS, **({"error": build.error} if build.error else {})}
+    model = build.model
+    targets = sorted(model.targeted_module_names) if lora_json is not None else []
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return {
@@ -77,20 +72,9 @@ def count_parameters(lora_json: str | None) -> dict[str, Any]:
     }
 
 
-def _lora_json(lora: Any) -> str | None:
-    """A hashable form of a LoraConfig: the fields set to non-default values, as the recipe gave them."""
-    if lora is None:
-        return None
-    from peft import LoraConfig
-
-    default = config_values(LoraConfig())
-    fields = {k: v for k, v in config_values(lora).items() if k not in IGNORED_FIELDS and v != default.get(k)}
-    return json.dumps(fields, sort_keys=True)
-
-
 @measurement("peft")
 def measure(m: Materialized) -> dict[str, Any]:
-    """PEFT method, LoRA settings and trainable parameter counts on the real architecture."""
+    """PEFT method, LoRA settings and trainable parameter counts on the recipe's base architecture."""
     lora = m.lora_config
     fields = (
         {k: v for k, v in config_values(lora).items() if k not in IGNORED_FIELDS}
@@ -99,20 +83,46 @@ def measure(m: Materialized) -> dict[str, Any]:
     )
     return {
         "method": "lora" if lora is not None else "full",
-        "architecture": LLAMA_3_2_1B,
+        "architecture": m.model_facts.model_id,
         "lora": fields,
-        **count_parameters(_lora_json(lora)),
+        **count_parameters(m.model_facts.key, lora_key(lora)),
     }
 
 
 def _describe(name: str, v: dict[str, Any]) -> str:
-    count = (
-        f"{v['trainable_params']:,} trainable params ({v['trainable_fraction']:.2%} of {v['total_params']:,})"
-    )
+    if v["trainable_params"] is None:
+        count = f"trainable params unknown ({v.get('error') or 'the base model config is unknown'})"
+    else:
+        count = f"{v['trainable_params']:,} trainable params ({v['trainable_fraction']:.2%} of {v['total_params']:,})"
     if v["method"] == "full":
         return f"{name} fine-tunes all weights, {count}"
     lora = v["lora"]
     return f"{name} trains LoRA r={lora['r']} on {lora['target_modules']}, {count}"
+
+
+def same_setting(name: str, xa: Any, xb: Any) -> bool:
+    """Two values of a LoraConfig field that peft treats alike (None and an empty list for target_parameters)."""
+    if name in EMPTY_MEANS_NONE and not xa and not xb:
+        return True
+    return xa == xb
+
+
+def same_trained_parameters(va: dict, vb: dict) -> bool | None:
+    """Whether both recipes train the same parameters by peft's counts (None: a count is unknown)."""
+    if va["trainable_params"] is None or vb["trainable_params"] is None:
+        return None
+    keys = ("trainable_params", "targeted_modules", "target_names")
+    return all(va[k] == vb[k] for k in keys)
+
+
+def _severity(name: str, same_modules: bool, same_parameters: bool | None) -> tuple[str, str]:
+    if name == "target_modules" and same_modules:
+        return "info", "both resolve to the same modules"
+    if name in TRAINED_SET_FIELDS:
+        if same_parameters:
+            return "low", "the same parameters train"
+        return "high", "changes the trained parameters"
+    return ("medium", "changes the update's scale") if name in SCALING_FIELDS else ("low", "")
 
 
 def lora_findings(a: Materialized, b: Materialized, va: dict, vb: dict) -> list[Finding]:
@@ -121,22 +131,14 @@ def lora_findings(a: Materialized, b: Materialized, va: dict, vb: dict) -> list[
         "trainable_params": [va["trainable_params"], vb["trainable_params"]],
         "target_names": [va["target_names"], vb["target_names"]],
     }
+    same_parameters = same_trained_parameters(va, vb)
+    same_modules = bool(same_parameters is not None and va["target_names"] == vb["target_names"])
+    same_modules = same_modules and va["targeted_modules"] == vb["targeted_modules"]
     for name in sorted(set(va["lora"]) | set(vb["lora"])):
         xa, xb = va["lora"].get(name), vb["lora"].get(name)
-        if xa == xb:
+        if same_setting(name, xa, xb):
             continue
-        if (
-            name == "target_modules"
-            and va["target_names"] == vb["target_names"]
-            and va["targeted_modules"] == vb["targeted_modules"]
-        ):
-            severity, note = "info", "both resolve to the same modules"
-        elif name in TRAINED_SET_FIELDS:
-            severity, note = "high", "changes the trained parameters"
-        else:
-            severity, note = (
-                ("medium", "changes the update's scale") if name in SCALING_FIELDS else ("low", "")
-            )
+        severity, note = _severity(name, same_modules, same_parameters)
         findings.append(
             make_finding(
                 f"peft.lora.{name}",
@@ -149,6 +151,32 @@ def lora_findings(a: Materialized, b: Materialized, va: dict, vb: dict) -> list[
             )
         )
     return findings
+
+
+def _refused_finding(a: Materialized, b: Materialized, va: dict, vb: dict) -> Finding | None:
+    """peft refuses one recipe's LoraConfig on its base model (e.g. target modules the architecture lacks):
+    that recipe's training stops at get_peft_model."""
+    ea, eb = va.get("error"), vb.get("error")
+    if ea == eb:
+        return None
+    parts = [
+        f"{m.recipe.name} ({m.model_facts.architecture or m.model_facts.model_id}): {error or 'accepted'}"
+        for m, error in ((a, ea), (b, eb))
+    ]
+    return make_finding(
+        "peft.refused",
+        "high",
+        ea,
+        eb,
+        "peft.get_peft_model refuses the LoraConfig on the base model, so training stops there: "
+        + "; ".join(parts),
+        {
+            "target_modules": [
+                (va["lora"] or {}).get("target_modules"),
+                (vb["lora"] or {}).get("target_modules"),
+            ]
+        },
+    )
 
 
 @PROBES.register("peft")
@@ -177,4 +205,7 @@ def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeCont
         )
     elif va["method"] == "lora":
         findings += lora_findings(a, b, va, vb)
+    refused = _refused_finding(a, b, va, vb)
+    if refused is not None:
+        findings.append(refused)
     return ProbeResult(findings=findings, values=plain({"a": va, "b": vb}))

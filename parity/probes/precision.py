@@ -9,10 +9,10 @@ import re
 from functools import cache
 from typing import Any
 
-from parity.architectures import checkpoint_dtype, default_attn_implementation
 from parity.axes import field_axis, field_severity, probe_fields
 from parity.findings import Finding
 from parity.materialize import Materialized
+from parity.models import default_attn_implementation
 from parity.plain import config_values, plain
 from parity.plan import table_world_sizes
 from parity.probes import PROBES, FindingMaker, ProbeContext, ProbeResult, measurement
@@ -41,7 +41,7 @@ def load_dtype(m: Materialized) -> dict[str, Any]:
     requested = m.recipe.model.torch_dtype
     asked = requested if requested is not None else default_load_dtype()
     if asked == "auto":
-        stored = checkpoint_dtype(m.recipe.model.name_or_path)
+        stored = m.model_facts.checkpoint_dtype
         return {
             "requested": requested,
             "effective": stored,
@@ -52,9 +52,11 @@ def load_dtype(m: Materialized) -> dict[str, Any]:
 
 
 def attention(m: Materialized) -> dict[str, Any]:
+    """Requested attention kernel and the one transformers uses (its default for the architecture when none is
+    asked for; None where the architecture is unknown)."""
     requested = m.recipe.model.attn_implementation
-    effective = requested if requested is not None else default_attn_implementation()
-    label = effective if requested is not None else f"{effective} (library default)"
+    effective = requested if requested is not None else default_kernel(m)
+    label = effective if requested is not None else f"{effective or 'unknown'} (library default)"
     return {"requested": requested, "effective": effective, "label": label}
 
 
@@ -153,6 +155,18 @@ def _ds(v: dict[str, Any]) -> str:
     return f"{v['deepspeed_config']} (ZeRO stage {v['deepspeed_stage']})" if v["deepspeed_config"] else "off"
 
 
+def default_kernel(m: Materialized) -> str | None:
+    """The attention kernel transformers picks for the recipe's architecture when none is asked for (None:
+    the architecture is unknown)."""
+    return default_attn_implementation(m.model_facts.key) if m.model_facts.known else None
+
+
+def _library_default(a: Materialized, b: Materialized) -> Any:
+    """transformers' default attention kernel: one value when both architectures share it, else per side."""
+    ka, kb = default_kernel(a), default_kernel(b)
+    return ka if ka == kb else {"a": ka, "b": kb}
+
+
 @PROBES.register("precision")
 def probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
     """Precision and memory settings of both recipes and where they differ."""
@@ -166,7 +180,7 @@ def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeCont
         "b": vb,
         "library": {
             "default_load_dtype": default_load_dtype(),
-            "default_attn_implementation": default_attn_implementation(),
+            "default_attn_implementation": _library_default(a, b),
             "flash_attn_importable": flash_attn_importable(),
         },
     }

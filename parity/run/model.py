@@ -58,9 +58,10 @@ def attention_for(requested: str | None, on_gpu: bool) -> tuple[str | None, str 
     return requested, None
 
 
-RANDOM_ARCHITECTURES = {"random-llama-3.2-1b": "llama_3_2_1b_config"}
-"""--model values that build a real architecture with random weights from --seed (no download; for GPU
-throughput): every leg builds the same weights and loads them in the recipe's dtype and attention kernel."""
+RANDOM_ARCHITECTURES = {"random-llama-3.2-1b": "meta-llama/Llama-3.2-1B"}
+"""--model values that build a real architecture (its config.json in the model table, parity.models) with random
+weights from --seed (no download; for GPU throughput): every leg builds the same weights and loads them in the
+recipe's dtype and attention kernel."""
 
 
 def random_model(config: Any, seed: int, dtype: Any = None) -> Any:
@@ -102,11 +103,11 @@ def load_model(source: str, recipe: Any, on_gpu: bool, tiny: bool, seed: int = 0
     """Load the leg's starting weights; returns the model and notes about what differs from the recipe's request."""
     from transformers import AutoModelForCausalLM
 
-    from parity import architectures
+    from parity.models import table_config
 
     kwargs, notes = load_kwargs(recipe, on_gpu, tiny)
     if source in RANDOM_ARCHITECTURES:
-        config = getattr(architectures, RANDOM_ARCHITECTURES[source])(kwargs.get("attn_implementation"))
+        config = table_config(RANDOM_ARCHITECTURES[source], kwargs.get("attn_implementation"))
         return random_model(config, seed, kwargs.get("dtype")), notes
     try:
         model = AutoModelForCausalLM.from_pretrained(source, **kwargs)

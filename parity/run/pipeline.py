@@ -18,6 +18,7 @@ from parity.align import AlignedPair, align, aligned_yaml, save_aligned
 from parity.axes import parse_align_axes
 from parity.errors import ParityError
 from parity.materialize import Materialized, materialize
+from parity.models import shared_weights_note
 from parity.plain import plain
 from parity.registry import resolve_recipe
 from parity.run.files import (
@@ -138,6 +139,9 @@ def _run(a_ref: str, b_ref: str, opts: RunOptions, callbacks: list[Any], hooks: 
         run_dir / "plan.json", {"fingerprint": plain(opts.fingerprint()), "alignment": pair.to_dict()}
     )
     recipe_paths = _write_leg_recipes(run_dir, pair, a_ref, b_ref, opts)
+    note = shared_weights_note(pair.aligned_a, pair.aligned_b, str(opts.model))
+    if note:
+        log.warning(note)
     tiny = opts.model in ("tiny", "proxy")
     model_source = str(_tiny_model(run_dir, [ma, mb], opts)) if tiny else str(opts.model)
     specs = {leg: leg_spec(leg, run_dir, recipe_paths[leg], opts, model_source, tiny) for leg in LEGS}
