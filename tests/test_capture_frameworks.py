@@ -140,7 +140,10 @@ def test_a_framework_class_is_never_filled_with_trl_defaults():
         "gradient_checkpointing": True,
     }
     assert provenance["training.max_length"] == "capture: llamafactory DataArguments.cutoff_len (recipe)"
-    assert provenance["training.logging_steps"] == "capture (TrainingArguments.logging_steps)"
+    assert (
+        provenance["training.logging_steps"] == "capture (TrainingArguments's default; SFTConfig's differs)"
+    )
+    assert "training.learning_rate" not in provenance  # the recipe's class changed it: plain "capture"
     assert provenance["training.dataset_text_field"] == (
         "not applicable: TrainingArguments has no such field and llamafactory maps none to it"
     )
@@ -384,3 +387,19 @@ def test_rows_limit_serves_the_first_rows_and_records_the_full_count(tmp_path_fa
     assert load["splits"] == {"train": {"full_rows": ROWS, "served_rows": 100}}
     assert len(recipe.prepared["train"].rows) == 100
     assert [row["prompt"] for row in recipe.raw["train"]] == gsm8k_questions()[:100]
+
+
+def test_a_recipe_yaml_capture_section_takes_a_framework_environment_and_rows(tmp_path):
+    from parity.capture.yaml_section import options_from_section
+
+    yaml_path = tmp_path / "recipe.yaml"
+    section = {
+        "checkout": ".",
+        "command": "llamafactory-cli train cfg.yaml",
+        "python": "framework:llamafactory",
+    }
+    options = options_from_section({**section, "rows": 64}, yaml_path)
+    assert (options.python, options.rows, options.checkout) == ("framework:llamafactory", 64, tmp_path / ".")
+    assert options_from_section(section, yaml_path).out != options.out
+    with pytest.raises(ParityError, match="'capture.rows' must be a positive whole number$"):
+        options_from_section({**section, "rows": 0}, yaml_path)

@@ -96,9 +96,14 @@ def recipe_from_capture(captured: CapturedRecipe, name: str | None = None) -> Re
     request = captured.model.request or {}
     training, left_out = training_section(captured)
     framework_provenance: dict[str, str] = {}
-    if captured.framework and not is_trl_arguments(captured.training_args.class_name):
+    framework = captured.framework
+    if (
+        framework
+        and framework.get("framework") != "trl"
+        and not is_trl_arguments(captured.training_args.class_name)
+    ):
         mapped, framework_provenance, framework_left_out = framework_training(
-            captured.framework,
+            framework,
             captured.training_args.class_name,
             captured.training_args.fields,
             set(captured.training_args.non_default),

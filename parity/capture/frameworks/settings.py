@@ -69,7 +69,8 @@ def framework_training(
     non_default: set[str],
     skip: frozenset[str],
 ) -> tuple[dict[str, Any], dict[str, str], dict[str, str]]:
-    """({SFTConfig field: value}, {field: provenance}, {left-out field: why}) for a captured non-TRL trainer.
+    """({SFTConfig field: value}, {field: provenance beyond plain "capture"}, {left-out field: why}) for a
+    captured non-TRL trainer.
 
     A field its own class shares with SFTConfig comes from the capture where it differs from SFTConfig's default
     and either the recipe's class changed it (`non_default`) or the default there is TRL's own (`trl_overrides`:
@@ -93,9 +94,11 @@ def framework_training(
                 "parity counts steps from the data"
             )
             continue
-        if value != defaults[field] and (field in non_default or field in overridden):
+        if value != defaults[field] and field in non_default:
             training[field] = value
-            provenance[f"training.{field}"] = f"capture ({short}.{field})"
+        elif value != defaults[field] and field in overridden:
+            training[field] = value
+            provenance[f"training.{field}"] = f"capture ({short}'s default; SFTConfig's differs)"
     for key, entry in sorted(framework.get("effective", {}).items()):
         field = EFFECTIVE_TO_TRAINING.get(key)
         if field is None or field not in defaults or field in skip:

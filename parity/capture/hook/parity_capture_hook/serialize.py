@@ -134,7 +134,7 @@ def _write_collated(trainer: Any) -> dict[str, Any]:
     target = state.state_dir() / "collated"
     target.mkdir(exist_ok=True)
     datasets.Dataset.from_dict(rows).to_parquet(str(target / "train.parquet"))
-    return {"rows": count, "of": dataset.num_rows, "batches": _write_batches(trainer, dataset, target)}
+    return {"rows": count, "of": dataset.num_rows}
 
 
 def _first_row(batch: Any, key: str) -> list | None:
@@ -150,9 +150,15 @@ COLLATED_BATCHES = 4
 batch gets: to its longest row, then the collator's multiple)."""
 
 
-def _write_batches(trainer: Any, dataset: Any, target: Any) -> dict[str, Any]:
+def _write_batches(trainer: Any) -> dict[str, Any]:
+    """collated/batches.parquet: the first COLLATED_BATCHES batches, one row per batch row."""
     import datasets
 
+    dataset = getattr(trainer, "train_dataset", None)
+    if dataset is None or not hasattr(dataset, "select"):
+        return {"not_saved": "no map-style train dataset"}
+    target = state.state_dir() / "collated"
+    target.mkdir(exist_ok=True)
     size = max(1, int(getattr(trainer.args, "per_device_train_batch_size", 1) or 1))
     columns: dict[str, list] = {
         "batch": [],
@@ -161,11 +167,12 @@ def _write_batches(trainer: Any, dataset: Any, target: Any) -> dict[str, Any]:
         "labels": [],
         "attention_mask": [],
     }
-    count = min(COLLATED_BATCHES, dataset.num_rows // size)
+    count = min(COLLATED_BATCHES, -(-dataset.num_rows // size))
     try:
         for index in range(count):
-            batch = trainer.data_collator(list(dataset.select(range(index * size, (index + 1) * size))))
-            for position in range(size):
+            rows = range(index * size, min((index + 1) * size, dataset.num_rows))
+            batch = trainer.data_collator(list(dataset.select(rows)))
+            for position in range(len(rows)):
                 columns["batch"].append(index)
                 columns["position"].append(position)
                 for key in ("input_ids", "labels", "attention_mask"):
@@ -288,13 +295,16 @@ def write_everything(trainer: Any, entry: dict[str, Any]) -> None:
         },
     )
     state.write_json("datasets.json", {"raw": raw, "prepared": prepared})
-    collated = timed("collated", lambda: _write_collated(trainer))
-    state.write_json("collator.json", {**describe_collator(trainer.data_collator), "collated": collated})
+    collated, batches = timed("collated", lambda: (_write_collated(trainer), _write_batches(trainer)))
+    state.write_json(
+        "collator.json",
+        {**describe_collator(trainer.data_collator), "collated": collated, "batches": batches},
+    )
     state.write_json("model.json", timed("model", lambda: describe_model(trainer, entry.get("peft_config"))))
     state.write_json(
         "processing_class.json",
         {"class": f"{type(tokenizer).__module__}.{type(tokenizer).__qualname__}"} if tokenizer else {},
     )
     state.write_json("versions.json", library_versions())
-    timed("framework", lambda: frameworks.write_record(trainer))
+    frameworks.write_record(trainer)
     state.write_json("writing_seconds.json", seconds)

@@ -34,10 +34,11 @@ def write_record(trainer: Any) -> None:
     """framework.json: the framework, its parsed settings with provenance, and parity's effective values."""
     name, adapter = chosen(trainer)
     record: dict[str, Any] = {"framework": name}
-    if adapter is None:
-        record.update(trl.transformers_record(trainer))
-    else:
-        record.update(adapter.record(trainer))
+    try:
+        record.update(trl.transformers_record(trainer) if adapter is None else adapter.record(trainer))
+    except Exception as err:  # noqa: BLE001 - an adapter a framework version outgrew is reported, not fatal
+        first_line = (str(err).strip().splitlines() or [""])[0][:300]
+        record["adapter_error"] = f"the {name} adapter raised {type(err).__name__}: {first_line}"
     record.setdefault("effective", {})
     if "load_dtype" not in record["effective"]:
         request = models.STAND_INS[-1]["request"] if models.STAND_INS else None

@@ -131,25 +131,24 @@ def _effective(records: dict[str, dict[str, Any]], trainer: Any) -> dict[str, An
     model, finetuning = records["model_args"], records["finetuning_args"]
     config = _parsed.get("config", {})
     values = data["values"]
-    out = {
-        "max_length": effective(
-            values["cutoff_len"],
-            "DataArguments.cutoff_len",
-            data["provenance"]["cutoff_len"],
-            config.get("cutoff_len"),
-        ),
-        "completion_only": from_arguments(
-            data, "train_on_prompt", "DataArguments", value=not values["train_on_prompt"]
-        ),
-        "history_trained": from_arguments(
-            data, "mask_history", "DataArguments", value=not values["mask_history"]
-        ),
-        "packing": from_arguments(data, "packing", "DataArguments", value=bool(values.get("packing"))),
-        "neat_packing": from_arguments(data, "neat_packing", "DataArguments"),
-        "template": from_arguments(data, "template", "DataArguments"),
-        "seed": from_arguments(training, "seed", "TrainingArguments"),
-        "stage": from_arguments(finetuning, "stage", "FinetuningArguments"),
-    }
+    out: dict[str, Any] = {}
+    out["max_length"] = effective(
+        values["cutoff_len"],
+        "DataArguments.cutoff_len",
+        data["provenance"]["cutoff_len"],
+        config.get("cutoff_len"),
+    )
+    out["completion_only"] = from_arguments(
+        data, "train_on_prompt", "DataArguments", value=not values["train_on_prompt"]
+    )
+    out["history_trained"] = from_arguments(
+        data, "mask_history", "DataArguments", value=not values["mask_history"]
+    )
+    out["packing"] = from_arguments(data, "packing", "DataArguments", value=bool(values.get("packing")))
+    out["neat_packing"] = from_arguments(data, "neat_packing", "DataArguments")
+    out["template"] = from_arguments(data, "template", "DataArguments")
+    out["seed"] = from_arguments(training, "seed", "TrainingArguments")
+    out["stage"] = from_arguments(finetuning, "stage", "FinetuningArguments")
     template = _parsed.get("template")
     if template is not None:
         out["efficient_eos"] = effective(

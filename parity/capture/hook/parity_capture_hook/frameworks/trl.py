@@ -73,7 +73,8 @@ def active() -> bool:
 
 
 def owns(trainer: Any) -> bool:
-    return type(trainer.args).__module__.startswith("trl.")
+    """True when the trainer's arguments are a TRL config (a recipe's own subclass of one included)."""
+    return any(cls.__module__.startswith("trl.") for cls in type(trainer.args).__mro__)
 
 
 def _given_training_fields(args: Any) -> set[str]:
