@@ -403,3 +403,31 @@ def test_a_recipe_yaml_capture_section_takes_a_framework_environment_and_rows(tm
     assert options_from_section(section, yaml_path).out != options.out
     with pytest.raises(ParityError, match="'capture.rows' must be a positive whole number$"):
         options_from_section({**section, "rows": 0}, yaml_path)
+
+
+def test_a_wheel_for_another_python_is_replaced_by_this_pythons(tmp_path):
+    """multiprocess ships one wheel per Python; its py310 wheel on 3.11 breaks datasets.save_to_disk."""
+    import subprocess
+
+    from parity.capture import environment as env_module
+
+    older = f"{sys.version_info.major}.{sys.version_info.minor - 1}"
+    wheels = tmp_path / "wheels"
+    download = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:"]
+    subprocess.run(
+        [*download, "--python-version", older, "-d", str(wheels), "multiprocess==0.70.16"],
+        check=True,
+        timeout=300,
+    )
+    venv, log = tmp_path / "venv", tmp_path / "build.log"
+    builder = env_module._Builder(env_module.uv_command(), venv, log, offline_ok=False)
+    builder.run(["venv", "--python", sys.executable, str(venv)], "creating the venv")
+    builder.pip_install(["--no-deps", str(next(wheels.glob("*.whl")))], "installing the older wheel")
+    [site_packages] = (venv / "lib").glob("python*/site-packages")
+    assert env_module.wheels_for_other_pythons(site_packages) == {"multiprocess": "0.70.16"}
+    tag = f"py{sys.version_info.major}{sys.version_info.minor}"
+    notes = env_module._reinstall_for_this_python(builder, venv, log)
+    assert notes == [
+        f"multiprocess 0.70.16: uv took a wheel for another Python; reinstalled multiprocess-0.70.16-{tag}-none-any.whl"
+    ]
+    assert env_module.wheels_for_other_pythons(site_packages) == {}
