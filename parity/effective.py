@@ -7,7 +7,7 @@ from typing import Any
 
 from parity.plain import config_values, plain
 from parity.plan import Resolved
-from parity.spec import Recipe
+from parity.spec import NOT_APPLICABLE, Recipe
 
 CONTEXT_FIELDS = {"output_dir", "use_cpu", "logging_dir", "disable_tqdm"}
 """SFTConfig fields set by where materialization runs, not by the recipe."""
@@ -53,6 +53,8 @@ def effective_values(resolved: Resolved) -> dict[str, dict[str, Any]]:
             label = "recipe"
         else:
             label = "default:trl.SFTConfig"
+        if recipe.provenance.get(key, "").startswith(NOT_APPLICABLE):
+            value, label = None, recipe.provenance[key]
         out[key] = {"value": value, "source": _source(recipe, key, label) if label == "recipe" else label}
     plan = dataclasses.asdict(resolved.launch)
     for name, value in plan.items():

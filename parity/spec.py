@@ -189,6 +189,9 @@ class Recipe:
 
 EVAL_NOT_CAPTURED = "not captured"
 """Start of `provenance['eval']` for a captured recipe whose eval protocol was not given."""
+NOT_APPLICABLE = "not applicable"
+"""Start of a training field's provenance when the recipe's trainer arguments have no such field (a captured
+framework's own argument class): the field has no value, never SFTConfig's default."""
 
 SECTIONS: tuple[str, ...] = (
     "model",

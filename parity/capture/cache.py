@@ -19,7 +19,7 @@ def hook_hash() -> str:
     """sha256 of the capture's own code (a changed hook invalidates every cached capture)."""
     digest = hashlib.sha256()
     package = Path(__file__).resolve().parent
-    for path in sorted([*package.glob("*.py"), *HOOK_DIR.rglob("*.py")]):
+    for path in sorted({*package.rglob("*.py"), *HOOK_DIR.rglob("*.py")}):
         digest.update(path.name.encode() + path.read_bytes())
     return digest.hexdigest()
 
@@ -29,7 +29,9 @@ def interpreter_identity(python: str) -> str:
     files are part of its content hash) or the given path."""
     if python == "current":
         return f"current:{sys.executable}:{sys.version}"
-    return python if python == "pinned" else f"path:{Path(python).absolute()}"
+    if python == "pinned" or python.startswith("framework:"):
+        return python
+    return f"path:{Path(python).absolute()}"
 
 
 def cache_key(options: CaptureOptions) -> str:
@@ -46,5 +48,6 @@ def cache_key(options: CaptureOptions) -> str:
         "world_sizes": list(options.world_sizes),
         "python": interpreter_identity(options.python),
         "hook": hook_hash(),
+        **({"rows": options.rows} if options.rows is not None else {}),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()

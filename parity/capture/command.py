@@ -47,10 +47,19 @@ def capture_command(
         list[int] | None, typer.Option("--world-size", help="GPU count to capture at (repeatable; 1 2 4 8).")
     ] = None,
     python: Annotated[
-        str, typer.Option("--python", help="current, pinned or PATH to an interpreter.")
+        str,
+        typer.Option(
+            "--python", help="current, pinned, framework:NAME[==VERSION] or PATH to an interpreter."
+        ),
     ] = "current",
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds per run before it is killed.")] = 600.0,
     force: Annotated[bool, typer.Option("--force", help="Capture again even if cached.")] = False,
+    rows: Annotated[
+        int | None,
+        typer.Option(
+            "--rows", help="Serve only the first N rows of every dataset load (full counts recorded)."
+        ),
+    ] = None,
 ) -> None:
     """Capture a recipe by running its own code up to its trainer (EXECUTES the recipe's code)."""
     from rich.console import Console
@@ -67,6 +76,7 @@ def capture_command(
         python=python,
         timeout=timeout,
         force=force,
+        rows=rows,
     )
     result = capture(options)
     console = Console(soft_wrap=True)

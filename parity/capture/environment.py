@@ -371,11 +371,16 @@ def _torch_wheel_rank(wheel: Path) -> tuple[bool, Version]:
         return ("+cpu" in version, Version("0"))
 
 
-def plan_install(requirements: Sequence[str], torch: TorchSource, skip: Sequence[str] = ()) -> InstallPlan:
-    """Split the asked requirements into torch, what uv installs, and what is dropped (with a note each)."""
+def plan_install(
+    requirements: Sequence[str], torch: TorchSource, skip: Sequence[str] = (), keep: Sequence[str] = ()
+) -> InstallPlan:
+    """Split the asked requirements into torch, what uv installs, and what is dropped (with a note each).
+
+    `keep` names GPU-only packages installed all the same (a framework that imports them unconditionally)."""
     skip_names = {canonicalize_name(name) for name in skip}
+    kept = {canonicalize_name(name) for name in keep}
     install: list[str] = []
-    dropped: set[str] = set(GPU_ONLY) | skip_names
+    dropped: set[str] = (set(GPU_ONLY) - kept) | skip_names
     notes: list[str] = []
     torch_asked: list[str] = []
     for text in requirements:
@@ -384,7 +389,7 @@ def plan_install(requirements: Sequence[str], torch: TorchSource, skip: Sequence
             torch_asked.append(text)
         elif name in skip_names:
             notes.append(f"{name} skipped: listed in skip (the capture stubs it)")
-        elif name in GPU_ONLY or name.startswith("nvidia-"):
+        elif name not in kept and (name in GPU_ONLY or name.startswith("nvidia-")):
             dropped.add(name)
             notes.append(f"{name} skipped: GPU-only")
         elif name in TORCH_COMPANIONS:
@@ -479,8 +484,9 @@ def _project_name(checkout: Path) -> str | None:
 # --- the cache key and the build -----------------------------------------------------------------------
 
 
-def environment_key(plan: InstallPlan, exclude_newer: str | None) -> str:
-    """Hash of everything that decides the environment's contents (16 hex characters)."""
+def environment_key(plan: InstallPlan, exclude_newer: str | None, steps: dict | None = None) -> str:
+    """Hash of everything that decides the environment's contents (16 hex characters); `steps` names build
+    steps beyond the plan (absent for a checkout's environment, so its key is unchanged)."""
     payload = {
         "format": BUILD_FORMAT,
         "python": [sys.implementation.name, list(sys.version_info[:3]), str(Path(sys.base_prefix).resolve())],
@@ -488,6 +494,7 @@ def environment_key(plan: InstallPlan, exclude_newer: str | None) -> str:
         "dropped": sorted(plan.dropped),
         "torch": [plan.torch.cache_part(), plan.torch_requirement],
         "exclude_newer": exclude_newer,
+        **({"steps": steps} if steps else {}),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -524,16 +531,36 @@ def build_environment(
     asked = sorted(set(declared.requirements) | {_normalize_extra(text) for text in extra})
     plan = plan_install(asked, find_torch_wheel(torch_wheel), skip)
     exclude_newer, date_note = resolution_date(checkout, commit_date)
-    key = environment_key(plan, exclude_newer)
+    return build_planned(
+        plan, exclude_newer, date_note, declared.notes, cache_dir=cache_dir, offline_ok=offline_ok
+    )
+
+
+def build_planned(
+    plan: InstallPlan,
+    exclude_newer: str | None,
+    date_note: str,
+    notes: Sequence[str] = (),
+    *,
+    cache_dir: Path | None = None,
+    offline_ok: bool = True,
+    fix_wheel_tags: bool = False,
+) -> Environment:
+    """The environment of an install plan, from the cache or built (see `build_environment`).
+
+    `fix_wheel_tags` reinstalls pure-Python wheels uv took for an older Python than this one (see
+    `wheels_for_other_pythons`); it is part of the cache key."""
+    key = environment_key(plan, exclude_newer, {"fix_wheel_tags": True} if fix_wheel_tags else None)
     root = cache_root(cache_dir)
     target = root / key
     record = _read_record(target)
     if record is not None:
-        return _environment(target, key, asked, _with_bytecode(target, record), cached=True)
+        return _environment(target, key, plan.requirements, _with_bytecode(target, record), cached=True)
     log = root / "logs" / f"{key}.log"
-    notes = declared.notes + plan.notes
-    record = _build(plan, exclude_newer, root, target, log, offline_ok, notes, date_note)
-    return _environment(target, key, asked, _with_bytecode(target, record), cached=False)
+    record = _build(
+        plan, exclude_newer, root, target, log, offline_ok, [*notes, *plan.notes], date_note, fix_wheel_tags
+    )
+    return _environment(target, key, plan.requirements, _with_bytecode(target, record), cached=False)
 
 
 def resolve_python(spec: str, checkout: Path, **options) -> Environment | Path:
@@ -629,6 +656,7 @@ def _build(
     offline_ok: bool,
     notes: list[str],
     date_note: str,
+    fix_wheel_tags: bool = False,
 ) -> dict:
     """Build into a temporary directory next to `target`, then rename it into place; nothing left on failure.
 
@@ -662,6 +690,8 @@ def _build(
                 builder.pip_install(rest, "installing the declared requirements")
             elif not builder.install_as_of(rest, exclude_newer, "ranges"):
                 exclude_newer, date_note = None, builder.notes.pop()
+        if fix_wheel_tags:
+            builder.notes.extend(_reinstall_for_this_python(builder, staging, log))
         installed = installed_versions(staging / "bin" / "python")
         if installed.get("torch") != torch_version:
             raise ParityError(f"environment build replaced the CPU torch {torch_version} (full log: {log})")
@@ -800,3 +830,66 @@ def installed_versions(python: Path) -> dict[str, str]:
             f"{python} cannot list its packages: {(done.stderr.strip().splitlines() or ['?'])[-1]}"
         )
     return {canonicalize_name(name): version for name, version in sorted(json.loads(done.stdout).items())}
+
+
+# --- pure-Python wheels built for another Python -------------------------------------------------------
+
+_VERSIONED_PURE_TAG = re.compile(r"^py(\d)(\d+)-none-any$")
+
+
+def wheels_for_other_pythons(site_packages: Path) -> dict[str, str]:
+    """{distribution: version} of installed wheels tagged only for another Python minor version (`py310-none-any`
+    under 3.11): multiprocess ships one wheel per Python and its py310 one breaks datasets on 3.11
+    (`fork_exec() takes exactly 23 arguments`)."""
+    running = f"{sys.version_info.major}{sys.version_info.minor}"
+    found: dict[str, str] = {}
+    for wheel_file in sorted(Path(site_packages).glob("*.dist-info/WHEEL")):
+        tags = [
+            line.split(":", 1)[1].strip()
+            for line in wheel_file.read_text(encoding="utf-8", errors="replace").splitlines()
+            if line.startswith("Tag:")
+        ]
+        versions = [
+            match.group(1) + match.group(2) for tag in tags if (match := _VERSIONED_PURE_TAG.match(tag))
+        ]
+        if versions and len(versions) == len(tags) and running not in versions:
+            name, _, version = wheel_file.parent.name.removesuffix(".dist-info").rpartition("-")
+            found[canonicalize_name(name)] = version
+    return found
+
+
+def _reinstall_for_this_python(builder: _Builder, venv: Path, log: Path) -> list[str]:
+    """Replace each wheel built for another Python by the release's wheel for this one (pip download picks
+    the most specific tag; uv installs it). Notes say what was replaced or why it could not be."""
+    notes = []
+    tag = f"py{sys.version_info.major}{sys.version_info.minor}"
+    for site_packages in sorted((venv / "lib").glob("python*/site-packages")):
+        for name, version in wheels_for_other_pythons(site_packages).items():
+            with tempfile.TemporaryDirectory(prefix="parity-wheel-") as folder:
+                command = [
+                    sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
+                    "--python-version", f"{sys.version_info.major}.{sys.version_info.minor}",
+                    "--dest", folder, f"{name}=={version}",
+                ]  # fmt: skip
+                with log.open("a", encoding="utf-8") as handle:
+                    handle.write("$ " + " ".join(command) + "\n")
+                try:
+                    done = subprocess.run(command, capture_output=True, text=True, timeout=UV_TIMEOUT_S)
+                except (OSError, subprocess.TimeoutExpired) as error:
+                    notes.append(
+                        f"{name} {version}: its wheel is for another Python; no {tag} wheel ({error})"
+                    )
+                    continue
+                with log.open("a", encoding="utf-8") as handle:
+                    handle.write(done.stdout + done.stderr + f"[exit {done.returncode}]\n")
+                wheels = sorted(Path(folder).glob("*.whl"))
+                if done.returncode != 0 or not wheels or f"-{tag}-" not in wheels[0].name:
+                    notes.append(
+                        f"{name} {version}: its wheel is for another Python and no {tag} wheel was found"
+                    )
+                    continue
+                builder.pip_install(["--reinstall", "--no-deps", str(wheels[0])], f"reinstalling {name}")
+                notes.append(
+                    f"{name} {version}: uv took a wheel for another Python; reinstalled {wheels[0].name}"
+                )
+    return notes

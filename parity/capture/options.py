@@ -34,6 +34,8 @@ class CaptureOptions:
     timeout: float = 600.0
     """Seconds each run of the command may take before its process group is killed."""
     force: bool = False
+    rows: int | None = None
+    """Serve only the first N rows of every dataset load (full counts recorded); None serves every row."""
 
 
 def parse_pairs(values: list[str] | None, flag: str) -> dict[str, str]:
@@ -62,6 +64,8 @@ def validate(options: CaptureOptions) -> None:
         raise ParityError(f"--world-size must be distinct positive integers, got {list(sizes)}")
     if options.timeout <= 0:
         raise ParityError("--timeout must be positive")
+    if options.rows is not None and options.rows < 1:
+        raise ParityError(f"--rows must be a positive number of rows, got {options.rows}")
     resolved_out = options.out.resolve()
     resolved_checkout = options.checkout.resolve()
     if resolved_out == resolved_checkout or resolved_checkout in resolved_out.parents:

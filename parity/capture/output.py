@@ -10,7 +10,17 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-ARTIFACTS = ("training_args.json", "collator.json", "model.json", "tokenizer", "raw", "prepared", "collated")
+ARTIFACTS = (
+    "training_args.json",
+    "collator.json",
+    "model.json",
+    "tokenizer",
+    "raw",
+    "prepared",
+    "collated",
+    "framework.json",
+    "loaded",
+)
 """What the first (full) run writes into its state directory and the capture keeps."""
 
 

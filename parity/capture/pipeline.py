@@ -18,6 +18,7 @@ from typing import Any
 from parity.capture import manifest as manifest_parts
 from parity.capture.cache import cache_key
 from parity.capture.checkout import copy_checkout
+from parity.capture.frameworks.manifest import framework_manifest
 from parity.capture.hubcache import seed_hub_cache
 from parity.capture.options import CaptureOptions, validate
 from parity.capture.output import write_capture
@@ -77,6 +78,22 @@ def resolve_interpreter(choice: str, checkout: Path, stubs: tuple[str, ...] = ()
                 "bytecode": getattr(environment, "bytecode", None),
             },
         )
+    if choice.startswith("framework:"):
+        from parity.capture.frameworks.environments import build_framework_environment
+
+        environment = build_framework_environment(choice)
+        return _Interpreter(
+            Path(environment.python),
+            {
+                "requested": choice,
+                "executable": str(environment.python),
+                "installed": environment.installed,
+                "exclude_newer": environment.exclude_newer,
+                "notes": environment.notes,
+                "cached": environment.cached,
+                "bytecode": environment.bytecode,
+            },
+        )
     path = Path(os.path.abspath(os.path.expanduser(choice)))
     if not path.is_file() or not os.access(path, os.X_OK):
         raise ParityError(f"--python {choice}: not an executable interpreter (use current, pinned or a path)")
@@ -122,6 +139,7 @@ def _run_config(
         "exit_failed": EXIT_FAILED,
         "checkout_copy": str(copy),
         "temp_root": str(temp_root),
+        "rows": options.rows,
     }
 
 
@@ -336,6 +354,7 @@ def _capture_runs(
     manifest = manifest_parts.build_manifest(
         options, key, interpreter.description, served, dotenv, runs, time.monotonic() - started
     )
+    manifest.update(framework_manifest(options, runs))
     write_capture(options.out, runs, manifest, log)
     _failed_log_path(options.out).unlink(missing_ok=True)
     return manifest

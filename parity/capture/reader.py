@@ -53,6 +53,12 @@ class PreparedDataset:
         return [row["labels"] for row in self.rows] if self.rows and "labels" in self.rows[0] else None
 
     @property
+    def attention_mask(self) -> list[list[int]] | None:
+        key = "attention_mask"
+        present = self.rows and self.rows[0].get(key) is not None
+        return [row[key] for row in self.rows] if present else None
+
+    @property
     def completion_mask(self) -> list[list[int]] | None:
         key = "completion_mask"
         return [row[key] for row in self.rows] if self.rows and key in self.rows[0] else None
@@ -109,6 +115,39 @@ class CapturedRecipe:
     def raw(self) -> dict[str, list[dict[str, Any]]]:
         """The rows the recipe passed to the trainer, before TRL's preparation."""
         return {name: _read_parquet_rows(path) for name, path in _parquet_folder(self.path / "raw").items()}
+
+    @cached_property
+    def framework(self) -> dict[str, Any]:
+        """framework.json: the framework that built the trainer, its parsed settings with provenance and parity's
+        effective values (empty for a capture made before frameworks were recorded)."""
+        path = self.path / "framework.json"
+        return _read_json(path) if path.is_file() else {}
+
+    @cached_property
+    def loaded(self) -> list[dict[str, Any]]:
+        """Every dataset load the recipe made, in order: call, who asked, per split full/served/saved row counts
+        and (full run) the served rows under `rows`."""
+        folder = self.path / "loaded"
+        loads = []
+        for path in sorted(folder.glob("[0-9][0-9][0-9].json")) if folder.is_dir() else []:
+            load = _read_json(path)
+            for split in load.get("splits", {}).values():
+                if split.get("file"):
+                    split["rows"] = _read_parquet_rows(folder / split["file"])
+            loads.append(load)
+        return loads
+
+    @cached_property
+    def batches(self) -> list[dict[str, Any]]:
+        """The first prepared train rows collated in batches of per_device_train_batch_size: one row per
+        batch row (batch, position, input_ids, labels, attention_mask), padded as a real batch is."""
+        path = self.path / "collated" / "batches.parquet"
+        return _read_parquet_rows(path) if path.is_file() else []
+
+    @property
+    def rows_limited(self) -> bool:
+        """True when `--rows` served fewer rows than a load had (counts and steps then need the full data)."""
+        return bool(self.manifest.get("rows", {}).get("limited"))
 
     @property
     def peft(self) -> dict[str, Any] | None:

@@ -1,5 +1,6 @@
 """A captured recipe as a parity `Recipe` spec: the training arguments that differ from the class defaults
-(those the installed `trl.SFTConfig` knows), the LoRA settings, the model request, launch rules that reproduce
+(those the installed `trl.SFTConfig` knows; another framework's settings mapped, see
+`parity.capture.frameworks.settings`), the LoRA settings, the model request, launch rules that reproduce
 the captured batch table, and the captured tokenizer. What a capture cannot know (the eval protocol) is
 marked "not captured" in the provenance, never guessed."""
 
@@ -8,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from parity.capture.frameworks.settings import framework_training, is_trl_arguments
 from parity.capture.reader import CapturedRecipe, LaunchRow
 from parity.spec import EVAL_NOT_CAPTURED, LaunchSpec, PeftSpec, Recipe
 
@@ -93,6 +95,22 @@ def recipe_from_capture(captured: CapturedRecipe, name: str | None = None) -> Re
     manifest = captured.manifest
     request = captured.model.request or {}
     training, left_out = training_section(captured)
+    framework_provenance: dict[str, str] = {}
+    framework = captured.framework
+    if (
+        framework
+        and framework.get("framework") != "trl"
+        and not is_trl_arguments(captured.training_args.class_name)
+    ):
+        mapped, framework_provenance, framework_left_out = framework_training(
+            framework,
+            captured.training_args.class_name,
+            captured.training_args.fields,
+            set(captured.training_args.non_default),
+            NOT_TRAINING | {"gradient_accumulation_steps", "per_device_train_batch_size", "use_cpu"},
+        )
+        training = {key: value for key, value in training.items() if key not in framework_left_out} | mapped
+        left_out.update(framework_left_out)
     first = captured.launch[0]
     training["per_device_train_batch_size"] = first.per_device_train_batch_size
     launch = launch_section(captured.launch)
@@ -124,7 +142,7 @@ def recipe_from_capture(captured: CapturedRecipe, name: str | None = None) -> Re
         if key not in NOT_TRAINING
     }
     recipe.upstream.consumed = {key: f"training.{key}" for key in training} | left_out
-    recipe.provenance = {f"training.{key}": "capture" for key in training}
+    recipe.provenance = {f"training.{key}": "capture" for key in training} | framework_provenance
     recipe.provenance.update({"model.name_or_path": "capture", "peft.lora": "capture", "launch": "capture"})
     recipe.provenance["eval"] = NOT_CAPTURED
     return recipe

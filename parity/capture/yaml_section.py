@@ -25,6 +25,7 @@ SECTION_KEYS = (
     "world_sizes",
     "timeout",
     "out",
+    "rows",
 )
 
 
@@ -75,11 +76,20 @@ def _timeout(section: dict[str, Any], where: str) -> float:
     return float(value)
 
 
+def _rows(section: dict[str, Any], where: str) -> int | None:
+    value = section.get("rows")
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ParityError(f"{where}: 'capture.rows' must be a positive whole number")
+    return value
+
+
 def _python(section: dict[str, Any], base: Path, where: str) -> str:
     value = section.get("python", "current")
     if not isinstance(value, str):
-        raise ParityError(f"{where}: 'capture.python' must be current, pinned or a path")
-    return value if value in ("current", "pinned") else str(base / Path(value).expanduser())
+        raise ParityError(f"{where}: 'capture.python' must be current, pinned, framework:NAME or a path")
+    if value in ("current", "pinned") or value.startswith("framework:"):
+        return value
+    return str(base / Path(value).expanduser())
 
 
 def default_out(options: CaptureOptions) -> Path:
@@ -94,6 +104,7 @@ def default_out(options: CaptureOptions) -> Path:
         "env": dict(sorted(options.env.items())),
         "python": options.python,
         "world_sizes": list(options.world_sizes),
+        **({"rows": options.rows} if options.rows is not None else {}),
     }
     digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
     return captures_root() / digest
@@ -128,6 +139,7 @@ def options_from_section(section: Any, yaml_path: Path) -> CaptureOptions:
         world_sizes=_world_sizes(section, where),
         python=_python(section, base, where),
         timeout=_timeout(section, where),
+        rows=_rows(section, where),
     )
     out = section.get("out")
     if out is not None and not isinstance(out, str):

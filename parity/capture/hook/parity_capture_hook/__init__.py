@@ -2,7 +2,7 @@
 
 The recipe's own libraries are patched when the recipe imports them (post-import hooks), never before."""
 
-from parity_capture_hook import imports, launchers, redirects, state, trackers, trainer_stop
+from parity_capture_hook import frameworks, imports, launchers, redirects, rows, state, trackers, trainer_stop
 
 _installed = False
 
@@ -17,5 +17,7 @@ def install() -> None:
     imports.install_finder(stubs=state.config().get("stubs", []))
     trackers.install()
     redirects.install()
+    rows.install()
+    frameworks.install()
     trainer_stop.install()
     launchers.install()

@@ -5,6 +5,7 @@ script runs in this one process."""
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import runpy
@@ -216,6 +217,32 @@ def nvidia_smi_main(argv: list[str]) -> int:
     for index in range(count):
         print(f"|   {index}  {GPU_NAME}   |  0MiB / 81559MiB |")
     return 0
+
+
+def answer_gpu_count_to(module: Any, function: str, caller_module: str, caller_function: str) -> None:
+    """Make `module.function()` (a framework's device count) answer the simulated GPU count when the framework's
+    launch decision `caller_module.caller_function` asks, as `nvidia-smi` does; every other caller gets the real
+    answer, so torch stays on the CPU (answering `torch.cuda.is_available()` True would move tensors to CUDA)."""
+    original = getattr(module, function)
+    if getattr(original, "_parity_capture", False):
+        return
+
+    @functools.wraps(original)
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        frame = sys._getframe(1)
+        if frame.f_globals.get("__name__") == caller_module and frame.f_code.co_name == caller_function:
+            state.record(
+                "launch-decision",
+                asked=f"{module.__name__}.{function}",
+                by=f"{caller_module}.{caller_function}",
+                answered=world_size(),
+                cpu_answer=original(*args, **kwargs),
+            )
+            return world_size()
+        return original(*args, **kwargs)
+
+    counted._parity_capture = True
+    setattr(module, function, counted)
 
 
 SHIMS = {

@@ -11,7 +11,7 @@ import sys
 import time
 from typing import Any
 
-from parity_capture_hook import models, state
+from parity_capture_hook import frameworks, models, state
 
 LIBRARIES = (
     "transformers",
@@ -121,12 +121,12 @@ def _write_collated(trainer: Any) -> dict[str, Any]:
     if dataset is None or not hasattr(dataset, "select"):
         return {"not_saved": "no map-style train dataset"}
     count = min(COLLATED_EXAMPLES, dataset.num_rows)
-    rows = {"input_ids": [], "labels": []}
+    rows = {"input_ids": [], "labels": [], "attention_mask": []}
     try:
         for example in dataset.select(range(count)):
             batch = trainer.data_collator([example])
-            rows["input_ids"].append(batch["input_ids"][0].tolist())
-            rows["labels"].append(batch["labels"][0].tolist())
+            for key in rows:
+                rows[key].append(_first_row(batch, key))
     except Exception as err:  # noqa: BLE001 - a collator parity cannot drive is reported, not fatal
         return {"not_saved": f"the collator raised {type(err).__name__}: {str(err).splitlines()[0][:200]}"}
     import datasets
@@ -135,6 +135,54 @@ def _write_collated(trainer: Any) -> dict[str, Any]:
     target.mkdir(exist_ok=True)
     datasets.Dataset.from_dict(rows).to_parquet(str(target / "train.parquet"))
     return {"rows": count, "of": dataset.num_rows}
+
+
+def _first_row(batch: Any, key: str) -> list | None:
+    """Row 0 of one collated tensor (None when the collator builds no such key, or a non-2D one)."""
+    value = batch.get(key) if hasattr(batch, "get") else None
+    if value is None or getattr(value, "dim", lambda: 0)() != 2:
+        return None
+    return value[0].tolist()
+
+
+COLLATED_BATCHES = 4
+"""Batches of per_device_train_batch_size consecutive prepared rows also collated together (the padding a real
+batch gets: to its longest row, then the collator's multiple)."""
+
+
+def _write_batches(trainer: Any) -> dict[str, Any]:
+    """collated/batches.parquet: the first COLLATED_BATCHES batches, one row per batch row."""
+    import datasets
+
+    dataset = getattr(trainer, "train_dataset", None)
+    if dataset is None or not hasattr(dataset, "select"):
+        return {"not_saved": "no map-style train dataset"}
+    target = state.state_dir() / "collated"
+    target.mkdir(exist_ok=True)
+    size = max(1, int(getattr(trainer.args, "per_device_train_batch_size", 1) or 1))
+    columns: dict[str, list] = {
+        "batch": [],
+        "position": [],
+        "input_ids": [],
+        "labels": [],
+        "attention_mask": [],
+    }
+    count = min(COLLATED_BATCHES, -(-dataset.num_rows // size))
+    try:
+        for index in range(count):
+            rows = range(index * size, min((index + 1) * size, dataset.num_rows))
+            batch = trainer.data_collator(list(dataset.select(rows)))
+            for position in range(len(rows)):
+                columns["batch"].append(index)
+                columns["position"].append(position)
+                for key in ("input_ids", "labels", "attention_mask"):
+                    value = batch.get(key) if hasattr(batch, "get") else None
+                    ok = value is not None and getattr(value, "dim", lambda: 0)() == 2
+                    columns[key].append(value[position].tolist() if ok else None)
+    except Exception as err:  # noqa: BLE001 - reported, not fatal
+        return {"not_saved": f"the collator raised {type(err).__name__}: {str(err).splitlines()[0][:200]}"}
+    datasets.Dataset.from_dict(columns).to_parquet(str(target / "batches.parquet"))
+    return {"batches": count, "batch_size": size}
 
 
 def describe_collator(collator: Any) -> dict[str, Any]:
@@ -247,12 +295,16 @@ def write_everything(trainer: Any, entry: dict[str, Any]) -> None:
         },
     )
     state.write_json("datasets.json", {"raw": raw, "prepared": prepared})
-    collated = timed("collated", lambda: _write_collated(trainer))
-    state.write_json("collator.json", {**describe_collator(trainer.data_collator), "collated": collated})
+    collated, batches = timed("collated", lambda: (_write_collated(trainer), _write_batches(trainer)))
+    state.write_json(
+        "collator.json",
+        {**describe_collator(trainer.data_collator), "collated": collated, "batches": batches},
+    )
     state.write_json("model.json", timed("model", lambda: describe_model(trainer, entry.get("peft_config"))))
     state.write_json(
         "processing_class.json",
         {"class": f"{type(tokenizer).__module__}.{type(tokenizer).__qualname__}"} if tokenizer else {},
     )
     state.write_json("versions.json", library_versions())
+    frameworks.write_record(trainer)
     state.write_json("writing_seconds.json", seconds)
