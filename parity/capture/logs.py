@@ -119,7 +119,10 @@ class OutputPump:
         os.close(self.fd)
 
 
-def _tail_lines(log: Path, limit: int = 1024 * 1024) -> list[str]:
+def tail_lines(log: Path, limit: int = 1024 * 1024) -> list[str]:
+    """The lines of a log's last `limit` bytes (none for a missing log)."""
+    if not log.is_file():
+        return []
     with open(log, "rb") as handle:
         handle.seek(max(0, log.stat().st_size - limit))
         return handle.read().decode("utf-8", errors="replace").splitlines()
@@ -129,9 +132,7 @@ def last_exception(log: Path) -> str:
     """The line naming the exception that ended the run: the final line of the log's last traceback (a
     launcher's `[rank0]: ` prefix removed); without a traceback, the last line naming an error that is not a
     logging framework's record."""
-    if not log.is_file():
-        return ""
-    lines = _tail_lines(log)
+    lines = tail_lines(log)
     starts = [index for index, line in enumerate(lines) if line.rstrip().endswith(_TRACEBACK)]
     if starts:
         header = lines[starts[-1]].rstrip()

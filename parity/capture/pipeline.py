@@ -20,7 +20,15 @@ from parity.capture.hubcache import seed_hub_cache
 from parity.capture.inputs import check_inputs
 from parity.capture.integrity import changes
 from parity.capture.interpreter import Interpreter, resolve_interpreter
-from parity.capture.logs import LOG_LIMIT, MESSAGE_LIMIT, BoundedLog, last_exception, printable, redact
+from parity.capture.logs import (
+    LOG_LIMIT,
+    MESSAGE_LIMIT,
+    BoundedLog,
+    last_exception,
+    printable,
+    redact,
+    tail_lines,
+)
 from parity.capture.options import CaptureOptions, normalized, secret_values, validate
 from parity.capture.outdir import check_out, failed_log_path, looks_like_capture
 from parity.capture.output import write_capture
@@ -99,7 +107,7 @@ def _run_config(
 
 def _socket_cause(log: Path, tmpdir: Path, reason: str) -> str | None:
     """The AF_UNIX limit named as the cause when a run's sockets did not fit under its TMPDIR."""
-    too_long = "AF_UNIX path too long" in "\n".join(_log_tail(log))
+    too_long = any("AF_UNIX path too long" in line for line in tail_lines(log))
     if too_long or (
         reason.startswith(("EOFError", "ConnectionRefusedError")) and socket_path_too_long(tmpdir)
     ):
@@ -109,14 +117,6 @@ def _socket_cause(log: Path, tmpdir: Path, reason: str) -> str | None:
             "set TMPDIR to a shorter folder, e.g. /tmp"
         )
     return None
-
-
-def _log_tail(log: Path, limit: int = 1024 * 1024) -> list[str]:
-    if not log.is_file():
-        return []
-    with open(log, "rb") as handle:
-        handle.seek(max(0, log.stat().st_size - limit))
-        return handle.read().decode("utf-8", errors="replace").splitlines()
 
 
 def _failure_message(
