@@ -59,11 +59,14 @@ def _stat(pid: int) -> tuple[str, int, int] | None:
     return fields[0].decode(), int(fields[1]), int(fields[3])
 
 
-def _carries(pid: int, marker: bytes) -> bool:
+def _marker(pid: int) -> bytes | None:
+    """The RUN_MARKER entry of a process's environment (None without one, or when it cannot be read)."""
     try:
-        return marker in (_PROC / str(pid) / "environ").read_bytes().split(b"\0")
+        variables = (_PROC / str(pid) / "environ").read_bytes().split(b"\0")
     except OSError:
-        return False
+        return None
+    prefix = RUN_MARKER.encode() + b"="
+    return next((entry for entry in variables if entry.startswith(prefix)), None)
 
 
 class ProcessTree:
@@ -84,12 +87,17 @@ class ProcessTree:
             if name.isdigit() and (stat := _stat(int(name))) is not None:
                 table[int(name)] = stat
         own = os.getpid()
+        markers = {pid: _marker(pid) for pid in table if pid != own}
         found = {pid for pid, (_, _, session) in table.items() if session == self.leader}
-        found |= {pid for pid in table if pid not in found and pid != own and _carries(pid, self.marker)}
+        found |= {pid for pid, marker in markers.items() if marker == self.marker}
         if self.leader in table:
             found.add(self.leader)
-        if _adopting:  # re-parented here from a recipe's exited process, marker or not
-            found |= {pid for pid, (_, parent, _) in table.items() if parent == own and pid not in _leaders}
+        if _adopting:  # re-parented here from a recipe's exited process: ours unless another run's marker
+            found |= {
+                pid
+                for pid, (_, parent, _) in table.items()
+                if parent == own and pid not in _leaders and markers.get(pid) in (None, self.marker)
+            }
         children: dict[int, list[int]] = defaultdict(list)
         for pid, (_, parent, _) in table.items():
             children[parent].append(pid)
