@@ -843,6 +843,17 @@ def make_rows(folder: Path) -> None:
     )
 
 
+_short_tmpdirs: list[Path] = []
+
+
+@pytest.fixture(autouse=True)
+def _remove_short_tmpdirs():
+    """The private TMPDIRs under /tmp are removed after each test, passed or failed."""
+    yield
+    while _short_tmpdirs:
+        shutil.rmtree(_short_tmpdirs.pop(), ignore_errors=True)
+
+
 def workspace(root: Path, base_capture: Path) -> Workspace:
     """A fresh case folder (see the module docstring)."""
     cwd = root / "cwd"
@@ -858,7 +869,8 @@ def workspace(root: Path, base_capture: Path) -> Workspace:
     (cwd / "notes.txt").write_text("notes\n")
     home = root / "home"
     home.mkdir()
-    tmpdir = Path(tempfile.mkdtemp(prefix="pcs-", dir="/tmp"))
+    tmpdir = Path(tempfile.mkdtemp(prefix="pcs-", dir="/tmp"))  # short: the recipe's sockets fit under it
+    _short_tmpdirs.append(tmpdir)
     return Workspace(root, cwd, root / "pids", home, root / "cache", tmpdir, base_capture)
 
 
@@ -916,7 +928,6 @@ def run_case(case: Case, runner: Runner, tmp_path: Path, base_capture: Path) -> 
         for path in ws.cwd.rglob("*"):
             if path.is_dir() and not path.is_symlink():
                 path.chmod(0o755)
-        shutil.rmtree(ws.tmpdir, ignore_errors=True)
 
 
 def test_the_table_holds_every_case_once():
@@ -981,7 +992,6 @@ def test_a_signal_ends_every_process_of_the_recipe_within_10_s(sig, code, tmp_pa
     assert [pid for pid in pids if alive(pid)] == []
     assert list(ws.tmpdir.iterdir()) == []
     assert changed_paths(before, tree_state(ws.cwd), ()) == []  # no partial capture, nothing beside it
-    shutil.rmtree(ws.tmpdir)
 
 
 def test_a_capture_with_force_replaces_only_out_and_leaves_no_process(runner, tmp_path, base_capture):
@@ -1012,7 +1022,6 @@ def test_a_capture_with_force_replaces_only_out_and_leaves_no_process(runner, tm
     manifest = json.loads((target / "manifest.json").read_text())
     assert "DO_NOT_TRACK=1" in manifest["redirects"]["telemetry_disabled"]
     assert "AXOLOTL_DO_NOT_TRACK=1" in manifest["redirects"]["telemetry_disabled"]
-    shutil.rmtree(ws.tmpdir)
 
 
 def _base_options(base_capture: Path, **changes):
@@ -1115,7 +1124,6 @@ def test_a_lock_names_its_capture_relative_to_itself_and_checks_from_anywhere(ru
     code, out, err = runner.run(["check", "--lock", str(lock)], ws.root, env, tmp_path)
     assert code == 2 and err.strip().endswith("PARITY_TRUST_EDITS=1)")
     assert "edited since capture: training_args.json" in err
-    shutil.rmtree(ws.tmpdir)
 
 
 def test_a_bounded_log_keeps_head_and_tail_and_says_what_was_cut(tmp_path):
