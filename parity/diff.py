@@ -5,6 +5,7 @@ The report is deterministic: identical inputs give a byte-identical JSON (no tim
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ from parity.errors import ParityError
 from parity.findings import Finding, sort_findings
 from parity.materialize import DEFAULT_SAMPLES, Materialized, materialize
 from parity.plain import plain
-from parity.plan import table_world_sizes
+from parity.plan import held_world_sizes, table_world_sizes
 from parity.probes import Probe, ProbeContext, ProbeResult, failed_probe, load_probes
 from parity.process import cyclic_gc_paused
 from parity.registry import resolve_recipe
@@ -57,6 +58,9 @@ def diff_materialized(
         probes = load_probes()
         selected = only or [name for name in AXES if name in probes]
         context = context or ProbeContext()
+        sizes = held_world_sizes(context.world_sizes, (a.recipe, b.recipe))
+        if sizes != context.world_sizes:  # a captured recipe's table holds only its captured world sizes
+            context = dataclasses.replace(context, world_sizes=sizes)
         report = DiffReport(
             a=a.recipe.name,
             b=b.recipe.name,

@@ -7,8 +7,11 @@ of it), its batch table, and golden tokenization of the first K examples (hashes
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -24,9 +27,9 @@ from parity.effective import CONTEXT_FIELDS
 from parity.errors import ParityError
 from parity.materialize import Materialized
 from parity.plain import config_values, plain
-from parity.plan import TABLE_WORLD_SIZES
+from parity.plan import TABLE_WORLD_SIZES, held_world_sizes
 from parity.probes import ProbeContext
-from parity.registry import resolve_recipe
+from parity.registry import looks_like_path, resolve_recipe
 from parity.trl_bridge import IGNORE_INDEX
 
 LOCK_SCHEMA_VERSION = 1
@@ -341,7 +344,7 @@ def recipe_lock(m: Materialized, examples: int) -> RecipeLock:
         "recipe": {k: plain(v) for k, v in vars(m.recipe).items() if k != "provenance"},
     }
     batch = {}
-    for n in TABLE_WORLD_SIZES:
+    for n in held_world_sizes(TABLE_WORLD_SIZES, (m.recipe,)):
         plan = m.launch_plan(n)
         batch[n] = BatchRow(
             plan.num_processes,
@@ -375,13 +378,45 @@ def lock_from(pair: LockPair, report: DiffReport, ma: Materialized, mb: Material
     return Lock(pair, library_versions(), findings, recipes)
 
 
-def compute_lock(pair: LockPair) -> tuple[Lock, dict[str, Materialized]]:
-    """Materialize and diff the pair; the lock and both materialized recipes (their tokenizers explain diffs)."""
+@contextlib.contextmanager
+def working_directory(folder: Path | None) -> Iterator[None]:
+    """Resolve a lock's relative paths from `folder` (the lock file's), whatever the current directory."""
+    if folder is None:
+        yield
+        return
+    previous = os.getcwd()
+    os.chdir(folder)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
+
+
+def relative_to(ref: str, base: Path, data: bool = False) -> str:
+    """A recipe reference (YAML path, `capture:DIR`) or data folder given relative to the current directory,
+    spelled relative to `base`, the lock file's folder; names, absolute paths and data sources kept."""
+    prefix = "capture:" if ref.startswith("capture:") else ""
+    body = ref[len(prefix) :]
+    if data:
+        is_path = not body.startswith("synthetic") and body != "hub"
+    else:
+        is_path = bool(prefix) or looks_like_path(body)
+    if not is_path or not body or os.path.isabs(os.path.expanduser(body)):
+        return ref
+    return prefix + os.path.relpath(os.path.abspath(body), os.path.abspath(base))
+
+
+def compute_lock(pair: LockPair, base: Path | None = None) -> tuple[Lock, dict[str, Materialized]]:
+    """Materialize and diff the pair (its relative paths resolved from `base`, the lock's folder); the lock and
+    both materialized recipes (their tokenizers explain diffs)."""
     if pair.examples < 1:
         raise ParityError(f"--examples must be at least 1, got {pair.examples}")
-    recipe_a, recipe_b = resolve_recipe(pair.a, pair.set_a), resolve_recipe(pair.b, pair.set_b)
-    ma, mb = materialize_pair(recipe_a, recipe_b, pair.data, pair.world_size, samples=max(64, pair.examples))
-    report = diff_materialized(ma, mb, context=ProbeContext(world_sizes=TABLE_WORLD_SIZES))
+    with working_directory(base):
+        recipe_a, recipe_b = resolve_recipe(pair.a, pair.set_a), resolve_recipe(pair.b, pair.set_b)
+        ma, mb = materialize_pair(
+            recipe_a, recipe_b, pair.data, pair.world_size, samples=max(64, pair.examples)
+        )
+        report = diff_materialized(ma, mb, context=ProbeContext(world_sizes=TABLE_WORLD_SIZES))
     return lock_from(pair, report, ma, mb), {"a": ma, "b": mb}
 
 
@@ -393,10 +428,14 @@ def build_lock(
     examples: int = DEFAULT_EXAMPLES,
     set_a: list[str] | None = None,
     set_b: list[str] | None = None,
+    base: Path | None = None,
 ) -> Lock:
-    """Compute the lock for a recipe pair."""
+    """Compute the lock for a recipe pair; with `base` (the lock file's folder), recipe and data paths given
+    relative to the current directory are stored relative to it, so `check` works from any directory."""
+    if base is not None:
+        a_ref, b_ref, data = relative_to(a_ref, base), relative_to(b_ref, base), relative_to(data, base, True)
     pair = LockPair(a_ref, b_ref, list(set_a or []), list(set_b or []), data, world_size, examples)
-    return compute_lock(pair)[0]
+    return compute_lock(pair, base)[0]
 
 
 def dump_lock(lock: Lock) -> str:
@@ -650,13 +689,13 @@ def token_diff(old: dict, new: dict, tokenizer: Any | None, context: int = 3) ->
 
 def update_lock(path: Path) -> None:
     """Rewrite a lock with the current state of its pair (accepting every change)."""
-    write_lock(compute_lock(read_lock(path).pair)[0], path)
+    write_lock(compute_lock(read_lock(path).pair, Path(path).parent)[0], path)
 
 
 def check_lock(path: Path) -> CheckResult:
     """Recompute the pair named in the lock and compare every recorded value."""
     lock = read_lock(path)
-    current, materialized = compute_lock(lock.pair)
+    current, materialized = compute_lock(lock.pair, Path(path).parent)
     tokenizers = {side: m.tokenizer for side, m in materialized.items()}
     return CheckResult(lock, current, compare_locks(lock, current, tokenizers))
 

@@ -20,11 +20,47 @@ OUTPUT_DIR = "parity-output"
 """output_dir given to SFTConfig; nothing is written there by planning or materialization."""
 TABLE_WORLD_SIZES = (1, 2, 4, 8)
 """World sizes every batch table shows (the report's, the lock's)."""
+MAX_WORLD_SIZE = 4096
+"""The most GPUs a world size may name (a larger one is a typo, not a cluster)."""
+CAPTURED_WORLD_SIZES = "launch.captured_world_sizes"
+"""Recipe.provenance key of a captured recipe: the world sizes its capture ran at ('1,2,4,8'). Its batch at
+any other world size is unknown, never computed from the launch rules fitted to the captured ones."""
+
+
+def captured_world_sizes(recipe: Recipe) -> tuple[int, ...] | None:
+    """The world sizes a captured recipe's capture holds (None: any world size follows the launch rules, as for
+    every other recipe, and for a capture whose launch rules were set explicitly with launch.* keys)."""
+    text = recipe.provenance.get(CAPTURED_WORLD_SIZES)
+    if not text:
+        return None
+    if any(key.startswith("launch.") and key != CAPTURED_WORLD_SIZES for key in recipe.provenance):
+        return None
+    return tuple(int(size) for size in text.split(","))
+
+
+def check_world_size(recipe: Recipe, world_size: int) -> None:
+    """A ParityError for a world size out of range, or one the recipe's capture does not hold."""
+    if world_size < 1 or world_size > MAX_WORLD_SIZE:
+        raise ParityError(f"--world-size must be between 1 and {MAX_WORLD_SIZE}, got {world_size}")
+    captured = captured_world_sizes(recipe)
+    if captured is not None and world_size not in captured:
+        held = ", ".join(map(str, captured))
+        raise ParityError(
+            f"recipe '{recipe.name}' was captured at world size {held} only; its batch at world size "
+            f"{world_size} is unknown (never extrapolated): capture it again with --world-size {world_size}"
+        )
 
 
 def table_world_sizes(world_size: int, base: tuple[int, ...] = TABLE_WORLD_SIZES) -> tuple[int, ...]:
     """The table's world sizes (TABLE_WORLD_SIZES by default) plus the selected one, ascending."""
     return tuple(sorted({*base, world_size}))
+
+
+def held_world_sizes(sizes: tuple[int, ...], recipes: tuple[Recipe, ...]) -> tuple[int, ...]:
+    """The world sizes among `sizes` that every captured recipe among `recipes` was captured at (a table never
+    shows a captured recipe at a world size its capture lacks)."""
+    held = [captured_world_sizes(recipe) for recipe in recipes]
+    return tuple(n for n in sizes if all(captured is None or n in captured for captured in held))
 
 
 @cache
@@ -97,8 +133,7 @@ class LaunchPlan:
 
 def plan_launch(recipe: Recipe, visible_gpus: int) -> LaunchPlan:
     """Apply the recipe's launch rules; SFTConfig's defaults supply unset batch fields."""
-    if visible_gpus < 1:
-        raise ParityError(f"--world-size must be at least 1, got {visible_gpus}")
+    check_world_size(recipe, visible_gpus)
     spec = recipe.launch
     defaults = sft_defaults()
     if spec.num_processes == "world":

@@ -223,8 +223,10 @@ def test_trl_sft_config_file_alone(workdir):
     assert len(recipe.prepared["train"].input_ids) == 4
 
 
-def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+def run_cli(*args: str, timeout: float = 300, cache: Path | None = None) -> subprocess.CompletedProcess:
     environment = {**os.environ, "PYTHONPATH": str(REPO)}
+    if cache is not None:
+        environment["PARITY_CACHE_DIR"] = str(cache)
     return subprocess.run(
         [sys.executable, "-m", "parity.capture", *args],
         capture_output=True,
@@ -243,31 +245,34 @@ def stderr_line(result: subprocess.CompletedProcess) -> str:
 
 def test_unmapped_dataset_exits_2_naming_the_flag(workdir):
     out = workdir / "captures" / "unmapped"
+    cache = workdir / "cache"
     result = run_cli(
         "--checkout", str(workdir / "shell_launcher"), "--out", str(out), "--world-size", "1",
-        "--", "python", "preprocess.py",
+        "--", "python", "preprocess.py", cache=cache,
     )  # fmt: skip
     assert result.returncode == 2
     line = stderr_line(result)
     assert "map it with --data openai/gsm8k=DIR" in line
-    assert line.endswith(f"full log: {out}.capture-failed.log)")
-    assert Path(f"{out}.capture-failed.log").is_file() and not out.exists()
+    [log] = (cache / "capture-logs").iterdir()  # kept in parity's cache folder, nothing written beside --out
+    assert log.name.startswith("unmapped-") and line.endswith(f"full log: {log})")
+    assert "needs the hub" in log.read_text() and not out.exists()
+    assert not list(out.parent.glob("unmapped*"))
 
 
 def test_timeout_kills_the_command_and_exits_2(workdir):
     started = time.monotonic()
     result = run_cli(
         "--checkout", str(workdir / "shell_launcher"), "--out", str(workdir / "captures" / "slow"),
-        "--timeout", "1", "--world-size", "1", "--", "bash", "-c", "sleep 60",
+        "--timeout", "1", "--world-size", "1", "--", "bash", "-c", "sleep 60", cache=workdir / "cache",
     )  # fmt: skip
     assert result.returncode == 2 and time.monotonic() - started < 30
-    assert "capture timed out after 1 s, the process group was killed" in stderr_line(result)
+    assert "capture timed out after 1 s, the recipe's processes were ended" in stderr_line(result)
 
 
 def test_a_command_that_never_builds_a_trainer_exits_2(workdir):
     result = run_cli(
         "--checkout", str(workdir / "shell_launcher"), "--out", str(workdir / "captures" / "none"),
-        "--world-size", "1", "--", "python", "-c", "print('no trainer here')",
+        "--world-size", "1", "--", "python", "-c", "print('no trainer here')", cache=workdir / "cache",
     )  # fmt: skip
     assert result.returncode == 2
     assert "ended (exit 0) without constructing a trainer" in stderr_line(result)
@@ -304,8 +309,9 @@ def test_torchrun_module_form_counts_one_process_per_gpu(workdir):
     assert row.processes_from == "--nproc_per_node=gpu: one per visible GPU x 1 node(s)"
 
 
-def test_the_recipes_own_trainer_failure_is_reported_as_such(workdir):
+def test_the_recipes_own_trainer_failure_is_reported_as_such(workdir, monkeypatch):
     """A base model with conversational data and no chat template fails inside TRL, as it would for real."""
+    monkeypatch.setenv("PARITY_CACHE_DIR", str(workdir / "cache"))
     conversations = workdir / "conversations"
     conversations.mkdir()
     (conversations / "train.jsonl").write_text(

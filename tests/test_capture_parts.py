@@ -36,7 +36,18 @@ def test_reader_errors_are_one_clear_line(tmp_path):
         load_capture(tmp_path)
     for name in ("manifest.json", "training_args.json", "collator.json", "model.json"):
         (tmp_path / name).write_text("{}")
-    with pytest.raises(ParityError, match="schema_version None, expected 1"):
+    with pytest.raises(ParityError, match=r"manifest.json has no valid schema_version \(None\)"):
+        load_capture(tmp_path)
+    (tmp_path / "manifest.json").write_text('{"schema_version": 99}')
+    with pytest.raises(
+        ParityError, match=r"written by a newer parity \(schema_version 99.*\); upgrade parity$"
+    ):
+        load_capture(tmp_path)
+    (tmp_path / "manifest.json").write_text('{"schema_version": 1}')
+    with pytest.raises(ParityError, match=r"written by an older parity .*capture it again$"):
+        load_capture(tmp_path)
+    (tmp_path / "manifest.json").write_text("[1, 2]")
+    with pytest.raises(ParityError, match="manifest.json must be a JSON object, not list"):
         load_capture(tmp_path)
     (tmp_path / "manifest.json").write_text("{not json")
     with pytest.raises(ParityError, match="manifest.json is not valid JSON"):

@@ -17,6 +17,7 @@ import pytest
 from parity.capture import CaptureOptions, capture
 from parity.capture.environment import RECORD_FILE, compile_bytecode
 from parity.capture.environment import _with_bytecode as with_bytecode
+from parity.capture.logs import BoundedLog
 from parity.capture.pipeline import CAPTURED_AS, concurrent_runs
 from parity.capture.reader import load_capture
 from parity.capture.runner import run_command, subprocess_environment
@@ -30,9 +31,13 @@ def _run(tmp_path: Path, script: str, timeout: float = 60, cancel: threading.Eve
     state.mkdir(exist_ok=True)
     environment = {"PATH": os.environ["PATH"], "STATE": str(state)}
     started = time.monotonic()
-    outcome = run_command(
-        ["bash", "-c", script], tmp_path, environment, state, timeout, tmp_path / "log.txt", cancel=cancel
-    )
+    log = BoundedLog(tmp_path / "log.txt", head=1024, tail=1024)
+    try:
+        outcome = run_command(
+            ["bash", "-c", script], tmp_path, environment, state, timeout, log, cancel=cancel
+        )
+    finally:
+        log.close()
     return outcome, time.monotonic() - started
 
 

@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from parity.bisect.pipeline import DEFAULT_DESIGN, DEFAULT_MAX_STEPS, DEFAULT_SEEDS
+from parity.plan import MAX_WORLD_SIZE
 
 RecipeA = Annotated[str, typer.Option("--a", help="Recipe A (the one aligned): name or YAML path.")]
 RecipeB = Annotated[str, typer.Option("--b", help="Recipe B (the reference): name or YAML path.")]
@@ -52,7 +53,13 @@ ModelOption = Annotated[
     ),
 ]
 WorldSize = Annotated[
-    int, typer.Option("--world-size", min=1, help="Processes per leg (> 1: accelerate launch; gloo on CPU).")
+    int,
+    typer.Option(
+        "--world-size",
+        min=1,
+        max=MAX_WORLD_SIZE,
+        help="Processes per leg (> 1: accelerate launch; gloo on CPU).",
+    ),
 ]
 Samples = Annotated[
     int | None, typer.Option("--samples", help="Train rows per leg (CPU default 256; 0: all).")

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 from pathlib import Path
 
 from parity.capture.checkout import content_hash
+from parity.capture.interpreter import identity
 from parity.capture.options import CaptureOptions
 from parity.capture.runner import HOOK_DIR
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2: every file's digest in the manifest (verified on load), telemetry variables recorded."""
 
 
 def hook_hash() -> str:
@@ -24,29 +25,24 @@ def hook_hash() -> str:
     return digest.hexdigest()
 
 
-def interpreter_identity(python: str) -> str:
-    """What names the interpreter: parity's own (with its version), 'pinned' (the checkout's dependency
-    files are part of its content hash) or the given path."""
-    if python == "current":
-        return f"current:{sys.executable}:{sys.version}"
-    if python == "pinned" or python.startswith("framework:"):
-        return python
-    return f"path:{Path(python).absolute()}"
-
-
-def cache_key(options: CaptureOptions) -> str:
+def cache_key(options: CaptureOptions, checkout_hash: str | None = None) -> str:
+    """sha256 over what a capture depends on: the checkout's content (data behind links included), the
+    command, the --data and --tokenizer folders' content, stubs, --env, world sizes, the interpreter's identity
+    (real file, version, installed distributions) and the capture's own code."""
     payload = {
         "schema_version": SCHEMA_VERSION,
-        "checkout": content_hash(options.checkout),
+        "checkout": checkout_hash or content_hash(options.checkout),
         "command": list(options.command),
         "data": {name: content_hash(Path(folder)) for name, folder in sorted(options.data.items())},
         "tokenizers": {
             name: content_hash(Path(folder)) for name, folder in sorted(options.tokenizers.items())
         },
         "stubs": sorted(options.stubs),
-        "env": dict(sorted(options.env.items())),
+        "env": {
+            name: hashlib.sha256(value.encode()).hexdigest() for name, value in sorted(options.env.items())
+        },
         "world_sizes": list(options.world_sizes),
-        "python": interpreter_identity(options.python),
+        "python": identity(options.python, options.name("python")),
         "hook": hook_hash(),
         **({"rows": options.rows} if options.rows is not None else {}),
     }

@@ -9,13 +9,17 @@ import typer
 
 from parity.capture.options import DEFAULT_WORLD_SIZES, CaptureOptions, parse_pairs
 from parity.capture.pipeline import capture
+from parity.capture.processes import Interrupted, adopt_orphans
 from parity.errors import ParityError
+from parity.plan import MAX_WORLD_SIZE
 
 HELP = """Capture a recipe by running ITS OWN CODE up to the construction of its trainer.
 
-WARNING: capturing EXECUTES the recipe's code (COMMAND and whatever it imports) on this machine, in a
-subprocess, in a temporary copy of --checkout (never written), offline (hub-offline variables), with its
-own temporary HOME and caches and a timeout. Capture only code you would run yourself.
+WARNING: capturing EXECUTES the recipe's code (COMMAND and whatever it imports) on this machine, with your
+permissions, in a subprocess, in a temporary copy of --checkout (never written), offline (hub-offline
+variables), telemetry off, with its own temporary HOME and caches and a timeout. Capture only code you would
+run yourself. --out must be absent, empty or an earlier capture (--force replaces anything else, but never a
+folder holding the checkout, the current directory or HOME).
 
 Example: parity capture --checkout ../ReVISE --out caps/revise --data openai/gsm8k=data/gsm8k
 --stub ray --stub vllm --python pinned -- bash -c "python revise/preprocess.py && bash scripts/step-0-sft.sh"
@@ -44,7 +48,13 @@ def capture_command(
         list[str] | None, typer.Option("--env", help="K=V for the recipe (also in its .env).")
     ] = None,
     world_size: Annotated[
-        list[int] | None, typer.Option("--world-size", help="GPU count to capture at (repeatable; 1 2 4 8).")
+        list[int] | None,
+        typer.Option(
+            "--world-size",
+            min=1,
+            max=MAX_WORLD_SIZE,
+            help="GPU count to capture at (repeatable; 1 2 4 8).",
+        ),
     ] = None,
     python: Annotated[
         str,
@@ -53,7 +63,10 @@ def capture_command(
         ),
     ] = "current",
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds per run before it is killed.")] = 600.0,
-    force: Annotated[bool, typer.Option("--force", help="Capture again even if cached.")] = False,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Capture again even if cached; replace an --out that is not a capture."),
+    ] = False,
     rows: Annotated[
         int | None,
         typer.Option(
@@ -64,6 +77,7 @@ def capture_command(
     """Capture a recipe by running its own code up to its trainer (EXECUTES the recipe's code)."""
     from rich.console import Console
 
+    adopt_orphans()
     options = CaptureOptions(
         checkout=checkout,
         out=out,
@@ -79,10 +93,11 @@ def capture_command(
         rows=rows,
     )
     result = capture(options)
-    console = Console(soft_wrap=True)
+    console = Console(soft_wrap=True, highlight=False)
     state = "cached" if result.cached else "captured"
     console.print(
-        f"{state} {result.path} in {result.seconds:.2f} s ({result.manifest['stopped_at'].get('class')})"
+        f"{state} {result.path} in {result.seconds:.2f} s ({result.manifest['stopped_at'].get('class')})",
+        markup=False,
     )
     for row in result.manifest["launch"]:
         console.print(
@@ -110,5 +125,8 @@ def _exit_two_on_parity_error(function):
         except ParityError as err:
             print(f"error: {err}", file=sys.stderr)
             raise typer.Exit(2) from None
+        except (KeyboardInterrupt, Interrupted) as stop:
+            print("interrupted", file=sys.stderr)
+            raise typer.Exit(128 + getattr(stop, "signum", 2)) from None
 
     return wrapper

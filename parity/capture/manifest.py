@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from parity.capture.cache import SCHEMA_VERSION
-from parity.capture.checkout import content_hash, git_commit
-from parity.capture.options import CaptureOptions
+from parity.capture.checkout import git_commit
+from parity.capture.options import CaptureOptions, recorded_env
+from parity.capture.runner import HUB_OFFLINE, TELEMETRY_OFF, TRACKERS_OFF
 
 REDIRECT_KINDS = (
     "dataset-load",
@@ -122,8 +123,11 @@ def build_manifest(
     dotenv: str | None,
     runs: list[dict[str, Any]],
     seconds: float,
+    checkout_hash: str,
+    left_out: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """manifest.json: the command, checkout, interpreter, redirects, launch table, warnings and timings."""
+    """manifest.json: the command, checkout, interpreter, redirects, launch table, warnings and timings (the
+    values of secret-looking --env names redacted)."""
     first = runs[0]
     all_events = [event for run in runs for event in run["events"]]
     return {
@@ -133,7 +137,8 @@ def build_manifest(
         "checkout": {
             "path": str(options.checkout.resolve()),
             "git_commit": git_commit(options.checkout),
-            "content_sha256": content_hash(options.checkout),
+            "content_sha256": checkout_hash,
+            "left_out_of_the_copy": list(left_out),
         },
         "python": {**interpreter, "version": first["versions"].get("python")},
         "versions": first["versions"],
@@ -142,15 +147,12 @@ def build_manifest(
             "tokenizers": served,
             "data": {name: str(Path(folder).resolve()) for name, folder in options.data.items()},
             "events": redirects(first["events"]),
-            "hub_offline": ["HF_HUB_OFFLINE=1", "HF_DATASETS_OFFLINE=1", "TRANSFORMERS_OFFLINE=1"],
-            "trackers_disabled": [
-                "WANDB_DISABLED=true",
-                "WANDB_MODE=disabled",
-                "DISABLE_MLFLOW_INTEGRATION=TRUE",
-            ],
+            "hub_offline": [f"{name}={value}" for name, value in HUB_OFFLINE.items()],
+            "trackers_disabled": [f"{name}={value}" for name, value in TRACKERS_OFF.items()],
+            "telemetry_disabled": [f"{name}={value}" for name, value in TELEMETRY_OFF.items()],
         },
         "stubs": list(options.stubs),
-        "env": {"variables": dict(options.env), "dotenv": dotenv},
+        "env": {"variables": recorded_env(options.env), "dotenv": dotenv},
         "launch": [run["launch"] for run in runs],
         "warnings": warnings_raised(all_events),
         "datasets": first["datasets"],

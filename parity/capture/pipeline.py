@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
-import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -17,18 +15,41 @@ from typing import Any
 
 from parity.capture import manifest as manifest_parts
 from parity.capture.cache import cache_key
-from parity.capture.checkout import copy_checkout
+from parity.capture.checkout import CheckoutPlan, plan_copy
 from parity.capture.frameworks.manifest import framework_manifest
 from parity.capture.hubcache import seed_hub_cache
-from parity.capture.options import CaptureOptions, validate
+from parity.capture.inputs import check_inputs
+from parity.capture.integrity import changes
+from parity.capture.interpreter import Interpreter, resolve_interpreter
+from parity.capture.logs import (
+    LOG_LIMIT,
+    MESSAGE_LIMIT,
+    BoundedLog,
+    last_exception,
+    printable,
+    redact,
+    tail_lines,
+)
+from parity.capture.options import CaptureOptions, normalized, secret_values, validate
+from parity.capture.outdir import check_out, failed_log_path, looks_like_capture
 from parity.capture.output import write_capture
+from parity.capture.processes import interrupts_raise
 from parity.capture.runner import (
     EXIT_CAPTURED,
     EXIT_FAILED,
+    LAUNCHER_SHIMS,
     RunOutcome,
     run_command,
+    search_path,
     subprocess_environment,
     write_shims,
+)
+from parity.capture.workspace import (
+    SOCKET_PATH_LIMIT,
+    make_temp_root,
+    remove_tree,
+    run_tmp,
+    socket_path_too_long,
 )
 from parity.errors import ParityError
 
@@ -45,63 +66,6 @@ class CaptureResult:
     manifest: dict[str, Any]
     cached: bool
     seconds: float
-
-
-@dataclass(frozen=True)
-class _Interpreter:
-    python: Path
-    description: dict[str, Any]
-
-
-def resolve_interpreter(choice: str, checkout: Path, stubs: tuple[str, ...] = ()) -> _Interpreter:
-    """The interpreter the recipe runs under: parity's own, the checkout's pinned environment (the stubbed
-    modules not installed), or a path."""
-    if choice == "current":
-        return _Interpreter(Path(sys.executable), {"requested": "current", "executable": sys.executable})
-    if choice == "pinned":
-        try:
-            from parity.capture.environment import build_environment
-        except ImportError:
-            raise ParityError(
-                "--python pinned: the environment builder is not available in this parity"
-            ) from None
-        environment = build_environment(checkout, skip=tuple(stubs))
-        return _Interpreter(
-            Path(environment.python),
-            {
-                "requested": "pinned",
-                "executable": str(environment.python),
-                "installed": getattr(environment, "installed", None),
-                "exclude_newer": getattr(environment, "exclude_newer", None),
-                "notes": getattr(environment, "notes", None),
-                "cached": getattr(environment, "cached", None),
-                "bytecode": getattr(environment, "bytecode", None),
-            },
-        )
-    if choice.startswith("framework:"):
-        from parity.capture.frameworks.environments import build_framework_environment
-
-        environment = build_framework_environment(choice)
-        return _Interpreter(
-            Path(environment.python),
-            {
-                "requested": choice,
-                "executable": str(environment.python),
-                "installed": environment.installed,
-                "exclude_newer": environment.exclude_newer,
-                "notes": environment.notes,
-                "cached": environment.cached,
-                "bytecode": environment.bytecode,
-            },
-        )
-    path = Path(os.path.abspath(os.path.expanduser(choice)))
-    if not path.is_file() or not os.access(path, os.X_OK):
-        raise ParityError(f"--python {choice}: not an executable interpreter (use current, pinned or a path)")
-    return _Interpreter(path, {"requested": choice, "executable": str(path)})
-
-
-def _failed_log_path(out: Path) -> Path:
-    return out.with_name(out.name + ".capture-failed.log")
 
 
 def _write_dotenv(copy: Path, env: dict[str, str]) -> str | None:
@@ -143,15 +107,36 @@ def _run_config(
     }
 
 
-def _failure_message(outcome: RunOutcome, options: CaptureOptions, world_size: int, log: Path) -> str:
-    where = f"(world size {world_size}; full log: {log})"
-    if outcome.status == "failed":
-        return f"{outcome.message} {where}"
+def _socket_cause(log: Path, tmpdir: Path, reason: str) -> str | None:
+    """The AF_UNIX limit named as the cause when a run's sockets did not fit under its TMPDIR."""
+    too_long = any("AF_UNIX path too long" in line for line in tail_lines(log))
+    if too_long or (
+        reason.startswith(("EOFError", "ConnectionRefusedError")) and socket_path_too_long(tmpdir)
+    ):
+        return (
+            f"a socket path under the run's TMPDIR {tmpdir} ({len(str(tmpdir))} characters) exceeds the "
+            f"{SOCKET_PATH_LIMIT}-byte AF_UNIX limit (the recipe reported {reason or 'no error'}): "
+            "set TMPDIR to a shorter folder, e.g. /tmp"
+        )
+    return None
+
+
+def _failure_message(
+    outcome: RunOutcome, options: CaptureOptions, run: _Run, kept_log: str, temp_root: Path
+) -> str:
+    """One printable line: what stopped the run, the fix where parity knows it, and where the full log is."""
     if outcome.status == "timeout":
-        return f"capture {outcome.message}, the process group was killed {where}"
-    reason = f": {outcome.message}" if outcome.message else ""
-    command = " ".join(options.command)
-    return f"`{command}` ended (exit {outcome.returncode}) without constructing a trainer{reason} {where}"
+        text = f"capture {outcome.message}, the recipe's processes were ended"
+    elif outcome.status in ("failed", "not-started"):
+        text = outcome.message
+    else:
+        reason = last_exception(run.log)
+        cause = _socket_cause(run.log, run_tmp(temp_root, run.world_size), reason)
+        command = printable(" ".join(options.command), limit=200)
+        detail = f": {cause or reason}" if cause or reason else ""
+        text = f"`{command}` ended (exit {outcome.returncode}) without constructing a trainer{detail}"
+    text = printable(redact(text, secret_values(options.env)), limit=MESSAGE_LIMIT)
+    return f"{text} {printable(f'(world size {run.world_size}; {kept_log})')}"
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -159,24 +144,67 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def _cached(out: Path, key: str) -> dict[str, Any] | None:
-    manifest = _read_json(out / "manifest.json") if out.is_dir() else {}
-    return manifest if manifest.get("cache_key") == key else None
+    """The manifest of the capture at `out` when it was made from the same inputs and no file of it changed."""
+    if not out.is_dir() or not looks_like_capture(out):
+        return None
+    manifest = _read_json(out / "manifest.json")
+    if not isinstance(manifest, dict) or manifest.get("cache_key") != key:
+        return None
+    return None if changes(out, manifest) else manifest
+
+
+def _check_command(options: CaptureOptions, python: Path | None) -> None:
+    """A ParityError when the command's program cannot be found or run (checked before anything runs)."""
+    word = options.command[0]
+    name = options.name("command")
+    if "/" in word:
+        path = Path(word) if os.path.isabs(word) else options.checkout / word
+        if not path.exists():
+            raise ParityError(
+                f"{name}: command not found: {word} (it runs in a copy of the checkout, so a relative path "
+                "starts at the checkout's root)"
+            )
+        if path.is_dir() or not os.access(path, os.X_OK):
+            raise ParityError(
+                f"{name}: {word} is not executable; make it executable, or run it through its interpreter "
+                f"(e.g. -- bash {word})"
+            )
+        return
+    if python is None or word in (*LAUNCHER_SHIMS, "python", "python3"):
+        return
+    if shutil.which(word, path=search_path(Path("/nonexistent"), python)) is None:
+        raise ParityError(
+            f"{name}: command not found: {word} (not on PATH: the capture's PATH is the launcher shims, "
+            f"{python.parent}, then yours)"
+        )
 
 
 def capture(options: CaptureOptions) -> CaptureResult:
-    """Capture a recipe by running its own command; returns the cached result for an unchanged recipe."""
+    """Capture a recipe by running its own command; returns the cached result for an unchanged recipe.
+
+    SIGINT or SIGTERM meanwhile ends every process of the recipe, removes the temporary files and raises
+    parity.capture.processes.Interrupted."""
     started = time.monotonic()
+    options = normalized(options)
     validate(options)
-    key = cache_key(options)
-    cached = None if options.force else _cached(options.out, key)
-    if cached is not None:
-        return CaptureResult(options.out, cached, True, time.monotonic() - started)
-    interpreter = resolve_interpreter(options.python, options.checkout, options.stubs)
-    temp_root = Path(tempfile.mkdtemp(prefix="parity-capture-"))
-    try:
-        manifest = _capture_runs(options, key, interpreter, temp_root, started)
-    finally:
-        shutil.rmtree(temp_root, ignore_errors=True)
+    _check_command(options, None)
+    with interrupts_raise():
+        check_out(options)
+        plan = plan_copy(options.checkout, name=options.name("checkout"))
+        key = cache_key(options, plan.content_hash())
+        cached = None if options.force else _cached(options.out, key)
+        if cached is not None:
+            return CaptureResult(options.out, cached, True, time.monotonic() - started)
+        check_inputs(options)
+        interpreter = resolve_interpreter(
+            options.python, options.checkout, options.stubs, options.name("python")
+        )
+        _check_command(options, interpreter.python)
+        temp_root = make_temp_root(avoid=[options.checkout, options.out])
+        try:
+            manifest = _capture_runs(options, key, interpreter, temp_root, started, plan)
+        finally:
+            remove_tree(temp_root)
     return CaptureResult(options.out, manifest, False, time.monotonic() - started)
 
 
@@ -202,7 +230,7 @@ class _Run:
 
 
 def _prepare_run(
-    options: CaptureOptions, temp_root: Path, world_size: int, mode: str, served: dict
+    options: CaptureOptions, temp_root: Path, world_size: int, mode: str, served: dict, plan: CheckoutPlan
 ) -> tuple[_Run, str | None]:
     """A fresh copy of the checkout and private folders for one world size (nothing shared with another run
     but the seeded hub cache and the shims), and its configuration for the hook."""
@@ -210,7 +238,7 @@ def _prepare_run(
     state_dir = temp_root / "state" / f"world-size-{world_size}"
     state_dir.mkdir(parents=True)
     copy = run_dir / "checkout"
-    copy_checkout(options.checkout, copy)
+    plan.copy_to(copy)
     dotenv = _write_dotenv(copy, options.env)
     config = _run_config(options, temp_root, copy, state_dir, world_size, mode, served)
     (state_dir / "config.json").write_text(json.dumps(config))
@@ -240,9 +268,10 @@ class _Schedule:
 
 
 def _execute(
-    run: _Run, options: CaptureOptions, temp_root: Path, python: Path, schedule: _Schedule
+    run: _Run, options: CaptureOptions, temp_root: Path, python: Path, schedule: _Schedule, log_bytes: int
 ) -> tuple[RunOutcome, int | None]:
-    """Run one world size; its outcome and the world size whose datasets cache it started from."""
+    """Run one world size (its output kept within `log_bytes`); its outcome and the world size whose datasets
+    cache it started from."""
     cache = run.run_dir / "datasets-cache"
     seeded_from = None if schedule.cancel.is_set() else schedule.seed_datasets_cache(cache)
     environment = subprocess_environment(
@@ -253,17 +282,22 @@ def _execute(
         run.state_dir / "config.json",
         options.env,
         run_dir=run.run_dir,
+        tmpdir=run_tmp(temp_root, run.world_size),
     )
     run.log.write_text(f"===== parity capture: world size {run.world_size} ({run.mode}) =====\n")
-    outcome = run_command(
-        list(options.command),
-        run.run_dir / "checkout",
-        environment,
-        run.state_dir,
-        options.timeout,
-        run.log,
-        cancel=schedule.cancel,
-    )
+    log = BoundedLog(run.log, head=log_bytes // 2, tail=log_bytes // 2)
+    try:
+        outcome = run_command(
+            list(options.command),
+            run.run_dir / "checkout",
+            environment,
+            run.state_dir,
+            options.timeout,
+            log,
+            cancel=schedule.cancel,
+        )
+    finally:
+        log.close(secret_values(options.env))
     if outcome.status != "captured":
         schedule.cancel.set()
     else:
@@ -272,10 +306,23 @@ def _execute(
 
 
 def _join_logs(runs: list[_Run], log: Path) -> None:
+    """The runs' (bounded) logs one after another, copied in chunks."""
     with open(log, "wb") as joined:
         for run in runs:
             if run.log.is_file():
-                joined.write(run.log.read_bytes())
+                with open(run.log, "rb") as part:
+                    shutil.copyfileobj(part, joined)
+
+
+def _keep_failed_log(log: Path, out: Path) -> str:
+    """Keep a failed capture's log in parity's cache folder; how the error line names it."""
+    target = failed_log_path(out)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(log, target)
+    except OSError as err:
+        return f"log not kept: cannot write {target.parent} ({err.strerror or err})"
+    return f"full log: {target}"
 
 
 CAPTURED_AS = {
@@ -319,8 +366,33 @@ def _run_record(run: _Run, outcome: RunOutcome, seeded_from: int | None, jobs: i
     }
 
 
+def _run_all(
+    planned: list[_Run], options: CaptureOptions, temp_root: Path, python: Path, jobs: int
+) -> list[tuple[RunOutcome, int | None]]:
+    """Every run, `jobs` side by side; an exception here (Ctrl-C, SIGTERM) first stops every run, and returns
+    only once each has ended its processes."""
+    schedule = _Schedule()
+    log_bytes = LOG_LIMIT // len(planned)
+    pool = ThreadPoolExecutor(max_workers=jobs)
+    try:
+        futures = [
+            pool.submit(_execute, run, options, temp_root, python, schedule, log_bytes) for run in planned
+        ]
+        return [future.result() for future in futures]
+    except BaseException:
+        schedule.cancel.set()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 def _capture_runs(
-    options: CaptureOptions, key: str, interpreter: _Interpreter, temp_root: Path, started: float
+    options: CaptureOptions,
+    key: str,
+    interpreter: Interpreter,
+    temp_root: Path,
+    started: float,
+    plan: CheckoutPlan,
 ) -> dict[str, Any]:
     """Run every world size (the first in full, the others for their training arguments), up to
     `concurrent_runs` side by side, each from a fresh copy; then write the capture."""
@@ -329,32 +401,33 @@ def _capture_runs(
     planned = []
     dotenv = None
     for index, world_size in enumerate(options.world_sizes):
-        run, dotenv = _prepare_run(options, temp_root, world_size, "full" if index == 0 else "args", served)
+        mode = "full" if index == 0 else "args"
+        run, dotenv = _prepare_run(options, temp_root, world_size, mode, served, plan)
         planned.append(run)
     jobs = concurrent_runs(len(planned))
-    schedule = _Schedule()
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = [
-            pool.submit(_execute, run, options, temp_root, interpreter.python, schedule) for run in planned
-        ]
-        results = [future.result() for future in futures]
-    outcomes = [outcome for outcome, _ in results]
+    results = _run_all(planned, options, temp_root, interpreter.python, jobs)
     log = temp_root / "log.txt"
     _join_logs(planned, log)
-    for run, outcome in zip(planned, outcomes, strict=True):
+    for run, (outcome, _) in zip(planned, results, strict=True):
         if outcome.status not in ("captured", "cancelled"):
-            failed_log = _failed_log_path(options.out)
-            failed_log.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(log, failed_log)
-            raise CaptureError(_failure_message(outcome, options, run.world_size, failed_log))
+            kept = _keep_failed_log(log, options.out)
+            raise CaptureError(_failure_message(outcome, options, run, kept, temp_root))
     runs = [
         _run_record(run, outcome, seeded_from, jobs)
         for run, (outcome, seeded_from) in zip(planned, results, strict=True)
     ]
     manifest = manifest_parts.build_manifest(
-        options, key, interpreter.description, served, dotenv, runs, time.monotonic() - started
+        options,
+        key,
+        interpreter.description,
+        served,
+        dotenv,
+        runs,
+        time.monotonic() - started,
+        plan.content_hash(),
+        plan.left_out,
     )
     manifest.update(framework_manifest(options, runs))
-    write_capture(options.out, runs, manifest, log)
-    _failed_log_path(options.out).unlink(missing_ok=True)
-    return manifest
+    sealed = write_capture(options.out, runs, manifest, log, secret_values(options.env))
+    failed_log_path(options.out).unlink(missing_ok=True)
+    return sealed

@@ -4,15 +4,19 @@ tokenizer, raw and prepared datasets, collator, model, launch table per world si
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from parity.capture.cache import SCHEMA_VERSION
+from parity.capture.integrity import TRUST_EDITS_VARIABLE, changes, trusting_edits
 from parity.errors import ParityError
 
 REQUIRED_FILES = ("manifest.json", "training_args.json", "collator.json", "model.json")
+_noted: set[tuple[str, str]] = set()
+"""Edited captures already named in a note (read with edits trusted)."""
 
 
 @dataclass(frozen=True)
@@ -161,15 +165,123 @@ class CapturedRecipe:
         raise ParityError(f"capture {self.path} has no world size {world_size} (captured: {captured})")
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def _read_json(path: Path) -> Any:
     try:
-        return json.loads(path.read_text())
+        return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
-        raise ParityError(f"capture {path.parent}: {path.name} is not valid JSON ({err.msg})") from None
+        raise ParityError(
+            f"capture {path.parent}: {path.name} is not valid JSON ({err.msg} at line {err.lineno})"
+        ) from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ParityError(f"capture {path.parent}: cannot read {path.name} ({err})") from None
+
+
+def _object(value: Any, where: str, what: str = "a JSON object") -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ParityError(f"{where} must be {what}, not {type(value).__name__}")
+    return value
+
+
+def _typed(doc: dict[str, Any], key: str, kinds: tuple[type, ...], where: str) -> Any:
+    """doc[key], which must be of one of `kinds` (bool is never an int here)."""
+    if key not in doc:
+        raise ParityError(f"{where}: missing key '{key}'")
+    value = doc[key]
+    if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
+        names = " or ".join("null" if kind is type(None) else kind.__name__ for kind in kinds)
+        raise ParityError(f"{where}: '{key}' must be {names}, not {type(value).__name__}")
+    return value
+
+
+def check_schema(path: Path, manifest: dict[str, Any]) -> None:
+    """A ParityError unless the manifest has this parity's schema version (newer: upgrade; older: re-capture)."""
+    version = manifest.get("schema_version")
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise ParityError(
+            f"capture {path}: manifest.json has no valid schema_version ({version!r}); "
+            "not a `parity capture` output"
+        )
+    if version > SCHEMA_VERSION:
+        raise ParityError(
+            f"capture {path}: written by a newer parity (schema_version {version}; this parity reads "
+            f"{SCHEMA_VERSION}); upgrade parity"
+        )
+    if version < SCHEMA_VERSION:
+        raise ParityError(
+            f"capture {path}: written by an older parity (schema_version {version}, without file digests; "
+            f"this parity reads {SCHEMA_VERSION}); capture it again"
+        )
+
+
+def check_unedited(path: Path, manifest: dict[str, Any]) -> None:
+    """A ParityError naming the files changed since the capture, unless edits are trusted (then a note)."""
+    changed = changes(path, manifest)
+    if not changed:
+        return
+    listed = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
+    if trusting_edits():
+        if (str(path), listed) not in _noted:
+            _noted.add((str(path), listed))
+            logging.getLogger("parity").warning(
+                "capture %s: edited since capture: %s (trusted)", path, listed
+            )
+        return
+    raise ParityError(
+        f"capture {path}: edited since capture: {listed}; re-capture or pass --trust-edits "
+        f"(parity --trust-edits COMMAND, or {TRUST_EDITS_VARIABLE}=1)"
+    )
+
+
+def _launch_row(row: Any, where: str) -> LaunchRow:
+    row = _object(row, where)
+    optional_int = (int, type(None))
+    return LaunchRow(
+        _typed(row, "world_size", (int,), where),
+        _typed(row, "processes", (int,), where),
+        _typed(row, "processes_from", (str,), where),
+        _typed(row, "per_device_train_batch_size", optional_int, where),
+        _typed(row, "gradient_accumulation_steps", optional_int, where),
+        _typed(row, "global_batch", optional_int, where),
+        _typed(row, "launcher", (dict, type(None)), where),
+    )
+
+
+def _training_args(args: Any, where: str) -> TrainingArgsRecord:
+    args = _object(args, where)
+    non_default = _typed(args, "non_default", (dict,), where)
+    for name, change in non_default.items():
+        if not isinstance(change, dict) or "value" not in change:
+            raise ParityError(f"{where}: 'non_default.{name}' must be an object with 'value' and 'default'")
+    return TrainingArgsRecord(
+        _typed(args, "class", (str,), where),
+        _typed(args, "fields", (dict,), where),
+        non_default,
+        _typed(args, "defaults_from", (str,), where),
+    )
+
+
+def _model(model: Any, where: str) -> ModelRecord:
+    model = _object(model, where)
+    return ModelRecord(
+        _typed(model, "request", (dict, type(None)), where),
+        _typed(model, "architecture_class", (str,), where),
+        _typed(model, "architecture_config", (dict,), where),
+        _typed(model, "parameter_count", (int,), where),
+        _typed(model, "peft", (dict, type(None)), where),
+        _typed(model, "trainable_parameter_count", (int,), where),
+    )
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    """The manifest of a capture directory, checked to be an object of this parity's schema."""
+    manifest = _object(_read_json(path / "manifest.json"), f"capture {path}: manifest.json")
+    check_schema(path, manifest)
+    return manifest
 
 
 def load_capture(path: Path | str) -> CapturedRecipe:
-    """Read a captured recipe directory; a missing or malformed one is one ParityError."""
+    """Read a captured recipe directory; a missing, malformed or edited one is one ParityError naming the file
+    (an edited one is read as it is when edits are trusted: PARITY_TRUST_EDITS=1)."""
     path = Path(path)
     if not path.is_dir():
         raise ParityError(f"capture {path}: not a directory (create it with `parity capture`)")
@@ -178,42 +290,20 @@ def load_capture(path: Path | str) -> CapturedRecipe:
         raise ParityError(
             f"capture {path}: missing {', '.join(missing)} (not a complete `parity capture` output)"
         )
-    manifest = _read_json(path / "manifest.json")
-    if manifest.get("schema_version") != SCHEMA_VERSION:
-        raise ParityError(
-            f"capture {path}: schema_version {manifest.get('schema_version')!r}, expected {SCHEMA_VERSION}; "
-            "capture it again"
-        )
-    try:
-        args = _read_json(path / "training_args.json")
-        model = _read_json(path / "model.json")
-        return CapturedRecipe(
-            path=path,
-            manifest=manifest,
-            training_args=TrainingArgsRecord(
-                args["class"], args["fields"], args["non_default"], args["defaults_from"]
-            ),
-            collator=_read_json(path / "collator.json"),
-            model=ModelRecord(
-                model["request"],
-                model["architecture_class"],
-                model["architecture_config"],
-                model["parameter_count"],
-                model["peft"],
-                model["trainable_parameter_count"],
-            ),
-            launch=[
-                LaunchRow(
-                    row["world_size"],
-                    row["processes"],
-                    row["processes_from"],
-                    row["per_device_train_batch_size"],
-                    row["gradient_accumulation_steps"],
-                    row["global_batch"],
-                    row["launcher"],
-                )
-                for row in manifest["launch"]
-            ],
-        )
-    except KeyError as err:
-        raise ParityError(f"capture {path}: missing key {err} (capture it again)") from None
+    manifest = read_manifest(path)
+    check_unedited(path, manifest)
+    where = f"capture {path}: manifest.json"
+    rows = _typed(manifest, "launch", (list,), where)
+    if not rows:
+        raise ParityError(f"{where}: 'launch' lists no world size")
+    _typed(manifest, "command", (list,), where)
+    return CapturedRecipe(
+        path=path,
+        manifest=manifest,
+        training_args=_training_args(
+            _read_json(path / "training_args.json"), f"capture {path}: training_args.json"
+        ),
+        collator=_object(_read_json(path / "collator.json"), f"capture {path}: collator.json"),
+        model=_model(_read_json(path / "model.json"), f"capture {path}: model.json"),
+        launch=[_launch_row(row, f"{where} launch[{index}]") for index, row in enumerate(rows)],
+    )

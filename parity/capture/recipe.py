@@ -11,6 +11,7 @@ from typing import Any
 
 from parity.capture.frameworks.settings import framework_training, is_trl_arguments
 from parity.capture.reader import CapturedRecipe, LaunchRow
+from parity.plan import CAPTURED_WORLD_SIZES
 from parity.spec import EVAL_NOT_CAPTURED, LaunchSpec, PeftSpec, Recipe
 
 NOT_TRAINING = frozenset({"output_dir", "logging_dir", "run_name", "hub_token", "push_to_hub_token"})
@@ -144,5 +145,6 @@ def recipe_from_capture(captured: CapturedRecipe, name: str | None = None) -> Re
     recipe.upstream.consumed = {key: f"training.{key}" for key in training} | left_out
     recipe.provenance = {f"training.{key}": "capture" for key in training} | framework_provenance
     recipe.provenance.update({"model.name_or_path": "capture", "peft.lora": "capture", "launch": "capture"})
+    recipe.provenance[CAPTURED_WORLD_SIZES] = ",".join(str(row.world_size) for row in captured.launch)
     recipe.provenance["eval"] = NOT_CAPTURED
     return recipe

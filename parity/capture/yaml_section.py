@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shlex
 from dataclasses import replace
@@ -73,6 +74,10 @@ def _timeout(section: dict[str, Any], where: str) -> float:
     value = section.get("timeout", 600.0)
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ParityError(f"{where}: 'capture.timeout' must be a number of seconds")
+    if not math.isfinite(value) or value <= 0:
+        raise ParityError(
+            f"{where}: 'capture.timeout' must be a finite positive number of seconds, got {value}"
+        )
     return float(value)
 
 
@@ -140,6 +145,7 @@ def options_from_section(section: Any, yaml_path: Path) -> CaptureOptions:
         python=_python(section, base, where),
         timeout=_timeout(section, where),
         rows=_rows(section, where),
+        recipe_file=yaml_path,
     )
     out = section.get("out")
     if out is not None and not isinstance(out, str):

@@ -1,7 +1,8 @@
 """The `parity` Typer app: registers one command per module and turns every failure into one stderr line.
 
 Exit codes: 0 done; 1 the command's own verdict (findings at --fail-on, lock mismatch, drift); 2 bad input or
-an unexpected error (one line; PARITY_DEBUG=1 re-raises it for the traceback); 130 interrupted."""
+an unexpected error (one line; PARITY_DEBUG=1 re-raises it for the traceback); 130 interrupted (Ctrl-C), 143
+terminated (SIGTERM, during a capture)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ except ImportError:  # pragma: no cover
 from parity.bisect.command import bisect_command
 from parity.capture.command import HELP as CAPTURE_HELP
 from parity.capture.command import capture_command
+from parity.capture.integrity import TRUST_EDITS_VARIABLE
+from parity.capture.processes import Interrupted
 from parity.cli.check import check_command
 from parity.cli.diff import diff_command
 from parity.cli.lock import lock_command
@@ -58,8 +61,17 @@ def _options(
         bool,
         typer.Option("--version", is_eager=True, callback=_print_version, help="Print the version and exit."),
     ] = False,
+    trust_edits: Annotated[
+        bool,
+        typer.Option(
+            "--trust-edits",
+            help=f"Read captures edited since they were captured as they are (also {TRUST_EDITS_VARIABLE}=1).",
+        ),
+    ] = False,
 ) -> None:
     """Measure what two fine-tuning recipes really train on, and run them side by side."""
+    if trust_edits:
+        os.environ[TRUST_EDITS_VARIABLE] = "1"
 
 
 refs_app = typer.Typer(no_args_is_help=True, help="Pinned upstream facts (vendor_refs/).")
@@ -111,9 +123,9 @@ def _run(argv: list[str] | None) -> int:
         return 2
     except click_exceptions.UsageError as err:
         return _error(err.format_message())
-    except (typer.Abort, KeyboardInterrupt):
+    except (typer.Abort, KeyboardInterrupt, Interrupted) as stop:
         print("parity: interrupted", file=sys.stderr)
-        return 130
+        return 128 + getattr(stop, "signum", 2)
     except SystemExit as stop:
         if _closed_pipe(stop):
             return 0

@@ -27,7 +27,21 @@ def lock_command(
     from parity.lock import build_lock, write_lock
     from parity.report import why_unwritable
 
-    lock = build_lock(a, b, data, world_size, examples, set_a or [], set_b or [])
+    folder = Path(output).parent  # the lock stores paths relative to it, so it must exist while it is built
+    created = not folder.exists()
+    try:
+        if created:
+            folder.mkdir(parents=True)
+        elif not folder.is_dir():
+            raise NotADirectoryError(20, "Not a directory", str(folder))
+    except OSError as err:
+        raise ParityError(f"-o {output}: cannot write the lock ({why_unwritable(folder, err)})") from None
+    try:
+        lock = build_lock(a, b, data, world_size, examples, set_a or [], set_b or [], base=folder)
+    except BaseException:
+        if created and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+        raise
     try:
         write_lock(lock, Path(output))
     except OSError as err:

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from parity.errors import ParityError
+from parity.plan import MAX_WORLD_SIZE
 from parity.run.options import FIELD_DEFAULT, Flag, RunOptions
 
 
@@ -44,7 +45,8 @@ SetA = _run_flag_type("set_a")
 SetB = _run_flag_type("set_b")
 DataOption = _run_flag_type("data")
 WorldSize = Annotated[
-    int, typer.Option("--world-size", min=1, help="Number of visible GPUs the launch sees.")
+    int,
+    typer.Option("--world-size", min=1, max=MAX_WORLD_SIZE, help="Number of visible GPUs the launch sees."),
 ]
 
 

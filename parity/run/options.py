@@ -13,6 +13,7 @@ from typing import Any
 
 from parity.axes import ALIGN_AXES
 from parity.errors import ParityError
+from parity.plan import MAX_WORLD_SIZE
 
 CPU_DEFAULTS = {"micro_batch": 2, "samples": 256, "eval_samples": 8, "eval_rows": 32, "max_new_tokens": 64}
 GPU_DEFAULTS = {
@@ -163,8 +164,8 @@ class RunOptions:
             raise ParityError(f"--epochs must be positive, got {out.epochs}")
         if out.samples is not None and out.samples < 1:
             raise ParityError(f"--samples must be positive (0: every row), got {out.samples}")
-        if out.world_size < 1:
-            raise ParityError(f"--world-size must be at least 1, got {out.world_size}")
+        if not 1 <= out.world_size <= MAX_WORLD_SIZE:
+            raise ParityError(f"--world-size must be between 1 and {MAX_WORLD_SIZE}, got {out.world_size}")
         if out.to not in ("a", "b"):
             raise ParityError(f"--to must be 'a' or 'b', got '{out.to}'")
         if not 0 <= out.machine_rank < max(1, out.num_machines):
