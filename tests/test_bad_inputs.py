@@ -88,15 +88,6 @@ RECIPE_VALUES = [
     Case(
         "batch-abc", show("training.per_device_train_batch_size=abc"), "per_device_train_batch_size = 'abc'"
     ),
-    Case(
-        "truncation-leaves-nothing",
-        diff_a(
-            "training.completion_only_loss=true",
-            "training.max_length=48",
-            extra=("--data", "synthetic:64:16", "--samples", "8", "--only", "template"),
-        ),
-        "drops 1 of 1 example(s) at max_length 48",
-    ),
     Case("batch-zero", show("training.per_device_train_batch_size=0"), "expected an integer from 1"),
     Case("batch-negative", show("training.per_device_train_batch_size=-1"), "= -1"),
     Case("batch-null", show("training.per_device_train_batch_size=null"), "= null"),
@@ -256,7 +247,7 @@ YAML_RECIPES = [
     Case(
         "yaml-no-extends-diff",
         ("diff", "--a", "m.yaml", "--b", "revise", *CHEAP_DIFF, "--out", "out"),
-        "chat template",
+        "names no model",
         {"m.yaml": "set:\n  training.seed: 1\n"},
     ),
     Case(

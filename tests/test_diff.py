@@ -266,3 +266,17 @@ def test_packing_on_one_side_completes_every_probe_and_reports_only_packing():
     assert mask_a["examples"] == mask_b["examples"] == 32
     assert mask_a["trained_tokens"] == mask_b["trained_tokens"]
     assert report["probes"]["packing"]["a"]["sample_sequences"] < 32
+
+
+def test_a_probe_whose_example_trl_drops_reports_it_as_probe_failed(tmp_path):
+    """At max_length 48 TRL's preparation drops the shared example (no trained token is left after truncation):
+    the probes that follow it say so as their probe_failed finding, and the diff completes."""
+    args = [*diff_args("revise", "revise", samples="8"), "--out", str(tmp_path), "--only", "template,batch"]
+    assert (
+        main([*args, "--set-a", "training.completion_only_loss=true", "--set-a", "training.max_length=48"])
+        == 0
+    )
+    report = json.loads((tmp_path / "report.json").read_text())
+    failed = [f for f in report["findings"] if f["key"] == "template.probe_failed"]
+    assert len(failed) == 1 and failed[0]["severity"] == "high"
+    assert "drops 1 of 1 example(s) at max_length 48" in failed[0]["evidence"]["error"]
