@@ -14,7 +14,13 @@ from typing import Any
 from parity.capture.examples import CapturedLookup, SharedExample
 from parity.capture.reader import load_capture
 from parity.capture.source import captured_directory, captured_examples
-from parity.data.conversation import Conversation, conversation_key, strip_constant_words, trl_conversation
+from parity.data.conversation import (
+    Conversation,
+    conversation_key,
+    key_of_turns,
+    strip_constant_words,
+    trl_conversation,
+)
 from parity.data.formats import BoundFormat, RowError, bind_format
 from parity.data.pipeline import (
     CHAT_TEMPLATE_FORMATS,
@@ -88,8 +94,7 @@ class Materialized:
     @cached_property
     def row_format(self) -> BoundFormat:
         """The format the raw rows are read in: the recipe's named one, else detected from their columns."""
-        spec = self.recipe.data
-        return bind_format(spec.format, self.raw.train[0], spec.columns)
+        return recipe_format(self.recipe, self.raw.train[0])
 
     @cached_property
     def trl_format(self) -> str:
@@ -144,23 +149,51 @@ class Materialized:
 
     def decode(self, ids: list[int]) -> str:
         """Token ids as text without special tokens (the text of a pre-tokenized row, for its identity)."""
-        return self.tokenizer.decode(ids, skip_special_tokens=True)
+        return self.tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
 
-    def row_keys(self, rows: list[dict[str, Any]]) -> list[str]:
-        """The identity key of each shared raw row (parity.data.conversation): its normalised user turns, with the
-        template's constant words removed when the rows are a recipe's own output."""
-        if not self.raw.templated:
-            return [conversation_key(c, self.decode) for c in self.conversations(rows)]
-        keys = self._templated_keys
-        return [
-            keys.get(id(row)) or conversation_key(self.conversations([row])[0], self.decode) for row in rows
-        ]
+    def raw_keys(self, split: str) -> list[str]:
+        """The identity key (parity.data.conversation) of every raw row of a split ('train' or 'test'): its
+        normalised user turns, with the template's constant words removed when the rows are a recipe's own output;
+        computed once per rows and format, shared by both recipes of a diff."""
+        fmt = self.row_format
+        tokenizer = id(self.tokenizer) if fmt.name == "tokenized" else None  # ids are read by this tokenizer
+        cache_key = ("keys", fmt.name, tuple(sorted(fmt.columns.items())), tokenizer)
+        if cache_key not in self.raw.cache:
+            keys = {name: self._keys(getattr(self.raw, name)) for name in ("train", "test")}
+            if self.raw.templated:
+                stripped = strip_constant_words(keys["train"] + keys["test"])
+                keys = {"train": stripped[: len(keys["train"])], "test": stripped[len(keys["train"]) :]}
+            self.raw.cache[cache_key] = keys
+        return self.raw.cache[cache_key][split]
+
+    def _keys(self, rows: list[dict[str, Any]]) -> list[str]:
+        fmt = self.row_format
+        turns = fmt.format.user_turns
+        if turns is not None:
+            return [key_of_turns(turns(row, fmt.columns)) for row in rows]
+        return [conversation_key(c, self.decode) for c in self.conversations(rows)]
 
     @cached_property
-    def _templated_keys(self) -> dict[int, str]:
+    def _key_of_raw_row(self) -> dict[int, str]:
         rows = self.raw.train + self.raw.test
-        keys = strip_constant_words([conversation_key(c, self.decode) for c in self.conversations(rows)])
-        return {id(row): key for row, key in zip(rows, keys, strict=True)}
+        return dict(zip(map(id, rows), self.raw_keys("train") + self.raw_keys("test"), strict=True))
+
+    def row_keys(self, rows: list[dict[str, Any]]) -> list[str]:
+        """The identity keys of shared raw rows (rows of `raw`; any other row is keyed as it stands)."""
+        known = self._key_of_raw_row
+        return [known[id(row)] if id(row) in known else self._keys([row])[0] for row in rows]
+
+    @cached_property
+    def train_keys(self) -> list[str]:
+        """Identity keys of the recipe's train rows (of the raw rows they were preprocessed from)."""
+        keys = self.raw_keys("train")
+        return [keys[i] for i in self.data.train_index]
+
+    @cached_property
+    def eval_keys(self) -> list[str]:
+        """Identity keys of the recipe's eval rows (of the raw rows they were preprocessed from)."""
+        keys = self.raw_keys("test" if self.data.eval_is_benchmark_test else "train")
+        return [keys[i] for i in self.data.eval_index]
 
     def conversational_raw(self, rows: list[dict[str, Any]]) -> list[dict]:
         """Raw rows through this recipe's preprocessing and prompt, in the TRL format it hands over (for a captured
@@ -321,13 +354,21 @@ def materialize_pair(
     return ma, materialize(b, data, world_size, samples, raw=ma.raw if data is None else None)
 
 
-def check_rows(m: Materialized) -> None:
+def recipe_format(recipe: Recipe, first: dict[str, Any]) -> BoundFormat:
+    """The row format a recipe reads its rows in: data.format with data.columns, else detected from the first row's
+    columns (the recipe's task's column map tried first)."""
+    spec = recipe.data
+    columns = spec.columns
+    if not columns and spec.format is None and spec.task is not None:
+        columns = task_of(recipe).columns
+    return bind_format(spec.format, first, columns)
+
+
+def check_rows(raw: RawData, fmt: BoundFormat) -> None:
     """Every raw row converts in the recipe's row format (one error naming the file and line where one does not);
     synthetic rows come from a task's own generator and are not checked."""
-    raw = m.raw
     if raw.task is not None:
         return
-    fmt = m.row_format
     key = ("checked", fmt.name, tuple(sorted(fmt.columns.items())))
     if key in raw.cache:
         return
@@ -336,9 +377,7 @@ def check_rows(m: Materialized) -> None:
             try:
                 fmt.convert(row)
             except RowError as err:
-                raise ParityError(
-                    f"{raw.location(split, index)}: {err} (rows read as {fmt.describe()})"
-                ) from None
+                raise ParityError(f"{raw.location(split, index)}: {err} (rows read as {fmt.describe()})") from None
     raw.cache[key] = True
 
 
@@ -360,6 +399,8 @@ def materialize(
         raw = captured_rows(recipe) if data == CAPTURED_ROWS else _raw_for(data, recipe)
     if not raw.train:
         raise ParityError(f"recipe '{recipe.name}': no training rows from {raw.source}")
+    if captured is None:
+        check_rows(raw, recipe_format(recipe, raw.train[0]))
     recipe_data = split_rows(recipe, raw)
     warn_long_rows(raw.source, raw.train + raw.test, resolved.sft_config.max_length)
     materialized = Materialized(
@@ -378,7 +419,6 @@ def materialize(
     if captured is not None:  # the recipe's own code tokenized and collated these: read them, never redo them
         captured_examples(load_capture(captured)).install(materialized, samples)
     else:
-        check_rows(materialized)
         check_placeholders(recipe, recipe_data.train[0])
         if materialized.trl_format in CHAT_TEMPLATE_FORMATS:
             check_recipe_rendering(recipe, tokenizer, materialized.sample_rows)

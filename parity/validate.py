@@ -356,7 +356,7 @@ def _check_data_names(recipe: Recipe) -> None:
     for key, value, names in (
         ("data.format", spec.format, ROW_FORMATS.names()),
         ("data.trl_format", spec.trl_format, list(TRL_FORMATS)),
-        ("data.task", spec.task, load_tasks().names()),
+        ("data.task", spec.task, sorted(load_tasks().names())),
     ):
         if value is not None and value not in names:
             raise problem(recipe, key, value, "one of " + ", ".join(names) + " or null")

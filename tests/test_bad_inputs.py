@@ -153,10 +153,10 @@ RECIPE_VALUES = [
     Case("pad-token-empty", show("tokenizer.pad_token=''"), "tokenizer.pad_token"),
     Case("model-empty", show("model.name_or_path=''"), "model.name_or_path"),
     Case("template-force-text", show("template.force=sometimes"), "template.force"),
-    Case("user-template-query", show("prompt.user_template='{query}'"), "{query}"),
-    Case("user-template-no-question", show("prompt.user_template='Solve it.'"), "{question}"),
+    Case("user-template-query", diff_a("prompt.user_template='{query}'"), "{query} is not a column of the rows"),
+    Case("user-template-no-placeholder", show("prompt.user_template='Solve it.'"), "{column} placeholder"),
     Case("instruction-placeholder", show("prompt.instruction='Use {format}.'"), "{format}"),
-    Case("eval-prompt-placeholder", show("eval.prompt='{query}'"), "eval.prompt"),
+    Case("eval-prompt-placeholder", diff_a("eval.prompt='{query}'"), "eval.prompt: {query} is not a column"),
     Case("template-empty", show("template.chat_template=''"), "template.chat_template"),
     Case("template-spaces", show("template.chat_template='   '"), "empty"),
     Case("template-syntax", show("template.chat_template='{% for m in messages %}'"), "syntax error"),
@@ -245,13 +245,13 @@ YAML_RECIPES = [
     Case(
         "yaml-no-extends-diff",
         ("diff", "--a", "m.yaml", "--b", "revise", *CHEAP_DIFF, "--out", "out"),
-        "chat template",
+        "names no task (data.task)",
         {"m.yaml": "set:\n  training.seed: 1\n"},
     ),
     Case(
         "yaml-template-null-diff",
         ("diff", "--a", "m.yaml", "--b", "revise", *CHEAP_DIFF, "--out", "out"),
-        "chat template",
+        "names no task (data.task)",
         {"m.yaml": yaml_recipe({"template.chat_template": None})},
     ),
     Case(
@@ -341,13 +341,13 @@ DATA = [
     Case(
         "data-missing-answer",
         diff_a(extra=("--data", "d", "--only", "config")),
-        "train.jsonl:1: expected",
+        "data.format input_output: the rows lack column(s) answer (they have question)",
         data_dir('{"question": "q"}\n'),
     ),
     Case(
         "data-number-answer",
         diff_a(extra=("--data", "d", "--only", "config")),
-        "train.jsonl:1",
+        "train.jsonl:1: expected a string in column 'answer'",
         data_dir('{"question": "q", "answer": 4}\n'),
     ),
     Case(
@@ -364,9 +364,15 @@ DATA = [
     ),
     Case("data-empty-file", diff_a(extra=("--data", "d", "--only", "config")), "no rows", data_dir("")),
     Case(
-        "data-missing-test",
+        "data-missing-train",
         diff_a(extra=("--data", "d", "--only", "config")),
         "missing",
+        {"d/test.jsonl": GOOD_ROW},
+    ),
+    Case(
+        "data-one-row-holdout",
+        diff_a(extra=("--data", "d", "--only", "config")),
+        "data.eval_fraction 0.1 of 1 train row(s) leaves no train or no eval row",
         {"d/train.jsonl": GOOD_ROW},
     ),
     Case("data-missing-dir", diff_a(extra=("--data", "nowhere", "--only", "config")), "not a directory"),

@@ -28,9 +28,10 @@ MIN_ROWS_FOR_CONSTANT_WORDS = 8
 """Fewest distinct keys from which words common to all of them are taken to be a template's, not content."""
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Conversation:
-    """One row as messages (role, content, and tool calls where present), whatever format it came in."""
+    """One row as messages (role, content, and tool calls where present), whatever format it came in (a value:
+    never changed once built; the recipe's prompt builds a new one)."""
 
     messages: list[dict[str, Any]] = field(default_factory=list)
     tools: list[Any] | None = None
@@ -91,7 +92,9 @@ def normalise(text: str) -> str:
 
 def key_of_turns(turns: list[str]) -> str:
     """The identity key of a row's user turns (or of its one text)."""
-    return TURN_SEPARATOR.join(normalise(turn) for turn in turns)
+    if len(turns) == 1:
+        return " ".join(unicodedata.normalize("NFC", turns[0]).split())
+    return TURN_SEPARATOR.join(map(normalise, turns))
 
 
 def identity(key: str) -> str:
@@ -162,6 +165,14 @@ def clean_message(message: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in message.items() if v is not None}
 
 
+def _chatml(message: dict[str, Any]) -> dict[str, Any]:
+    """A from/value message with TRL's key renaming (`maybe_convert_to_chatml`: from -> role, value -> content)."""
+    if "from" not in message and "value" not in message:
+        return message
+    renamed = {"from": "role", "value": "content"}
+    return {renamed.get(k, k): v for k, v in message.items()}
+
+
 def trl_conversation(row: dict[str, Any]) -> Conversation:
     """A TRL-format row (what a recipe hands its trainer) as a Conversation."""
     tools = row.get("tools")
@@ -175,7 +186,7 @@ def trl_conversation(row: dict[str, Any]) -> Conversation:
     for column in ("messages", "conversations"):
         value = row.get(column)
         if isinstance(value, list):
-            return Conversation([clean_message(m) for m in value], tools)
+            return Conversation([clean_message(_chatml(m)) for m in value], tools)
     if isinstance(row.get("input_ids"), list):
         keep = ("input_ids", "labels", "attention_mask", "completion_mask", "assistant_masks")
         return Conversation(tokens={k: list(row[k]) for k in keep if isinstance(row.get(k), list)})
@@ -185,13 +196,14 @@ def trl_conversation(row: dict[str, Any]) -> Conversation:
 
 def user_text(row: dict[str, Any]) -> str:
     """The user-side text of a TRL-format row: its user messages, or its prompt or text string."""
-    value = row.get("prompt")
-    if isinstance(value, str):
-        return value
-    conversation = trl_conversation(row)
-    if conversation.messages:
-        return "\n".join(conversation.user_turns)
-    return conversation.text or ""
+    prompt = row.get("prompt")
+    if isinstance(prompt, str):
+        return prompt
+    messages = prompt if isinstance(prompt, list) else row.get("messages", row.get("conversations"))
+    if isinstance(messages, list):
+        return "\n".join([str(m.get("content") or "") for m in messages if m.get("role") == "user"])
+    text = row.get("text")
+    return text if isinstance(text, str) else ""
 
 
 def completion_text(row: dict[str, Any]) -> str:
@@ -200,7 +212,7 @@ def completion_text(row: dict[str, Any]) -> str:
     if isinstance(value, str):
         return value
     if isinstance(value, list):
-        return "\n".join(str(m.get("content", "")) for m in value if m.get("role") == "assistant")
+        return "\n".join([str(m.get("content", "")) for m in value if m.get("role") == "assistant"])
     messages = row.get("messages")
     if isinstance(messages, list) and messages and messages[-1].get("role") == "assistant":
         return str(messages[-1].get("content", ""))

@@ -40,6 +40,9 @@ class RowFormat:
     """Column maps tried, in order, when the format is detected from a dataset's columns."""
     accepts: Callable[[dict[str, Any], Mapping[str, str]], bool] = lambda row, columns: True
     """A check of the first row beyond its columns (ShareGPT and messages share a column name)."""
+    user_turns: Callable[[dict[str, Any], Mapping[str, str]], list[str]] | None = None
+    """The row's user turns read straight from its columns (what `convert(row).user_turns` gives), where that is
+    simpler than converting the row: identity keys of many rows are read this way."""
 
     def column(self, name: str, columns: Mapping[str, str]) -> str:
         """The dataset column holding this format's column `name`."""
@@ -293,6 +296,7 @@ register(
         (),
         input_output_adapter,
         "prompt_completion",
+        user_turns=lambda row, columns: [_text(row, columns.get("input", "input"), "the user turn")],
         detect_maps=(
             {},
             {"input": "question", "output": "answer"},

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
@@ -33,6 +33,10 @@ class RecipeData:
     eval_is_benchmark_test: bool
     """True when the eval split is the benchmark's own test split."""
     split_rule: str
+    train_index: list[int] = field(default_factory=list)
+    """Where each train row comes from: its index among the raw train rows."""
+    eval_index: list[int] = field(default_factory=list)
+    """Where each eval row comes from: its index among the raw test rows (benchmark test split) or train rows."""
 
 
 def apply_steps(text: str, steps: list[PreprocessStep]) -> str:
@@ -85,27 +89,34 @@ def split_rows(recipe: Recipe, raw: RawData) -> RecipeData:
     """Preprocess and split raw rows by the recipe's rule, with the permutation of the real `datasets` split."""
     spec = recipe.data
     train = preprocess_rows(raw.train, spec.preprocess)
+    every_train = list(range(len(train)))
     if spec.eval_from == "test":
         if not raw.test:
-            return RecipeData(train, [], False, "no eval split (the data has no test split)")
+            return RecipeData(train, [], False, "no eval split (the data has no test split)", every_train)
+        test = preprocess_rows(raw.test, spec.preprocess)
         return RecipeData(
-            train, preprocess_rows(raw.test, spec.preprocess), True, "eval = benchmark test split"
+            train, test, True, "eval = benchmark test split", every_train, list(range(len(test)))
         )
     if spec.eval_from != "train_holdout":
         raise ParityError(f"data.eval_from must be 'test' or 'train_holdout', got '{spec.eval_from}'")
     import datasets
 
     # the split's permutation depends only on the row count and the seed: split row indices, keep the rows as read
-    parts = datasets.Dataset.from_dict({"row": list(range(len(train)))}).train_test_split(
-        test_size=spec.eval_fraction, seed=spec.split_seed
-    )
+    try:
+        parts = datasets.Dataset.from_dict({"row": every_train}).train_test_split(
+            test_size=spec.eval_fraction, seed=spec.split_seed
+        )
+    except ValueError:  # datasets refuses a split that leaves one side empty
+        raise ParityError(
+            f"recipe '{recipe.name}': data.eval_fraction {spec.eval_fraction} of {len(train)} train row(s) leaves "
+            "no train or no eval row; give more rows or another eval_fraction"
+        ) from None
+    kept, held = (parts[name].with_format("arrow")["row"].to_pylist() for name in ("train", "test"))
     seeded = "seeded upstream" if spec.upstream_split_seeded else "UNSEEDED upstream"
     rule = (
         f"train_test_split(test_size={spec.eval_fraction}) of train, seed {spec.split_seed} here ({seeded})"
     )
-    return RecipeData(
-        [train[i] for i in parts["train"]["row"]], [train[i] for i in parts["test"]["row"]], False, rule
-    )
+    return RecipeData([train[i] for i in kept], [train[i] for i in held], False, rule, kept, held)
 
 
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -138,7 +149,9 @@ def fill(template: str, row: Row, instruction: str, key: str = "prompt.user_temp
         out.append(literal)
         if name is None:
             continue
-        value = row.get(name, instruction if name == RECIPE_PLACEHOLDER else None)
+        value = row.get(name)
+        if value is None and name == RECIPE_PLACEHOLDER:
+            value = instruction
         if not isinstance(value, str):
             raise _placeholder_error(key, name, row)
         out.append(value)
@@ -162,19 +175,23 @@ def build_conversation(conversation: Conversation, row: Row, prompt: PromptSpec)
     row's columns) and system prompt applied."""
     if prompt.user_template is None and prompt.system is None:
         return conversation
-    messages = list(conversation.messages)
+    messages = conversation.messages.copy()
     if prompt.user_template is not None:
         end = conversation.last_assistant
-        users = [i for i, m in enumerate(messages[:end]) if m.get("role") == "user"]
         content = fill(prompt.user_template, row, prompt.instruction)
-        if users:
-            messages[users[-1]] = {**messages[users[-1]], "content": content}
+        i = (len(messages) if end is None else end) - 1
+        while i >= 0 and messages[i].get("role") != "user":
+            i -= 1
+        if i >= 0:
+            messages[i] = {**messages[i], "content": content}
         else:
             messages.insert(end or 0, {"role": "user", "content": content})
     if prompt.system is not None:
         messages = [m for m in messages if m.get("role") != "system"]
         messages.insert(0, {"role": "system", "content": prompt.system})
-    return replace(conversation, messages=messages)
+    return Conversation(
+        messages, conversation.tools, conversation.text, conversation.tokens, conversation.plain
+    )
 
 
 # --- the TRL format a recipe hands its trainer ---------------------------------------------------------------
@@ -186,8 +203,11 @@ def _needs_answer(conversation: Conversation, trl_format: str) -> None:
 
 
 def _prompt_completion(conversation: Conversation) -> Row:
-    _needs_answer(conversation, "prompt_completion")
-    row: Row = {"prompt": conversation.prompt_messages, "completion": conversation.completion_messages}
+    end = conversation.last_assistant
+    if end is None:
+        _needs_answer(conversation, "prompt_completion")
+    messages = conversation.messages
+    row: Row = {"prompt": messages[:end], "completion": messages[end:]}
     if conversation.tools:
         row["tools"] = conversation.tools
     return row
@@ -255,10 +275,34 @@ def trl_rows(
     """Rows as the recipe hands them to TRL: each conversation with the recipe's prompt applied, in its format."""
     write = TRL_FORMATS[trl_format]
     prompt = recipe.prompt
-    return [
-        write(build_conversation(conversation, row, prompt))
-        for conversation, row in zip(conversations, rows, strict=True)
-    ]
+    if trl_format != "prompt_completion" or prompt.system is not None:
+        return [
+            write(build_conversation(conversation, row, prompt))
+            for conversation, row in zip(conversations, rows, strict=True)
+        ]
+    out = []
+    for conversation, row in zip(conversations, rows, strict=True):
+        if _one_exchange(
+            conversation
+        ):  # what build_conversation + _prompt_completion give, without the copies
+            user, answer = conversation.messages
+            if prompt.user_template is not None:
+                user = {**user, "content": fill(prompt.user_template, row, prompt.instruction)}
+            out.append({"prompt": [user], "completion": [answer]})
+        else:
+            out.append(write(build_conversation(conversation, row, prompt)))
+    return out
+
+
+def _one_exchange(conversation: Conversation) -> bool:
+    """One user turn then one assistant turn, nothing else (no tools): the rows of most single-turn datasets."""
+    messages = conversation.messages
+    return (
+        len(messages) == 2
+        and not conversation.tools
+        and messages[0].get("role") == "user"
+        and messages[1].get("role") == "assistant"
+    )
 
 
 def eval_text(recipe: Recipe, row: Row) -> str:

@@ -56,15 +56,17 @@ def rows_digest(rows: list[Row]) -> str:
     else as sorted JSON, separated by NUL, each row ended by SOH."""
     h = hashlib.sha256()
     for row in rows:
-        h.update(b"\x00".join(_value_bytes(value) for value in row.values()))
+        try:
+            text = "\x00".join(row.values())
+        except TypeError:  # a value that is not text
+            text = "\x00".join(map(_value_text, row.values()))
+        h.update(text.encode())
         h.update(b"\x01")
     return h.hexdigest()[:16]
 
 
-def _value_bytes(value: Any) -> bytes:
-    if isinstance(value, str):
-        return value.encode()
-    return json.dumps(value, sort_keys=True, ensure_ascii=False).encode()
+def _value_text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True, ensure_ascii=False)
 
 
 def parse_synthetic(spec: str) -> tuple[int | None, int | None, int]:

@@ -90,8 +90,8 @@ def measure(m: Materialized) -> dict[str, Any]:
     steps = m.recipe.data.preprocess
     processed = preprocess_rows(m.raw.train, steps)
     changed = sum(1 for raw, new in zip(m.raw.train, processed, strict=True) if raw != new)
-    test_keys = set(m.row_keys(m.raw.test))
-    overlap = sum(1 for key in m.row_keys(m.data.eval) if key in test_keys)
+    test_keys = set(m.raw_keys("test"))
+    overlap = sum(1 for key in m.eval_keys if key in test_keys)
     selects = selection_uses_eval(m)
     return {
         "source": m.raw.source,
@@ -128,7 +128,7 @@ def measure_captured(m: Materialized) -> dict[str, Any]:
     """The data measurement of a captured recipe, read from the rows its own code produced and the dataset
     requests its manifest records; what a capture cannot know is said to be "not captured"."""
     assert m.captured is not None
-    split = captured_split(m.captured, m.row_keys(m.raw.test))
+    split = captured_split(m.captured, m.raw_keys("test"))
     requests = data_requests(m.captured.captured.manifest)
     sample = m.train_rows if m.samples is None else m.train_rows[: m.samples]
     load_best = bool(m.sft_config.load_best_model_at_end)
@@ -178,7 +178,7 @@ def data_identity(m: Materialized, test_keys: set[str]) -> dict[str, Any]:
         "raw_train_digest": rows_digest(m.raw.train),
         "raw_test_digest": rows_digest(m.raw.test),
         "raw_rows": {"train": len(m.raw.train), "test": len(m.raw.test)},
-        "train_questions_in_test": len(set(m.row_keys(m.data.train)) & test_keys),
+        "train_questions_in_test": len(set(m.train_keys) & test_keys),
     }
 
 
@@ -249,9 +249,8 @@ def _identity_findings(a: Materialized, b: Materialized, va: dict, vb: dict) -> 
 def _example_pair(a: Materialized, b: Materialized) -> dict[str, Any]:
     """A's first train row and B's row with the same identity (else B's first row)."""
     row_a = a.data.train[0]
-    [key] = a.row_keys([row_a])
-    keys_b = b.row_keys(b.data.train)
-    index = keys_b.index(key) if key in keys_b else None
+    key = a.train_keys[0]
+    index = b.train_keys.index(key) if key in b.train_keys else None
     row_b = b.data.train[index or 0]
     return {"a": row_a, "b": row_b, "same_question": index is not None}
 

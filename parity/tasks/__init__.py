@@ -95,7 +95,7 @@ def get_task(name: str | None) -> Task | None:
         return None
     tasks = load_tasks()
     if name not in tasks:
-        raise ParityError(f"unknown task '{name}' (known: {', '.join(tasks.names())})")
+        raise ParityError(f"unknown task '{name}' (known: {', '.join(sorted(tasks.names()))})")
     return tasks.get(name)
 
 

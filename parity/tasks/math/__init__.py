@@ -9,13 +9,16 @@ from parity.tasks.math.synthetic import generate_splits
 BOXED = r"\\boxed\{((?:[^{}]|\{(?:[^{}]|\{[^{}]*\})*\})*)\}"
 """\\boxed{...} with up to two levels of nested braces inside (\\frac{a}{b}, \\sqrt{\\frac{1}{2}}); group 1 is the answer."""
 
+ANSWER = r"(?<=\\boxed\{)(?:[^{}]|\{(?:[^{}]|\{[^{}]*\})*\})*(?=\})|-?[0-9][0-9.,]*"
+"""What varies in an answer line: the content of a \\boxed{...}, else a number ('Final answer: 42')."""
+
 MATH = Task(
     name="math",
     description="competition mathematics; the solution ends with its answer in \\boxed{...}",
     columns={"input": "problem", "output": "solution"},
     gold_regex=BOXED,
-    answer_pattern=BOXED,
-    answer_placeholder="\\boxed{<A>}",
+    answer_pattern=ANSWER,
+    answer_placeholder="<A>",
     generate=generate_splits,
     train_rows=7500,
     test_rows=5000,
