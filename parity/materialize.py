@@ -377,7 +377,9 @@ def check_rows(raw: RawData, fmt: BoundFormat) -> None:
             try:
                 fmt.convert(row)
             except RowError as err:
-                raise ParityError(f"{raw.location(split, index)}: {err} (rows read as {fmt.describe()})") from None
+                raise ParityError(
+                    f"{raw.location(split, index)}: {err} (rows read as {fmt.describe()})"
+                ) from None
     raw.cache[key] = True
 
 

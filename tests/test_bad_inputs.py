@@ -153,7 +153,9 @@ RECIPE_VALUES = [
     Case("pad-token-empty", show("tokenizer.pad_token=''"), "tokenizer.pad_token"),
     Case("model-empty", show("model.name_or_path=''"), "model.name_or_path"),
     Case("template-force-text", show("template.force=sometimes"), "template.force"),
-    Case("user-template-query", diff_a("prompt.user_template='{query}'"), "{query} is not a column of the rows"),
+    Case(
+        "user-template-query", diff_a("prompt.user_template='{query}'"), "{query} is not a column of the rows"
+    ),
     Case("user-template-no-placeholder", show("prompt.user_template='Solve it.'"), "{column} placeholder"),
     Case("instruction-placeholder", show("prompt.instruction='Use {format}.'"), "{format}"),
     Case("eval-prompt-placeholder", diff_a("eval.prompt='{query}'"), "eval.prompt: {query} is not a column"),
