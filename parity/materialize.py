@@ -422,6 +422,7 @@ def materialize(
         captured_examples(load_capture(captured)).install(materialized, samples)
     else:
         check_placeholders(recipe, recipe_data.train[0])
+        rows = materialized.sample_rows  # built here: a row the recipe's prompt cannot apply to fails now
         if materialized.trl_format in CHAT_TEMPLATE_FORMATS:
-            check_recipe_rendering(recipe, tokenizer, materialized.sample_rows)
+            check_recipe_rendering(recipe, tokenizer, rows)
     return materialized

@@ -414,3 +414,10 @@ def test_hub_data_without_a_named_dataset_is_one_error():
 def test_synthetic_data_needs_a_task():
     with pytest.raises(ParityError, match="recipe 'revise' names no task"):
         materialize(plain_recipe(), data="synthetic")
+
+
+@pytest.mark.parametrize("case", ["text", "tokenized"])
+def test_a_prompt_on_rows_without_turns_is_an_error_not_dropped(tmp_path, case):
+    row = FORMATS[case][0]
+    with pytest.raises(ParityError, match=f"data.trl_format {case}: the rows have no turns"):
+        materialized(tmp_path, [row, row], "prompt.system='Be brief.'")

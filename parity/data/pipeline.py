@@ -236,13 +236,24 @@ def _messages(conversation: Conversation) -> Row:
 def _text(conversation: Conversation) -> Row:
     if conversation.text is None:
         raise ParityError("data.trl_format text: a row is not plain text (name the format its rows are in)")
+    _no_prompt(conversation, "text")
     return {"text": conversation.text}
 
 
 def _tokenized(conversation: Conversation) -> Row:
     if conversation.tokens is None:
         raise ParityError("data.trl_format tokenized: a row has no token ids")
+    _no_prompt(conversation, "tokenized")
     return dict(conversation.tokens)
+
+
+def _no_prompt(conversation: Conversation, trl_format: str) -> None:
+    """Plain text and token ids have no turns: a user template or system prompt would be dropped silently."""
+    if conversation.messages:
+        raise ParityError(
+            f"data.trl_format {trl_format}: the rows have no turns, so prompt.user_template and prompt.system "
+            "cannot apply (set them to null)"
+        )
 
 
 TRL_FORMATS: dict[str, Callable[[Conversation], Row]] = {

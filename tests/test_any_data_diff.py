@@ -1,0 +1,63 @@
+"""Whole diffs on rows of every registered format: an identical pair gives no finding, a planted system prompt gives
+the prompt finding (and only findings `--align prompt` removes), and a messages dataset runs every probe."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from test_row_formats import FORMATS, PLAIN, write_data
+
+from parity.diff import diff_materialized
+from parity.materialize import materialize
+from parity.probes import ProbeContext
+from parity.registry import resolve_recipe
+
+
+def rows_like(case: str, count: int = 12) -> list[dict]:
+    """`count` distinct rows of a format: the format's example row with its numbers changed per row."""
+    text = json.dumps(FORMATS[case][0])
+    if case == "tokenized":
+        return [
+            {"input_ids": [128000, 17 + i % 9, 10, 17, 30, 220, 19], "labels": [-100] * 5 + [220, 19]}
+            for i in range(count)
+        ]
+    return [json.loads(text.replace("2+2?", f"{i}+2?").replace("sky", f"sky {i}")) for i in range(count)]
+
+
+def pair(tmp_path, case: str, overrides_b: tuple[str, ...] = ()):
+    data = write_data(tmp_path / case, rows_like(case), rows_like(case, 3))
+    a = materialize(resolve_recipe("revise", PLAIN), data=data, samples=8)
+    b = materialize(resolve_recipe("revise", [*PLAIN, *overrides_b]), data=data, samples=8)
+    return a, b
+
+
+@pytest.mark.parametrize("case", sorted(FORMATS))
+def test_an_identical_pair_gives_no_finding_in_every_format(tmp_path, case):
+    report = diff_materialized(*pair(tmp_path, case), context=ProbeContext())
+    assert report.findings == []
+
+
+@pytest.mark.parametrize("case", ["alpaca", "messages", "question_answer"])
+def test_a_planted_system_prompt_gives_the_prompt_finding_and_only_what_aligning_the_prompt_removes(
+    tmp_path, case
+):
+    a, b = pair(tmp_path, case, ("prompt.system='You are a careful tutor.'",))
+    report = diff_materialized(a, b, context=ProbeContext())
+    prompt = [f for f in report.findings if f.axis == "prompt"]
+    assert [(f.key, f.severity, f.b) for f in prompt] == [
+        ("prompt.system", "high", "You are a careful tutor.")
+    ]
+    assert "You are a careful tutor." in prompt[0].summary
+    assert {f.align for f in report.findings if f.severity in ("high", "medium")} == {"prompt"}
+
+
+def test_a_messages_dataset_diff_runs_every_probe(tmp_path):
+    a, b = pair(tmp_path, "messages", ("training.max_length=20",))
+    report = diff_materialized(a, b, context=ProbeContext())
+    assert {"loss_mask", "bos", "consistency", "template", "tokens", "prompt", "data"} <= set(report.probes)
+    loss_mask = report.probes["loss_mask"]["a"]
+    assert (loss_mask["examples"], loss_mask["prompt_tokens_trained"]) == (8, True)
+    assert report.probes["bos"]["a"]["leading_bos"] == {"0": 8}
+    assert report.probes["consistency"]["a"]["eval_protocol"].startswith("none")
+    assert "tokens.truncation" in {f.key for f in report.findings}
