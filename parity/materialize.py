@@ -319,7 +319,7 @@ def _source_key(data: str, recipe: Recipe) -> str:
     """What besides --data decides the rows: the recipe's hub dataset, or its task's synthetic generator."""
     if data == "hub":
         return f"{recipe.data.hub_path}:{recipe.data.hub_config}"
-    if data == "synthetic" or data.startswith("synthetic:"):
+    if is_synthetic(data):
         return recipe.data.task or ""
     return ""
 
@@ -347,11 +347,24 @@ def materialize_pair(
     samples: int | None = DEFAULT_SAMPLES,
 ) -> tuple[Materialized, Materialized]:
     """Both recipes on the same rows: `data`, or with none given, two captured recipes on A's captured rows (paired
-    by identity) and any other pair on its task's synthetic rows."""
+    by identity) and any other pair on its task's synthetic rows (the task of A, else of B: a captured recipe names
+    none)."""
     if data is None and not (captured_directory(a) and captured_directory(b)):
         data = "synthetic"
-    ma = materialize(a, data, world_size, samples)
-    return ma, materialize(b, data, world_size, samples, raw=ma.raw if data is None else None)
+    if data is None:
+        ma = materialize(a, None, world_size, samples)
+        return ma, materialize(b, None, world_size, samples, raw=ma.raw)
+    shared = None
+    if is_synthetic(data) and not (a.data.task and b.data.task):
+        shared = _raw_for(data, a if a.data.task else b)
+    return (
+        materialize(a, data, world_size, samples, raw=shared),
+        materialize(b, data, world_size, samples, raw=shared),
+    )
+
+
+def is_synthetic(data: str) -> bool:
+    return data == "synthetic" or data.startswith("synthetic:")
 
 
 def recipe_format(recipe: Recipe, first: dict[str, Any]) -> BoundFormat:

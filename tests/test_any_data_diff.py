@@ -61,3 +61,65 @@ def test_a_messages_dataset_diff_runs_every_probe(tmp_path):
     assert report.probes["bos"]["a"]["leading_bos"] == {"0": 8}
     assert report.probes["consistency"]["a"]["eval_protocol"].startswith("none")
     assert "tokens.truncation" in {f.key for f in report.findings}
+
+
+def two_column_rows(count: int = 12) -> list[dict]:
+    """Messages rows that carry two tool lists and Alpaca rows that carry two histories, so that recipes reading
+    different columns (data.columns) differ in exactly that part of the prompt."""
+    return [
+        {
+            "instruction": f"What is {i}+2?",
+            "output": str(i + 2),
+            "history": [["Hi", "Hello"]],
+            "short_history": [],
+        }
+        for i in range(count)
+    ]
+
+
+def test_earlier_turns_that_differ_are_one_prompt_history_finding(tmp_path):
+    data = write_data(tmp_path / "history", two_column_rows(), two_column_rows(3))
+    a = materialize(resolve_recipe("revise", [*PLAIN, "data.format=alpaca"]), data=data, samples=8)
+    b = materialize(
+        resolve_recipe("revise", [*PLAIN, "data.format=alpaca", "data.columns={history: short_history}"]),
+        data=data,
+        samples=8,
+    )
+    report = diff_materialized(a, b, context=ProbeContext())
+    prompt = [f for f in report.findings if f.axis == "prompt"]
+    assert [(f.key, f.severity) for f in prompt] == [("prompt.history", "high")]
+    assert prompt[0].a == [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]
+    assert prompt[0].b == []
+    assert prompt[0].summary.startswith("earlier turns differ for the same row (8 of 8 rows)")
+
+
+def test_tool_schemas_that_differ_are_one_prompt_tools_finding(tmp_path):
+    from test_row_formats import TOOL_TEMPLATE, WEATHER_TOOL
+
+    clock = {"type": "function", "function": {"name": "clock", "parameters": {"type": "object"}}}
+    rows = [
+        {
+            "messages": [
+                {"role": "user", "content": f"Weather in city {i}?"},
+                {"role": "assistant", "content": "Sunny"},
+            ],
+            "tools": [WEATHER_TOOL],
+            "more_tools": [WEATHER_TOOL, clock],
+        }
+        for i in range(12)
+    ]
+    data = write_data(tmp_path / "tools", rows)
+    template = f"template.chat_template={json.dumps(TOOL_TEMPLATE)}"
+    a = materialize(resolve_recipe("revise", [*PLAIN, template]), data=data, samples=8)
+    b = materialize(
+        resolve_recipe(
+            "revise", [*PLAIN, template, "data.format=messages", "data.columns={tools: more_tools}"]
+        ),
+        data=data,
+        samples=8,
+    )
+    report = diff_materialized(a, b, context=ProbeContext())
+    prompt = [f for f in report.findings if f.axis == "prompt"]
+    assert [(f.key, f.severity) for f in prompt] == [("prompt.tools", "high")]
+    assert (prompt[0].a, prompt[0].b) == ([WEATHER_TOOL], [WEATHER_TOOL, clock])
+    assert {f.align for f in report.findings if f.severity == "high"} == {"prompt"}

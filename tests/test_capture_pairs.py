@@ -104,3 +104,9 @@ def test_a_messages_capture_diff_completes_with_loss_mask_bos_and_consistency(ca
     assert report.probes["consistency"]["a"]["eval_protocol"].startswith("not captured")
     assert "prompt.user_message" not in keys and "prompt.system" not in keys
     assert report.probes["prompt"]["rows_compared"] == 10
+
+
+def test_a_capture_against_a_builtin_with_no_data_shares_the_builtins_synthetic_rows(captures):
+    a, b = materialize_pair(resolve_recipe(captures["plain"]), resolve_recipe("revise"), samples=8)
+    assert a.raw is b.raw and a.raw.source == "synthetic gsm8k (seed=0)"
+    assert not a.shared_examples(a.raw.train[:1])[0].same_row  # the capture holds its own rows, not these

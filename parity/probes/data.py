@@ -298,7 +298,7 @@ def _share(v: dict[str, Any]) -> float | None:
 
 
 def _annotation_clause(a: Materialized, b: Materialized, share_a: float | None, share_b: float | None) -> str:
-    """'; calculator annotations take x% vs y% of completion tokens' where the task measures both, else ''."""
+    """'; <the task's annotation spans> take x% vs y% of completion tokens' where the task measures both, else ''."""
     task = a.task or b.task
     if task is None or task.annotation is None or share_a is None or share_b is None:
         return ""
