@@ -29,6 +29,7 @@ from parity.data.pipeline import (
     preprocess_rows,
     split_rows,
     trl_format_of,
+    trl_format_of_row,
     trl_rows,
 )
 from parity.data.sources import RawData, load_raw, warn_long_rows
@@ -98,7 +99,10 @@ class Materialized:
 
     @cached_property
     def trl_format(self) -> str:
-        """The TRL dataset format the recipe hands its trainer (parity.data.pipeline.TRL_FORMATS)."""
+        """The TRL dataset format the recipe hands its trainer (parity.data.pipeline.TRL_FORMATS; for a captured
+        recipe, the format of the rows its own code handed over)."""
+        if self.captured is not None and self.train_rows:
+            return trl_format_of_row(self.train_rows[0])
         rows = self.data.train[:1]
         return trl_format_of(self.recipe, self.row_format, self.conversations(rows)[0] if rows else None)
 

@@ -268,6 +268,18 @@ CHAT_TEMPLATE_FORMATS = ("prompt_completion", "messages")
 """The TRL formats TRL renders through the tokenizer's chat template (plain strings, text and ids it does not)."""
 
 
+def trl_format_of_row(row: Row) -> str:
+    """The TRL format one TRL-format row is in (what a captured recipe handed its trainer)."""
+    if isinstance(row.get("input_ids"), list):
+        return "tokenized"
+    prompt = row.get("prompt")
+    if prompt is not None:
+        return "prompt_completion_text" if isinstance(prompt, str) else "prompt_completion"
+    if isinstance(row.get("messages", row.get("conversations")), list):
+        return "messages"
+    return "text"
+
+
 def trl_format_of(recipe: Recipe, fmt: BoundFormat, first: Conversation | None) -> str:
     """The TRL format the recipe hands over: its own choice, else its rows' (plain prompt/completion stays plain)."""
     chosen = recipe.data.trl_format

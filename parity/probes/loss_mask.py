@@ -134,7 +134,8 @@ def completion_only_loss(m: Materialized) -> dict[str, Any]:
     if "completion_only_loss" in m.recipe.training:
         provenance = f"set by recipe ({m.recipe.provenance.get('training.completion_only_loss', 'recipe')})"
     else:
-        provenance = f"TRL default (SFTConfig.completion_only_loss={raw!r}, resolved {raw!r}->{effective} for prompt/completion data)"
+        kind = "prompt/completion" if m.trl_format.startswith("prompt_completion") else m.trl_format
+        provenance = f"TRL default (SFTConfig.completion_only_loss={raw!r}, resolved {raw!r}->{effective} for {kind} data)"
     return {"configured": raw, "effective": effective, "provenance": provenance}
 
 
