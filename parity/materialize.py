@@ -26,6 +26,7 @@ from parity.data.pipeline import (
     CHAT_TEMPLATE_FORMATS,
     RecipeData,
     check_placeholders,
+    exchange_rows,
     preprocess_rows,
     split_rows,
     trl_format_of,
@@ -118,6 +119,15 @@ class Materialized:
 
     def recipe_rows(self, rows: list[dict[str, Any]]) -> list[dict]:
         """Preprocessed rows as this recipe hands them to TRL (its prompt applied, in its TRL format)."""
+        if self.trl_format == "prompt_completion" and self.recipe.prompt.system is None:
+            try:
+                exchanges = self.row_format.exchanges(rows)
+            except RowError as err:
+                raise ParityError(
+                    f"recipe '{self.recipe.name}': a row in format {self.row_format.describe()}: {err}"
+                ) from None
+            if exchanges is not None:
+                return exchange_rows(exchanges, rows, self.recipe)
         return trl_rows(self.conversations(rows), rows, self.recipe, self.trl_format)
 
     def step_plan(self, world_size: int | None = None) -> StepPlan:

@@ -421,3 +421,18 @@ def test_a_prompt_on_rows_without_turns_is_an_error_not_dropped(tmp_path, case):
     row = FORMATS[case][0]
     with pytest.raises(ParityError, match=f"data.trl_format {case}: the rows have no turns"):
         materialized(tmp_path, [row, row], "prompt.system='Be brief.'")
+
+
+@pytest.mark.parametrize("template", [None, "{question}\n{instruction}"])
+def test_the_one_exchange_fast_path_writes_what_the_conversations_give(tmp_path, template):
+    from parity.data.pipeline import exchange_rows, trl_rows
+    from parity.tasks.gsm8k.synthetic import generate_rows
+
+    rows = generate_rows(50, seed=2)
+    overrides = ["prompt.instruction='Think.'"] + (
+        [f"prompt.user_template={json.dumps(template)}"] if template else []
+    )
+    m = materialized(tmp_path, rows, *overrides)
+    generic = trl_rows(m.conversations(rows), rows, m.recipe, "prompt_completion")
+    assert exchange_rows(m.row_format.exchanges(rows), rows, m.recipe) == generic == m.recipe_rows(rows)
+    assert generic[0]["prompt"][0]["content"] == rows[0]["question"] + ("\nThink." if template else "")

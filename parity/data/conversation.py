@@ -87,14 +87,12 @@ class Conversation:
 
 def normalise(text: str) -> str:
     """NFC, every whitespace run collapsed to one space, ends stripped: the form identity compares."""
-    return " ".join(unicodedata.normalize("NFC", text).split())
+    return " ".join((text if text.isascii() else unicodedata.normalize("NFC", text)).split())  # ASCII is NFC
 
 
 def key_of_turns(turns: list[str]) -> str:
     """The identity key of a row's user turns (or of its one text)."""
-    if len(turns) == 1:
-        return " ".join(unicodedata.normalize("NFC", turns[0]).split())
-    return TURN_SEPARATOR.join(map(normalise, turns))
+    return normalise(turns[0]) if len(turns) == 1 else TURN_SEPARATOR.join(map(normalise, turns))
 
 
 def identity(key: str) -> str:

@@ -43,6 +43,10 @@ class RowFormat:
     user_turns: Callable[[dict[str, Any], Mapping[str, str]], list[str]] | None = None
     """The row's user turns read straight from its columns (what `convert(row).user_turns` gives), where that is
     simpler than converting the row: identity keys of many rows are read this way."""
+    exchange: Callable[[dict[str, Any], Mapping[str, str]], tuple[str, str]] | None = None
+    """For formats whose every row is one user turn and one answer: (user text, answer) read straight from the
+    columns, what `convert(row)` holds as its two messages (a recipe's rows are written from it without building
+    the Conversation)."""
 
     def column(self, name: str, columns: Mapping[str, str]) -> str:
         """The dataset column holding this format's column `name`."""
@@ -297,6 +301,10 @@ register(
         input_output_adapter,
         "prompt_completion",
         user_turns=lambda row, columns: [_text(row, columns.get("input", "input"), "the user turn")],
+        exchange=lambda row, columns: (
+            _text(row, columns.get("input", "input"), "the user turn"),
+            _text(row, columns.get("output", "output"), "the answer"),
+        ),
         detect_maps=(
             {},
             {"input": "question", "output": "answer"},
@@ -355,6 +363,11 @@ class BoundFormat:
 
     def convert(self, row: dict[str, Any]) -> Conversation:
         return self.format.convert(row, self.columns)
+
+    def exchanges(self, rows: list[dict[str, Any]]) -> list[tuple[str, str]] | None:
+        """(user text, answer) of each row where the format reads them straight from its columns, else None."""
+        exchange = self.format.exchange
+        return None if exchange is None else [exchange(row, self.columns) for row in rows]
 
     def describe(self) -> str:
         renamed = {k: v for k, v in self.columns.items() if k != v}

@@ -317,6 +317,21 @@ def trl_rows(
     return out
 
 
+def exchange_rows(exchanges: list[tuple[str, str]], rows: list[Row], recipe: Recipe) -> list[Row]:
+    """Conversational prompt/completion rows straight from (user text, answer) pairs: what `trl_rows` writes for
+    one-exchange conversations and no system prompt, without building them (the fast path of the common case)."""
+    template, instruction = recipe.prompt.user_template, recipe.prompt.instruction
+    return [
+        {
+            "prompt": [
+                {"role": "user", "content": user if template is None else fill(template, row, instruction)}
+            ],
+            "completion": [{"role": "assistant", "content": answer}],
+        }
+        for (user, answer), row in zip(exchanges, rows, strict=True)
+    ]
+
+
 def _one_exchange(conversation: Conversation) -> bool:
     """One user turn then one assistant turn, nothing else (no tools): the rows of most single-turn datasets."""
     messages = conversation.messages
