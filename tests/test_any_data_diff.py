@@ -123,3 +123,17 @@ def test_tool_schemas_that_differ_are_one_prompt_tools_finding(tmp_path):
     assert [(f.key, f.severity) for f in prompt] == [("prompt.tools", "high")]
     assert (prompt[0].a, prompt[0].b) == ([WEATHER_TOOL], [WEATHER_TOOL, clock])
     assert {f.align for f in report.findings if f.severity == "high"} == {"prompt"}
+
+
+def test_rows_handed_to_trl_as_plain_strings_are_one_template_applied_finding(tmp_path):
+    data = write_data(tmp_path / "plain", rows_like("question_answer"), rows_like("question_answer", 3))
+    a = materialize(resolve_recipe("revise", PLAIN), data=data, samples=8)
+    b = materialize(
+        resolve_recipe("revise", [*PLAIN, "data.trl_format=prompt_completion_text"]), data=data, samples=8
+    )
+    assert (a.trl_format, b.trl_format) == ("prompt_completion", "prompt_completion_text")
+    report = diff_materialized(a, b, only=["template"], context=ProbeContext())
+    [finding] = report.findings
+    assert (finding.key, finding.severity, finding.a, finding.b) == ("template.applied", "high", True, False)
+    assert finding.summary.startswith("B (revise)'s rows reach TRL without a chat template")
+    assert report.probes["template"]["b"]["rendered"] == ""

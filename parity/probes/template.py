@@ -61,6 +61,7 @@ def measure(m: Materialized, row: dict[str, Any]) -> dict[str, Any]:
         deterministic, date_dependent = render_is_deterministic(m, messages, **kwargs)
     ids = example.input_ids
     return {
+        "renders": conversation is not None and tok.chat_template is not None,
         "effective": m.tokenizer_info.template_source,
         "own_chat_template": m.tokenizer_info.own_chat_template,
         "template_source": m.recipe.template.source,
@@ -117,7 +118,9 @@ def head(text: str) -> str:
 def _template_finding(va: dict, vb: dict, same: dict, name_a: str, name_b: str) -> Finding:
     template_notes = edge_notes(va["chat_template"] or "", vb["chat_template"] or "", name_a, name_b)
     token_note = _token_note(va, vb, name_a, name_b)
-    if same["a"] == same["b"]:
+    if va["renders"] != vb["renders"]:
+        starts = "only one recipe's rows are rendered through it (see template.applied)"
+    elif same["a"] == same["b"]:
         starts = "both render the same messages identically"
     elif head(same["a"]) != head(same["b"]):
         starts = f"rendered {name_a} text starts with {head(same['a'])!r}, {name_b} with {head(same['b'])!r}"
@@ -131,7 +134,7 @@ def _template_finding(va: dict, vb: dict, same: dict, name_a: str, name_b: str) 
         summary += " (template: " + "; ".join(template_notes) + ")"
     return make_finding(
         "template.chat_template",
-        "low" if same["a"] == same["b"] else "high",
+        "low" if same["a"] == same["b"] or va["renders"] != vb["renders"] else "high",
         va["chat_template"],
         vb["chat_template"],
         f"{summary}: {starts}; {token_note}",
@@ -173,6 +176,19 @@ def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeCont
     }
     name_a, name_b = pair_names(a.recipe.name, b.recipe.name)
     findings = []
+    if va["renders"] != vb["renders"]:
+        unrendered, rendered = (name_a, name_b) if not va["renders"] else (name_b, name_a)
+        findings.append(
+            make_finding(
+                "template.applied",
+                "high",
+                va["renders"],
+                vb["renders"],
+                f"{unrendered}'s rows reach TRL without a chat template (plain strings, text or token ids, or a tokenizer "
+                f"without one); {rendered}'s are rendered through its chat template",
+                {"a_rendered": visible(va["rendered"]), "b_rendered": visible(vb["rendered"])},
+            )
+        )
     if va["chat_template"] != vb["chat_template"]:
         findings.append(_template_finding(va, vb, same, name_a, name_b))
     if (va["template_source"], va["effective"]) != (vb["template_source"], vb["effective"]):
@@ -200,7 +216,11 @@ def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeCont
                 {"a_date_dependent": va["date_dependent"], "b_date_dependent": vb["date_dependent"]},
             )
         )
-    if va["supports_generation_prompt"] != vb["supports_generation_prompt"]:
+    if (
+        va["renders"]
+        and vb["renders"]
+        and va["supports_generation_prompt"] != vb["supports_generation_prompt"]
+    ):
         lacking = name_a if not va["supports_generation_prompt"] else name_b
         findings.append(
             make_finding(
