@@ -24,7 +24,8 @@ INSTRUCTION = "\nThink step by step and end with the number."
 @pytest.fixture(scope="module")
 def captures(tmp_path_factory):
     """capture:DIR refs of the fixture captured with a system prompt, without, with messages rows, and with an
-    instruction appended to every question; all on the same 10 train / 3 test rows."""
+    instruction appended to every question, all on the same 10 train / 3 test rows ('rows': their folder); and
+    'strings': `trl sft` on plain prompt/completion strings of those rows with a tokenizer that has no template."""
     root = tmp_path_factory.mktemp("pairs")
     shutil.copytree(FIXTURES / "chat_sft", root / "chat_sft")
     train, test = generate_splits(10, 3, 5)
@@ -49,6 +50,24 @@ def captures(tmp_path_factory):
             world_sizes=(1,),
         )
         refs[name] = f"capture:{capture(options).path}"
+    shutil.copytree(FIXTURES / "trl_sft_config", root / "trl_sft_config")
+    strings = root / "strings"
+    strings.mkdir()
+    (strings / "train.jsonl").write_text(
+        "".join(
+            json.dumps({"prompt": row["question"] + "\n", "completion": row["answer"]}) + "\n"
+            for row in train
+        )
+    )
+    options = CaptureOptions(
+        checkout=root / "trl_sft_config",
+        out=root / "captures" / "strings",
+        command=("trl", "sft", "--config", "sft.yaml"),
+        data={"tiny/gsm8k-prompt-completion": strings},
+        world_sizes=(1,),
+    )
+    refs["strings"] = f"capture:{capture(options).path}"
+    refs["rows"] = str(data)
     return refs
 
 
@@ -110,3 +129,15 @@ def test_a_capture_against_a_builtin_with_no_data_shares_the_builtins_synthetic_
     a, b = materialize_pair(resolve_recipe(captures["plain"]), resolve_recipe("revise"), samples=8)
     assert a.raw is b.raw and a.raw.source == "synthetic gsm8k (seed=0)"
     assert not a.shared_examples(a.raw.train[:1])[0].same_row  # the capture holds its own rows, not these
+
+
+def test_a_plain_string_capture_without_a_chat_template_is_diffed(captures):
+    assert [f.severity for f in run_diff(captures["strings"], captures["strings"]).findings] == ["info"]
+    report = run_diff(
+        captures["strings"], "revise", data=captures["rows"], only=["template", "prompt", "tokens"]
+    )
+    keys = findings_by_key(report)
+    assert (keys["template.applied"].severity, keys["template.applied"].a) == ("high", False)
+    assert "template.generation_prompt" not in keys
+    assert report.probes["template"]["a"]["rendered"] == ""
+    assert report.probes["prompt"]["rows_compared"] == 10  # the plain prompt strings are found by identity

@@ -436,3 +436,21 @@ def test_the_one_exchange_fast_path_writes_what_the_conversations_give(tmp_path,
     generic = trl_rows(m.conversations(rows), rows, m.recipe, "prompt_completion")
     assert exchange_rows(m.row_format.exchanges(rows), rows, m.recipe) == generic == m.recipe_rows(rows)
     assert generic[0]["prompt"][0]["content"] == rows[0]["question"] + ("\nThink." if template else "")
+
+
+def test_a_preprocessing_step_on_a_column_the_rows_lack_names_the_columns(tmp_path):
+    step = "data.preprocess=[{op: replace, pattern: a, replacement: b, field: gold}]"
+    with pytest.raises(ParityError) as err:
+        materialized(tmp_path, [{"question": "2+2?", "answer": "4"}], step)
+    assert (
+        str(err.value)
+        == "data.preprocess[0].field 'gold' is not a text column of the rows (columns: answer, question)"
+    )
+    m = materialized(
+        tmp_path / "ok", [{"instruction": "Add 2 and 2.", "output": "4"}] * 2, step.replace("gold", "output")
+    )
+    assert m.sample_rows[0]["completion"] == [{"role": "assistant", "content": "4"}]
+    m = materialized(
+        tmp_path / "b", [{"instruction": "Add.", "output": "a4"}] * 2, step.replace("gold", "output")
+    )
+    assert m.sample_rows[0]["completion"] == [{"role": "assistant", "content": "b4"}]
