@@ -247,13 +247,13 @@ YAML_RECIPES = [
     Case(
         "yaml-no-extends-diff",
         ("diff", "--a", "m.yaml", "--b", "revise", *CHEAP_DIFF, "--out", "out"),
-        "names no task (data.task)",
+        "chat template",
         {"m.yaml": "set:\n  training.seed: 1\n"},
     ),
     Case(
         "yaml-template-null-diff",
         ("diff", "--a", "m.yaml", "--b", "revise", *CHEAP_DIFF, "--out", "out"),
-        "names no task (data.task)",
+        "chat template",
         {"m.yaml": yaml_recipe({"template.chat_template": None})},
     ),
     Case(
