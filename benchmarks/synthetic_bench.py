@@ -9,7 +9,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from parity.data.synthetic import generate_rows  # noqa: E402
+from parity.tasks.gsm8k.synthetic import generate_rows  # noqa: E402
 
 ROWS = 10_000
 REPEATS = 5

@@ -65,7 +65,7 @@ AXIS_TABLE: tuple[Axis, ...] = (
         "prompt",
         probe="prompt",
         report_rank=3,
-        spec_keys=("prompt.user_template", "prompt.instruction"),
+        spec_keys=("prompt.user_template", "prompt.instruction", "prompt.system"),
         lock_keys=("prompt.user_template", "prompt.instruction"),
     ),
     Axis(

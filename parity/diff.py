@@ -14,13 +14,12 @@ from typing import Any
 from parity.axes import AXES, parse_axes
 from parity.errors import ParityError
 from parity.findings import Finding, sort_findings
-from parity.materialize import DEFAULT_SAMPLES, Materialized, materialize
+from parity.materialize import DEFAULT_SAMPLES, Materialized, materialize_pair
 from parity.plain import plain
 from parity.plan import held_world_sizes, table_world_sizes
 from parity.probes import Probe, ProbeContext, ProbeResult, failed_probe, load_probes
 from parity.process import cyclic_gc_paused
 from parity.registry import resolve_recipe
-from parity.spec import Recipe
 
 SCHEMA_VERSION = 1
 
@@ -95,16 +94,10 @@ def run_probe(
         return failed_probe(name, err)
 
 
-def materialize_pair(
-    a: Recipe, b: Recipe, data: str = "synthetic", world_size: int = 1, samples: int | None = DEFAULT_SAMPLES
-) -> tuple[Materialized, Materialized]:
-    return materialize(a, data, world_size, samples), materialize(b, data, world_size, samples)
-
-
 def run_diff(
     a_ref: str,
     b_ref: str,
-    data: str = "synthetic",
+    data: str | None = None,
     world_size: int = 1,
     samples: int | None = DEFAULT_SAMPLES,
     only: str | list[str] | None = None,
@@ -113,7 +106,8 @@ def run_diff(
     show_example: int = 0,
     on_probe: Callable[[str], None] | None = None,
 ) -> DiffReport:
-    """Resolve, materialize and diff two recipes: the library form of `parity diff`."""
+    """Resolve, materialize and diff two recipes: the library form of `parity diff` (data None: two captured
+    recipes are compared on their own rows, paired by identity; other pairs on their task's synthetic rows)."""
     with cyclic_gc_paused():
         axes = parse_axes(only, load_probes().names())
         if samples is not None and samples < 1:

@@ -319,7 +319,9 @@ def locked_value(m: Materialized, lora: dict[str, Any] | None, key: str) -> Any:
     if m.captured is not None and key in NOT_IN_A_CAPTURE:
         return NOT_CAPTURED
     if key == "data.split_rule":
-        return m.data.split_rule if m.captured is None else captured_split(m.captured, m.raw.test).rule
+        return (
+            m.data.split_rule if m.captured is None else captured_split(m.captured, m.raw_keys("test")).rule
+        )
     if key.startswith("peft.lora."):
         name = key.removeprefix("peft.lora.")
         return compact(lora[name]) if lora and name in lora else MISSING

@@ -240,18 +240,24 @@ RENDER_CHECK_ROWS = 4
 """Training rows rendered (bounded) through a recipe's chat template before TRL tokenizes any."""
 
 
-def check_recipe_rendering(recipe: Any, tokenizer: Any, rows: list[dict[str, str]]) -> None:
-    """The recipe's first training rows as TRL will render them (its prompt, its tokenizer's template): within the
-    limits, with every message's content and no unfilled placeholder, else a one-line ParityError."""
-    from parity.data.pipeline import conversational
+def check_recipe_rendering(recipe: Any, tokenizer: Any, rows: list[dict[str, Any]]) -> None:
+    """The recipe's first conversational training rows (TRL format) as TRL will render them with its tokenizer's
+    template: within the limits, with every message's content and no unfilled placeholder, else a one-line
+    ParityError."""
+    from parity.data.conversation import trl_conversation
 
-    conversations = [
-        row["prompt"] + row["completion"] for row in conversational(rows[:RENDER_CHECK_ROWS], recipe.prompt)
-    ]
+    conversations, tools = [], None
+    for row in rows[:RENDER_CHECK_ROWS]:
+        conversation = trl_conversation(row)
+        conversations.append(conversation.messages)
+        tools = tools or conversation.tools
+    kwargs = template_kwargs_of(tokenizer)
+    if tools:
+        kwargs["tools"] = tools
     check_conversations(
         recipe.name,
         tokenizer.chat_template,
         conversations,
-        template_kwargs_of(tokenizer),
-        [recipe.prompt.user_template, recipe.prompt.instruction],
+        kwargs,
+        [recipe.prompt.user_template or "", recipe.prompt.instruction],
     )

@@ -44,10 +44,10 @@ def render(m: Materialized, messages: list[dict], **kwargs: Any) -> str:
     return m.tokenizer.apply_chat_template(messages, tokenize=False, **kwargs)
 
 
-def render_is_deterministic(m: Materialized, messages: list[dict]) -> tuple[bool, bool]:
+def render_is_deterministic(m: Materialized, messages: list[dict], **kwargs: Any) -> tuple[bool, bool]:
     """(same text when rendered twice at one moment and once at another, whether the text depends on the date)."""
     texts = []
     for moment in (CLOCKS[0], CLOCKS[0], CLOCKS[1]):
         with frozen_clock(moment):
-            texts.append(render(m, messages, date_string=moment.strftime("%d %b %Y")))
+            texts.append(render(m, messages, date_string=moment.strftime("%d %b %Y"), **kwargs))
     return len(set(texts)) == 1, texts[0] == texts[1] and texts[0] != texts[2]

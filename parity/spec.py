@@ -57,22 +57,35 @@ class PreprocessStep:
     pattern: str = ""
     replacement: str = ""
     field: str = "answer"
-    """Which raw column the step rewrites."""
+    """Which column of the rows the step rewrites (before the row format's adapter reads them)."""
 
 
 @dataclass
 class DataSpec:
-    """Where the rows come from and how the recipe prepares and splits them."""
+    """Where the rows come from, which format they are in, and how the recipe prepares, splits and hands them to TRL."""
 
-    hub_path: str = "openai/gsm8k"
+    task: str | None = None
+    """Registered task pack the rows belong to (parity/tasks: 'gsm8k', 'math'): synthetic rows, gold rule, answer
+    format. None: no task, so `--data synthetic` has no rows and no answer or gold claims are made."""
+    format: str | None = None
+    """Registered row format (messages, sharegpt, prompt_completion, alpaca, input_output, text, tokenized; see
+    parity/data/formats.py). None: detected from the rows' columns."""
+    columns: dict[str, str] = field(default_factory=dict)
+    """Column map: the format's column name -> the dataset's (e.g. {'input': 'question', 'output': 'answer'})."""
+    trl_format: str | None = None
+    """What the recipe hands the trainer: 'prompt_completion' (conversational), 'prompt_completion_text' (plain
+    strings), 'messages', 'text' or 'tokenized'. None: the row format's own (parity/data/pipeline.py)."""
+    hub_path: str | None = None
     """Dataset read for `--data hub`."""
-    hub_config: str | None = "main"
+    hub_config: str | None = None
     hub_train_split: str = "train"
-    hub_eval_split: str = "test"
+    hub_eval_split: str | None = "test"
+    """None: the dataset has no test split (train-only data)."""
     preprocess: list[PreprocessStep] = field(default_factory=list)
     """Steps applied to every row, in order."""
     eval_from: str = "test"
-    """'test': evaluate on the benchmark's test split; 'train_holdout': hold out eval_fraction of train."""
+    """'test': evaluate on the benchmark's test split (none when the data has none); 'train_holdout': hold out
+    eval_fraction of train."""
     eval_fraction: float = 0.1
     split_seed: int = 0
     """Seed used here for the holdout split."""
@@ -82,11 +95,15 @@ class DataSpec:
 
 @dataclass
 class PromptSpec:
-    """How a GSM8K row becomes the user message."""
+    """How a row becomes the messages the model is conditioned on."""
 
-    user_template: str = "{question}"
-    """Placeholders {question} and {instruction} are substituted literally (no code)."""
+    user_template: str | None = None
+    """The last user turn, built from the row's own columns: every `{name}` is that column's text ({instruction}:
+    the recipe's instruction below, unless the rows have an 'instruction' column). None: the user turn as the row
+    format gives it."""
     instruction: str = ""
+    system: str | None = None
+    """System prompt set on every row (replacing the row's own). None: the row's own system turn, if any."""
 
 
 @dataclass
@@ -125,7 +142,7 @@ class EvalSpec:
     num_fewshot: int = 0
     apply_chat_template: bool = False
     prompt: str = ""
-    """Eval prompt; {question} and {instruction} as in PromptSpec."""
+    """Eval prompt; `{name}` placeholders from the row's columns and {instruction}, as in PromptSpec."""
     strict_regex: str | None = None
     flexible_regex: str | None = None
     """Last match is taken; the first non-empty group is the answer."""
@@ -134,8 +151,8 @@ class EvalSpec:
     ignore_case: bool = False
     remove_tokens: list[str] = field(default_factory=list)
     """Strings removed from a generation before extraction (lm-eval's remove_target_tokens filter)."""
-    gold_regex: str = r"#### (-?[0-9.,]+)"
-    """How the gold number is read from the raw GSM8K answer."""
+    gold_regex: str | None = None
+    """How the gold answer is read from a row's reference completion (None: the task's rule, see parity/tasks)."""
 
 
 @dataclass
@@ -185,6 +202,13 @@ class Recipe:
         """True for a captured recipe whose eval protocol nobody gave: it lives outside the training script, so
         the `eval` section holds defaults, not the recipe's protocol (an `eval.*` override gives it)."""
         return self.provenance.get("eval", "").startswith(EVAL_NOT_CAPTURED)
+
+    @property
+    def has_eval_protocol(self) -> bool:
+        """True when the recipe says how its benchmark number is produced (an eval prompt or an answer extractor);
+        without one there is nothing to make answer or consistency claims about."""
+        spec = self.eval
+        return not self.eval_not_captured and bool(spec.prompt or spec.strict_regex or spec.flexible_regex)
 
 
 EVAL_NOT_CAPTURED = "not captured"

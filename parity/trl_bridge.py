@@ -17,6 +17,9 @@ from parity.labels import IGNORE_INDEX
 
 __all__ = ["IGNORE_INDEX"]
 
+ROW_COLUMNS = ("prompt", "completion", "messages", "text", "tools")
+"""Columns of TRL's prepared dataset that say what a row was before tokenization."""
+
 
 def resolve_completion_only_loss(sft_config: Any, first_example: dict) -> bool:
     """SFTTrainer's rule: None means 'True for prompt/completion data'."""
@@ -33,14 +36,19 @@ class Prepared:
     input_ids: list[list[int]]
     labels: list[list[int]]
     completion_starts: list[int] | None = None
-    prompts: list[list[dict]] | None = None
-    """The prompt messages of each kept row, where TRL's dataset carries them."""
+    rows: list[dict] | None = None
+    """The TRL-format columns (prompt, completion, messages, text, tools) of each kept row, where TRL's dataset
+    carries them."""
     _dataset: datasets.Dataset | None = None
 
     @classmethod
     def from_dataset(cls, dataset: datasets.Dataset) -> Prepared:
-        prompts = dataset["prompt"][:] if "prompt" in dataset.column_names else None
-        return cls(dataset["input_ids"][:], dataset["labels"][:], None, prompts, dataset)
+        columns = [c for c in ROW_COLUMNS if c in dataset.column_names]
+        rows = None
+        if columns:
+            values = {c: dataset[c][:] for c in columns}
+            rows = [{c: values[c][i] for c in columns} for i in range(len(dataset))]
+        return cls(dataset["input_ids"][:], dataset["labels"][:], None, rows, dataset)
 
     @property
     def dataset(self) -> datasets.Dataset:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from functools import cache
 from typing import Any
 
-from parity.data.pipeline import PLACEHOLDER, PROMPT_PLACEHOLDERS
+from parity.data.pipeline import TRL_FORMATS, placeholders
 from parity.errors import ParityError
 from parity.render import TemplateError, check_template
 from parity.spec import PreprocessStep, Recipe
@@ -106,7 +106,7 @@ LORA_RANGES: dict[str, Rule] = {
 SPEC_RANGES: dict[str, Rule] = {
     "model.name_or_path": _non_empty_text(),
     "tokenizer.pad_token": _non_empty_text(),
-    "data.hub_path": _non_empty_text(),
+    "data.hub_path": _optional(_non_empty_text()),
     "data.eval_from": _one_of("test", "train_holdout"),
     "data.eval_fraction": _fraction_open(),
     "data.split_seed": _int_between(0, MAX_SEED),
@@ -142,9 +142,10 @@ def validate_recipe(recipe: Recipe) -> Recipe:
     for name, value in recipe.env.items():
         _expect(recipe, f"env.{name}", value, isinstance(value, str), "a version specifier string")
     _check_template(recipe)
-    _check_prompt_text(recipe, "prompt.user_template", recipe.prompt.user_template, needs_question=True)
-    _check_prompt_text(recipe, "prompt.instruction", recipe.prompt.instruction, needs_question=False)
-    _check_prompt_text(recipe, "eval.prompt", recipe.eval.prompt, needs_question=False)
+    _check_user_template(recipe)
+    _check_literal_text(recipe, "prompt.instruction", recipe.prompt.instruction)
+    _expect(recipe, "eval.prompt", recipe.eval.prompt, isinstance(recipe.eval.prompt, str), "a string")
+    _check_data_names(recipe)
     _check_regexes(recipe)
     _check_preprocess(recipe)
     return recipe
@@ -323,30 +324,55 @@ def _check_template(recipe: Recipe) -> None:
         raise ParityError(f"recipe '{recipe.name}': template.chat_template: {err}") from None
 
 
-def unknown_placeholders(text: str) -> list[str]:
-    """`{name}` placeholders in a prompt template that parity does not fill (they would stay literally)."""
-    return sorted({m for m in PLACEHOLDER.findall(text) if m not in PROMPT_PLACEHOLDERS})
-
-
-def _check_prompt_text(recipe: Recipe, key: str, text: Any, needs_question: bool) -> None:
-    _expect(recipe, key, text, isinstance(text, str), "a string")
-    unknown = unknown_placeholders(text)
-    if unknown:
-        names = ", ".join("{" + n + "}" for n in unknown)
+def _check_user_template(recipe: Recipe) -> None:
+    """A user template is None (the row's own user turn) or text with at least one `{column}` placeholder (else
+    every row's content would be dropped); which columns exist is checked against the rows when they are read."""
+    text = recipe.prompt.user_template
+    if text is None:
+        return
+    _expect(recipe, "prompt.user_template", text, isinstance(text, str), "a string or null")
+    if not placeholders(text):
         raise problem(
             recipe,
-            key,
+            "prompt.user_template",
             text,
-            f"only {{question}} and {{instruction}} as placeholders ({names} would stay literal)",
+            "a template with at least one {column} placeholder (else every row's content is dropped)",
         )
-    if needs_question and "{question}" not in text:
-        raise problem(recipe, key, text, "a template containing {question} (else every question is dropped)")
+
+
+def _check_literal_text(recipe: Recipe, key: str, text: Any) -> None:
+    """Text inserted literally (the instruction): a `{name}` in it would stay in the prompt as written."""
+    _expect(recipe, key, text, isinstance(text, str), "a string")
+    found = placeholders(text)
+    if found:
+        names = ", ".join("{" + n + "}" for n in found)
+        raise problem(recipe, key, text, f"literal text without placeholders ({names} would stay literal)")
+
+
+def _check_data_names(recipe: Recipe) -> None:
+    """Registered names: the row format, the TRL format and the task; the column map is text to text."""
+    from parity.data.formats import ROW_FORMATS
+    from parity.tasks import load_tasks
+
+    spec = recipe.data
+    for key, value, names in (
+        ("data.format", spec.format, ROW_FORMATS.names()),
+        ("data.trl_format", spec.trl_format, list(TRL_FORMATS)),
+        ("data.task", spec.task, sorted(load_tasks().names())),
+    ):
+        if value is not None and value not in names:
+            raise problem(recipe, key, value, "one of " + ", ".join(names) + " or null")
+    columns = spec.columns
+    ok = isinstance(columns, dict) and all(
+        isinstance(k, str) and isinstance(v, str) for k, v in columns.items()
+    )
+    _expect(recipe, "data.columns", columns, ok, "a mapping of format column names to dataset column names")
 
 
 def _check_regexes(recipe: Recipe) -> None:
     spec = recipe.eval
     patterns = [("eval.strict_regex", spec.strict_regex), ("eval.flexible_regex", spec.flexible_regex)]
-    patterns.append(("eval.gold_regex", spec.gold_regex))
+    patterns.append(("eval.gold_regex", spec.gold_regex))  # None: the task's gold rule
     _expect(
         recipe, "eval.ignore_patterns", spec.ignore_patterns, isinstance(spec.ignore_patterns, list), "a list"
     )
@@ -371,6 +397,6 @@ def _check_preprocess(recipe: Recipe) -> None:
         key = f"data.preprocess[{i}]"
         _expect(recipe, key, step, isinstance(step, PreprocessStep), "a step with op, pattern, replacement")
         _check_rule(recipe, f"{key}.op", step.op, _one_of("regex_sub", "replace"))
-        _check_rule(recipe, f"{key}.field", step.field, _one_of("question", "answer"))
+        _check_rule(recipe, f"{key}.field", step.field, _non_empty_text())
         if step.op == "regex_sub":
             _compile(recipe, f"{key}.pattern", step.pattern)

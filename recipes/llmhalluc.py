@@ -66,6 +66,10 @@ def build() -> Recipe:
             source=facts.source("template.chat_template"),
         ),
         data=DataSpec(
+            task="gsm8k",
+            format="input_output",
+            columns={"input": "question", "output": "answer"},
+            trl_format="prompt_completion",
             hub_path=facts["data.train_hub_path"],
             hub_config=None,
             hub_eval_split=facts["data.eval_hub_split"],

@@ -52,14 +52,21 @@ def build() -> Recipe:
             source=facts.source("template.chat_template"),
         ),
         data=DataSpec(
+            task="gsm8k",
+            format="input_output",
+            columns={"input": "question", "output": "answer"},
+            trl_format="prompt_completion",
             hub_path=facts["data.hub_path"],
             hub_config=facts["data.hub_config"],
             preprocess=[
-                PreprocessStep(op="regex_sub", pattern=facts["data.strip_pattern"], replacement=""),
+                PreprocessStep(
+                    op="regex_sub", pattern=facts["data.strip_pattern"], replacement="", field="answer"
+                ),
                 PreprocessStep(
                     op="replace",
                     pattern=facts["data.final_marker_old"],
                     replacement=facts["data.final_marker_new"],
+                    field="answer",
                 ),
             ],
             eval_from="train_holdout",

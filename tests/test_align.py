@@ -84,7 +84,7 @@ def test_aligning_eval_gives_the_same_eval_prompt_text(pair):
     from parity.run.evaluate import eval_text
 
     result = align(*pair, "eval")
-    texts = [eval_text(r, "Q?") for r in (result.aligned_a, result.aligned_b)]
+    texts = [eval_text(r, {"question": "Q?"}) for r in (result.aligned_a, result.aligned_b)]
     assert texts[0] == texts[1] == "Q?\n" + pair[1].prompt.instruction
 
 

@@ -155,10 +155,12 @@ RECIPE_VALUES = [
         {"bare.yaml": yaml_recipe({"training.learning_rate": 1e-5}, extends=None)},
     ),
     Case("template-force-text", show("template.force=sometimes"), "template.force"),
-    Case("user-template-query", show("prompt.user_template='{query}'"), "{query}"),
-    Case("user-template-no-question", show("prompt.user_template='Solve it.'"), "{question}"),
+    Case(
+        "user-template-query", diff_a("prompt.user_template='{query}'"), "{query} is not a column of the rows"
+    ),
+    Case("user-template-no-placeholder", show("prompt.user_template='Solve it.'"), "{column} placeholder"),
     Case("instruction-placeholder", show("prompt.instruction='Use {format}.'"), "{format}"),
-    Case("eval-prompt-placeholder", show("eval.prompt='{query}'"), "eval.prompt"),
+    Case("eval-prompt-placeholder", diff_a("eval.prompt='{query}'"), "eval.prompt: {query} is not a column"),
     Case("template-empty", show("template.chat_template=''"), "template.chat_template"),
     Case("template-spaces", show("template.chat_template='   '"), "empty"),
     Case("template-syntax", show("template.chat_template='{% for m in messages %}'"), "syntax error"),
@@ -343,13 +345,13 @@ DATA = [
     Case(
         "data-missing-answer",
         diff_a(extra=("--data", "d", "--only", "config")),
-        "train.jsonl:1: expected",
+        "data.format input_output: the rows lack column(s) answer (they have question)",
         data_dir('{"question": "q"}\n'),
     ),
     Case(
         "data-number-answer",
         diff_a(extra=("--data", "d", "--only", "config")),
-        "train.jsonl:1",
+        "train.jsonl:1: expected a string in column 'answer'",
         data_dir('{"question": "q", "answer": 4}\n'),
     ),
     Case(
@@ -366,9 +368,15 @@ DATA = [
     ),
     Case("data-empty-file", diff_a(extra=("--data", "d", "--only", "config")), "no rows", data_dir("")),
     Case(
-        "data-missing-test",
+        "data-missing-train",
         diff_a(extra=("--data", "d", "--only", "config")),
         "missing",
+        {"d/test.jsonl": GOOD_ROW},
+    ),
+    Case(
+        "data-one-row-holdout",
+        diff_a(extra=("--data", "d", "--only", "config")),
+        "data.eval_fraction 0.1 of 1 train row(s) leaves no train or no eval row",
         {"d/train.jsonl": GOOD_ROW},
     ),
     Case("data-missing-dir", diff_a(extra=("--data", "nowhere", "--only", "config")), "not a directory"),

@@ -90,7 +90,7 @@ def test_run_values_equal_what_each_run_directory_scores(planted):
         recipe = resolve_recipe(str(source / f"{leg}.recipe.yaml"))
         generations = result["generations"]
         assert len(generations) == QUESTIONS
-        scored = score([g["output"] for g in generations], [g["gold_raw"] for g in generations], recipe.eval)
+        scored = score([g["output"] for g in generations], [g["gold_raw"] for g in generations], recipe)
         mode = "strict" if "strict" in scored else "flexible"
         assert record["metrics"]["accuracy_mode"] == mode
         assert (run["correct"], run["n"]) == (scored[mode]["correct"], scored[mode]["n"])

@@ -355,15 +355,18 @@ def test_a_capture_is_a_parity_recipe_with_its_launch_rules(shell_capture):
     assert config.push_to_hub is True and config.learning_rate == 1e-4
 
 
-def test_capture_dir_is_a_recipe_and_materializes_from_the_captured_examples(shell_capture):
+def test_capture_dir_is_a_recipe_and_materializes_from_the_captured_examples(shell_capture, tmp_path):
     from parity.materialize import materialize
     from parity.registry import resolve_recipe
+    from parity.tasks.gsm8k.synthetic import generate_splits
 
     path = shell_capture[0].path
     captured = load_capture(path)
     recipe = resolve_recipe(f"capture:{path}")
     assert recipe.name == f"capture:{path}" and recipe.origin == f"capture ({path})"
-    materialized = materialize(recipe, data="synthetic:20:5", world_size=2, samples=2)
+    for name, rows in zip(("train", "test"), generate_splits(20, 5), strict=True):
+        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    materialized = materialize(recipe, data=str(tmp_path), world_size=2, samples=2)
     assert materialized.prepared.input_ids == captured.collated["train"].input_ids[:2]
     assert materialized.prepared.labels == captured.collated["train"].labels[:2]
     assert materialized.sample_rows == captured.raw["train"][:2]

@@ -1,6 +1,6 @@
 """How shared raw rows are found among a capture's rows (parity.capture.examples), on hand-built captures:
-the question string contained in a captured user text, first row wins, train before eval, and the labels rule
-measured on the collated rows; the manifest's dataset requests."""
+by identity key (equal keys, else the key contained in a captured user text), first row wins, train before eval,
+and the labels rule measured on the collated rows; the manifest's dataset requests."""
 
 from __future__ import annotations
 
@@ -9,6 +9,17 @@ from pathlib import Path
 from parity.capture.data_requests import data_requests
 from parity.capture.examples import CapturedLookup, captured_split, collator_rule, user_text
 from parity.capture.reader import CapturedRecipe, PreparedDataset
+from parity.data.conversation import key_of_turns
+
+
+def key(text: str) -> str:
+    """The identity key of a row whose one user turn is `text`."""
+    return key_of_turns([text])
+
+
+def find(lookup: CapturedLookup, *questions: str) -> list:
+    """The captured examples of rows whose user turn is each question."""
+    return lookup.examples([{"question": q} for q in questions], [key(q) for q in questions])
 
 
 def conversation(question: str, answer: str, instruction: str = "") -> dict:
@@ -71,32 +82,23 @@ def test_user_text_reads_prompt_messages_strings_and_text():
 
 def test_the_first_captured_row_containing_the_question_wins_and_train_comes_before_eval():
     lookup = CapturedLookup(completion_mask_capture())
-    found = lookup.examples(
-        [
-            {"question": "Tom has 3 pens. How many pens?", "answer": "3"},
-            {"question": "What is 2 + 2?", "answer": "4"},
-            {"question": "How many apples", "answer": "2"},
-        ]
-    )
+    found = find(lookup, "Tom has 3 pens. How many pens?", "What is 2 + 2?", "How many apples")
     assert [(e.found_in, e.same_row) for e in found] == [
         (("train", 1), True),
         (("eval", 0), True),
         (("train", 0), True),
     ]
     assert found[0].input_ids == [20, 21, 22]
-    assert found[0].conversation == {"prompt": TRAIN[1]["prompt"], "completion": TRAIN[1]["completion"]}
+    assert found[0].trained_row == TRAIN[1]
+    assert found[0].conversation.messages == TRAIN[1]["prompt"] + TRAIN[1]["completion"]
     assert found[0].user_message == "Tom has 3 pens. How many pens?" + INSTRUCTION
 
 
 def test_labels_come_from_the_collator_else_from_the_rule_all_collated_rows_follow():
     lookup = CapturedLookup(completion_mask_capture())
     assert lookup.labels_rule.rule == "completion-mask"
-    collated, ruled, held_out = lookup.examples(
-        [
-            {"question": "How many apples are left?"},
-            {"question": "Tom has 3 pens. How many pens?"},
-            {"question": "What is 2 + 2?"},
-        ]
+    collated, ruled, held_out = find(
+        lookup, "How many apples are left?", "Tom has 3 pens. How many pens?", "What is 2 + 2?"
     )
     assert collated.labels == [-100, -100, 12, 13]
     assert collated.source == "captured train row 0; input_ids and labels from the trainer's collator"
@@ -117,9 +119,9 @@ def test_an_identity_collator_and_an_unknown_one_are_told_apart():
     }
     identity = hand_built({"train": TRAIN[:2]}, prepared, [{"input_ids": [1, 2], "labels": [1, 2]}])
     assert collator_rule(identity).rule == "collator-identity"
-    assert CapturedLookup(identity).example({"question": "Tom has 3 pens."}).labels == [3]
+    assert find(CapturedLookup(identity), "Tom has 3 pens.")[0].labels == [3]
     odd = hand_built({"train": TRAIN[:2]}, prepared, [{"input_ids": [1, 2], "labels": [-100, -100]}])
-    example = CapturedLookup(odd).example({"question": "Tom has 3 pens."})
+    [example] = find(CapturedLookup(odd), "Tom has 3 pens.")
     assert (example.input_ids, example.labels) == ([3], None)
     assert example.source.endswith(
         "the collated rows follow no rule parity can apply to other rows: labels not captured"
@@ -127,20 +129,18 @@ def test_an_identity_collator_and_an_unknown_one_are_told_apart():
 
 
 def test_a_row_no_captured_row_contains_is_not_captured_and_the_stand_in_is_labelled():
-    example = CapturedLookup(completion_mask_capture()).example(
-        {"question": "Tom has 4 pens.", "answer": "4"}
-    )
+    [example] = find(CapturedLookup(completion_mask_capture()), "Tom has 4 pens.")
     assert (example.same_row, example.found_in) == (False, None)
     assert example.input_ids == [10, 11, 12, 13]  # captured train row 0, shown as a stand-in
     assert example.source == (
-        "not captured: no row the recipe's own code produced contains this question (3 train, 1 eval); "
+        "not captured: no row the recipe's own code produced holds this row's user turns (3 train, 1 eval); "
         "shown instead: captured train row 0; input_ids and labels from the trainer's collator, NOT the same row"
     )
 
 
 def test_unpaired_prepared_rows_are_not_guessed():
     captured = hand_built({"train": TRAIN}, {"train": [{"input_ids": [1], "labels": [1]}]})
-    example = CapturedLookup(captured).example({"question": "How many apples are left?"})
+    [example] = find(CapturedLookup(captured), "How many apples are left?")
     assert (example.same_row, example.input_ids, example.labels) == (True, [], None)
     assert "TRL's preparation kept 1 of 3 rows" in example.source
 
@@ -148,13 +148,13 @@ def test_unpaired_prepared_rows_are_not_guessed():
 def test_captured_split_counts_test_questions_in_train_and_eval():
     split = captured_split(
         CapturedLookup(completion_mask_capture()),
-        [{"question": "What is 2 + 2?"}, {"question": "How many apples are left?"}, {"question": "Absent?"}],
+        [key("What is 2 + 2?"), key("How many apples are left?"), key("Absent?")],
     )
     assert (split.train_rows, split.eval_rows, split.test_in_train, split.test_in_eval) == (3, 1, 1, 1)
     assert split.eval_is_benchmark_test is True
     assert (
         split.rule
-        == "the recipe's own code: 3 train / 1 eval rows; 1 of 3 benchmark test questions are in its eval rows"
+        == "the recipe's own code: 3 train / 1 eval rows; 1 of 3 benchmark test rows are in its eval rows"
     )
 
 

@@ -96,7 +96,7 @@ def test_a_row_the_capture_lacks_is_not_captured_never_retokenized(captured, cap
     assert (example.same_row, example.found_in) == (False, None)
     assert example.input_ids == collated.input_ids[0]  # the stand-in: captured train row 0, labelled as such
     assert example.source.startswith(
-        "not captured: no row the recipe's own code produced contains this question (4 train, 2 eval); "
+        "not captured: no row the recipe's own code produced holds this row's user turns (4 train, 2 eval); "
         "shown instead: captured train row 0"
     )
     with pytest.raises(RowNotCaptured, match="not captured"):
@@ -148,7 +148,7 @@ def test_data_probe_compares_captured_rows_with_a_builtin_recipe(against_revise)
     split = findings["data.eval_split"]
     assert (
         split.a
-        == "the recipe's own code: 4 train / 2 eval rows; 1 of 2 benchmark test questions are in its eval rows"
+        == "the recipe's own code: 4 train / 2 eval rows; 1 of 2 benchmark test rows are in its eval rows"
     )
     assert split.evidence["a"]["eval_questions_in_test"] == 1
     completions = findings["data.preprocess"]

@@ -14,10 +14,14 @@ from parity.errors import ParityError
 from parity.registry import resolve_recipe
 
 
-def test_synthetic_defaults_mirror_gsm8k_sizes():
-    assert parse_synthetic("synthetic") == (7473, 1319, 0)
+def test_synthetic_defaults_are_the_tasks_own_sizes():
+    assert parse_synthetic("synthetic") == (None, None, 0)
     assert parse_synthetic("synthetic:400:80:3") == (400, 80, 3)
-    assert parse_synthetic("synthetic:1000") == (1000, 177, 0)
+    assert parse_synthetic("synthetic:1000") == (1000, None, 0)
+    revise = resolve_recipe("revise")
+    assert [len(load_raw(spec, revise).test) for spec in ("synthetic:1000", "synthetic:0:0")] == [177, 0]
+    full = load_raw("synthetic", revise)
+    assert (len(full.train), len(full.test), full.task) == (7473, 1319, "gsm8k")
 
 
 def test_synthetic_same_seed_same_rows_different_seed_different_rows():
@@ -27,7 +31,7 @@ def test_synthetic_same_seed_same_rows_different_seed_different_rows():
     other = load_raw("synthetic:50:10:2", revise)
     assert first.train == again.train and first.test == again.test
     assert first.train != other.train
-    assert first.source == "synthetic(seed=1)"
+    assert first.source == "synthetic gsm8k (seed=1)"
 
 
 def test_both_recipes_preprocess_synthetic_rows():
@@ -61,10 +65,8 @@ def test_local_dir_is_read(tmp_path):
     [
         ({}, "missing"),
         ({"train.jsonl": "not json\n", "test.jsonl": "{}\n"}, "train.jsonl:1: not valid JSON"),
-        (
-            {"train.jsonl": '{"question": 1}\n', "test.jsonl": "{}\n"},
-            "expected an object with string 'question' and 'answer'",
-        ),
+        ({"train.jsonl": "[1, 2]\n"}, "train.jsonl:1: expected a JSON object with the row's columns"),
+        ({"train.jsonl": '{"question": "q", "answer": "a"}\n', "test.jsonl": "\n"}, "test.jsonl: no rows"),
     ],
 )
 def test_bad_local_dir_is_a_clear_error(tmp_path, files, message):

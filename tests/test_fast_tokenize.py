@@ -60,7 +60,7 @@ def test_completion_starts_equal_the_measured_prompt_lengths(name):
 
     m = make(name, samples=40)
     rows = m.train_rows[:40]
-    measured = prompt_lengths(m, [r["prompt"] for r in rows], m.prepared.input_ids)
+    measured = prompt_lengths(m, rows, m.prepared.input_ids)
     assert m.prepared.completion_starts == measured
     assert all(start > 5 for start in measured)
 

@@ -120,14 +120,15 @@ def test_tokens_overlapping_hand_made(offsets, spans, expected):
 
 
 def test_tokens_overlapping_equals_brute_force_on_every_synthetic_answer(revise):
-    from parity.data.synthetic import generate_rows
-    from parity.probes.data import ANNOTATION, token_offsets, tokens_overlapping
+    from parity.probes.data import token_offsets, tokens_overlapping
+    from parity.tasks.gsm8k import GSM8K
+    from parity.tasks.gsm8k.synthetic import generate_rows
 
     answers = [row["answer"] for row in generate_rows(400, seed=3)]
     offsets = token_offsets(revise.tokenizer, answers)
     reference = revise.tokenizer(answers, add_special_tokens=False, return_offsets_mapping=True)
     assert offsets == [list(map(tuple, row)) for row in reference["offset_mapping"]]
-    spans = [[match.span() for match in ANNOTATION.finditer(answer)] for answer in answers]
+    spans = [[match.span() for match in GSM8K.annotation_regex.finditer(answer)] for answer in answers]
     counts = [
         (tokens_overlapping(o, s), brute_force_overlaps(o, s)) for o, s in zip(offsets, spans, strict=True)
     ]

@@ -63,7 +63,7 @@ def test_train_rows_that_are_test_questions(tmp_path):
     holds 10% of train out for eval, so the overlap each recipe trains on differs."""
     import json
 
-    from parity.data.synthetic import generate_splits
+    from parity.tasks.gsm8k.synthetic import generate_splits
 
     train, test = generate_splits(100, 40, 3)
     train[:20] = test[:20]

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from parity.data import synthetic
-from parity.data.synthetic import generate_rows, generate_splits
+from parity.tasks.gsm8k import synthetic
+from parity.tasks.gsm8k.synthetic import generate_rows, generate_splits
 
 ANNOTATION = re.compile(r"<<([^=<>]*)=([^<>]*)>>")
 EXPR = re.compile(r"^[0-9+\-*/.()]+$")

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from parity.data.pipeline import placeholders
 from parity.errors import ParityError
 from parity.registry import resolve_recipe
 from parity.spec import PreprocessStep
-from parity.validate import lora_config_types, sft_config_types, unknown_placeholders, validate_recipe
+from parity.validate import lora_config_types, sft_config_types, validate_recipe
 
 
 def rejects(overrides: list[str], recipe: str = "revise") -> str:
@@ -72,7 +73,16 @@ def test_built_in_recipes_are_valid(name):
             "data.eval_from=validation",
             "data.eval_from = 'validation': expected one of 'test', 'train_holdout'",
         ),
-        ("data.hub_path=' '", "data.hub_path = ' ': expected a non-empty string"),
+        ("data.hub_path=' '", "data.hub_path = ' ': expected a non-empty string or null"),
+        (
+            "data.format=csv",
+            "data.format = 'csv': expected one of messages, sharegpt, prompt_completion, alpaca",
+        ),
+        (
+            "data.trl_format=chat",
+            "data.trl_format = 'chat': expected one of prompt_completion, prompt_completion_text",
+        ),
+        ("data.task=gsm9k", "data.task = 'gsm9k': expected one of gsm8k, math or null"),
         ("eval.num_fewshot=-1", "eval.num_fewshot = -1: expected an integer from 0 to 1,000"),
         ("eval.strict_regex='('", "eval.strict_regex = '(': expected a valid regular expression (missing )"),
         ("eval.gold_regex='[0-9'", "eval.gold_regex = '[0-9': expected a valid regular expression"),
@@ -80,11 +90,10 @@ def test_built_in_recipes_are_valid(name):
         ("peft.method=qlora", "peft.method = 'qlora': expected one of 'none', 'full', 'lora'"),
         ("tokenizer.pad_token=''", "tokenizer.pad_token = '': expected a non-empty string"),
         ("model.name_or_path=''", "model.name_or_path = '': expected a non-empty string"),
-        ("prompt.user_template='{query}'", "prompt.user_template = '{query}': expected only {question} and"),
-        ("prompt.user_template='Solve it.'", "expected a template containing {question}"),
+        ("prompt.user_template='Solve it.'", "expected a template with at least one {column} placeholder"),
         (
             "prompt.instruction='Use {format}.'",
-            "prompt.instruction = 'Use {format}.': expected only {question}",
+            "prompt.instruction = 'Use {format}.': expected literal text without placeholders ({format} would",
         ),
         ("template.chat_template='   '", "template.chat_template: the chat template is empty"),
         (
@@ -149,8 +158,8 @@ def test_preprocess_steps_are_checked_when_built_in_python():
     recipe.data.preprocess = [PreprocessStep(op="regex_sub", pattern="<<(", replacement="")]
     with pytest.raises(ParityError, match=r"data.preprocess\[0\].pattern = '<<\(': expected a valid regular"):
         validate_recipe(recipe)
-    recipe.data.preprocess = [PreprocessStep(op="regex_sub", pattern="x", field="gold")]
-    with pytest.raises(ParityError, match=r"data.preprocess\[0\].field = 'gold': expected one of"):
+    recipe.data.preprocess = [PreprocessStep(op="regex_sub", pattern="x", field="")]
+    with pytest.raises(ParityError, match=r"data.preprocess\[0\].field = '': expected a non-empty string"):
         validate_recipe(recipe)
 
 
@@ -160,9 +169,25 @@ def test_long_values_are_shortened_in_the_message():
     assert len(text) < 250
 
 
-def test_unknown_placeholders():
-    assert unknown_placeholders("{question}\n{instruction} {query} {x} {{jinja}} {1}") == [
-        "jinja",
+def test_placeholders_are_any_identifier_in_first_use_order():
+    assert placeholders("{question}\n{instruction} {query} {x} {{jinja}} {1} {x}") == [
+        "question",
+        "instruction",
         "query",
         "x",
+        "jinja",
     ]
+
+
+def test_a_placeholder_names_a_column_only_when_the_rows_are_read():
+    """Any `{column}` is valid in a recipe; a column the rows lack is one error naming the columns they have."""
+    recipe = validate_recipe(resolve_recipe("revise", ["prompt.user_template='{query}'"]))
+    assert recipe.prompt.user_template == "{query}"
+    from conftest import make
+
+    with pytest.raises(ParityError) as err:
+        make("revise", ["prompt.user_template='{query}'"])
+    assert str(err.value) == (
+        "recipe 'revise': prompt.user_template: {query} is not a column of the rows (text columns: answer, question; "
+        "{instruction} is the recipe's prompt.instruction)"
+    )

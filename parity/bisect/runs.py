@@ -308,7 +308,7 @@ def leg_metrics(result: dict[str, Any], recipe) -> dict[str, Any]:
     metrics: dict[str, Any] = {"eval_loss": losses.get("shared", losses.get("own")), "accuracy": None}
     generations = result.get("generations") or []
     if generations:
-        scores = score([g["output"] for g in generations], [g["gold_raw"] for g in generations], recipe.eval)
+        scores = score([g["output"] for g in generations], [g["gold_raw"] for g in generations], recipe)
         mode = next((name for name in ("strict", "flexible") if name in scores), None)
         if mode is not None:
             metrics.update(

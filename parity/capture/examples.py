@@ -1,22 +1,44 @@
-"""Shared raw rows looked up among the rows a captured recipe's own code produced: a row is found when its
-question string occurs, character for character, in the user text of a captured row (train rows first, then
-eval rows; the first such row wins), and its example is the one the recipe's own preparation and collator
-made. A row no captured row contains is "not captured": never re-tokenized here with parity's defaults."""
+"""Shared raw rows looked up among the rows a captured recipe's own code produced, by identity: a row is found when
+its identity key (its normalised user turns, parity.data.conversation) equals a captured row's key (the template's
+constant words removed from the captured rows), else when it occurs in a captured row's whole normalised user
+text (train rows first, then eval rows; the first such row wins). Its example is the one the recipe's own
+preparation and collator made. A row no captured row holds is "not captured": never re-tokenized here."""
 
 from __future__ import annotations
 
 import dataclasses
 from bisect import bisect_right
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
 from parity.capture.reader import CapturedRecipe, PreparedDataset
+from parity.data.conversation import (
+    Conversation,
+    completion_text,
+    conversation_key,
+    strip_constant_words,
+    trl_conversation,
+    user_text,
+)
 from parity.labels import IGNORE_INDEX
 
-MATCH_RULE = "the row's question string occurs verbatim in the user text of a captured row (first one, train then eval)"
+__all__ = [
+    "CapturedLookup",
+    "SharedExample",
+    "captured_split",
+    "collator_rule",
+    "completion_text",
+    "user_text",
+]
+
+MATCH_RULE = (
+    "the row's identity key equals a captured row's (template words removed), else occurs in a captured row's "
+    "normalised user text (first one, train then eval)"
+)
 SEPARATOR = "\x00"
-"""Joins the user texts of one split for searching; a question never contains it, so no match spans two rows."""
+"""Joins the normalised user texts of one split for searching; normalised text never contains it."""
 
 
 @dataclass(frozen=True)
@@ -24,12 +46,12 @@ class SharedExample:
     """One shared raw row as a recipe trains it, or, where the capture does not contain it, the stand-in shown
     instead (`same_row` False: a different row, shown so the reader sees the recipe's format)."""
 
-    row: dict[str, str]
-    """The shared raw row asked for (question/answer)."""
-    conversation: dict[str, Any] | None
-    """The example in TRL's conversational format (prompt and completion messages); None when the recipe's
-    rows are not conversational."""
+    row: dict[str, Any]
+    """The shared raw row asked for (the dataset's columns)."""
+    trained_row: dict[str, Any] | None
+    """The example in the TRL format the recipe hands its trainer (prompt/completion, messages, text, ids)."""
     user_message: str
+    """Its last user turn (its prompt or text string for rows without turns)."""
     input_ids: list[int]
     labels: list[int] | None
     """None where the capture cannot say which tokens carry loss for this row."""
@@ -38,55 +60,43 @@ class SharedExample:
     """Where the example comes from, in words (which captured row, or why the row is not captured)."""
     found_in: tuple[str, int] | None = None
     """(captured split, row index) of the captured row holding this shared row; None otherwise."""
+    row_text: str = ""
+    """The shared row's user text, for the reader (the row's identity is its normalised form)."""
+
+    @property
+    def conversation(self) -> Conversation | None:
+        """The trained row as messages (None when there is none)."""
+        return trl_conversation(self.trained_row) if self.trained_row is not None else None
 
     def evidence(self) -> dict[str, Any]:
-        return {"same_row": self.same_row, "source": self.source, "question": self.row.get("question", "")}
-
-
-def user_text(row: dict[str, Any]) -> str:
-    """The user-side text of a captured row: its user messages (prompt or messages column) or its prompt or
-    text string."""
-    for column in ("prompt", "messages"):
-        value = row.get(column)
-        if isinstance(value, list):
-            return "\n".join(str(m.get("content", "")) for m in value if m.get("role") == "user")
-        if isinstance(value, str):
-            return value
-    text = row.get("text")
-    return text if isinstance(text, str) else ""
-
-
-def conversation_of(row: dict[str, Any]) -> dict[str, Any] | None:
-    """A captured row as prompt/completion messages (a messages row split before its last assistant turn)."""
-    prompt, completion = row.get("prompt"), row.get("completion")
-    if isinstance(prompt, list) and isinstance(completion, list):
-        return {"prompt": prompt, "completion": completion}
-    messages = row.get("messages")
-    if isinstance(messages, list) and messages and messages[-1].get("role") == "assistant":
-        return {"prompt": messages[:-1], "completion": messages[-1:]}
-    return None
+        return {"same_row": self.same_row, "source": self.source, "question": self.row_text}
 
 
 @dataclass(frozen=True)
 class _Split:
-    """The user texts of one captured split, joined for one-pass substring search."""
+    """The identity keys of one captured split, and its normalised user texts joined for substring search."""
 
     name: str
     rows: list[dict[str, Any]]
+    index: dict[str, int]
+    """Identity key -> the first row with it."""
     joined: str
     starts: list[int]
 
     @classmethod
-    def of(cls, name: str, rows: list[dict[str, Any]]) -> _Split:
-        texts = [user_text(row) for row in rows]
+    def of(cls, name: str, rows: list[dict[str, Any]], keys: list[str], texts: list[str]) -> _Split:
+        index: dict[str, int] = {}
+        for i, key in enumerate(keys):
+            if key:
+                index.setdefault(key, i)
         starts, offset = [], 0
         for text in texts:
             starts.append(offset)
             offset += len(text) + len(SEPARATOR)
-        return cls(name, rows, SEPARATOR.join(texts), starts)
+        return cls(name, rows, index, SEPARATOR.join(texts), starts)
 
-    def first_containing(self, question: str) -> int | None:
-        position = self.joined.find(question) if question else -1
+    def first_containing(self, key: str) -> int | None:
+        position = self.joined.find(key) if key else -1
         return None if position < 0 else bisect_right(self.starts, position) - 1
 
 
@@ -133,52 +143,71 @@ def collator_rule(captured: CapturedRecipe) -> Labels:
 
 
 class CapturedLookup:
-    """Finds shared raw rows among a capture's train and eval rows and returns their captured examples."""
+    """Finds shared raw rows among a capture's train and eval rows by identity and returns their captured examples."""
 
-    def __init__(self, captured: CapturedRecipe) -> None:
+    def __init__(self, captured: CapturedRecipe, decode: Callable[[list[int]], str] | None = None) -> None:
         self.captured = captured
+        self.decode = decode
+        """Token ids -> text, for the identity of pre-tokenized captured rows (the recipe's tokenizer)."""
         names = ["train"] + sorted(name for name in captured.raw if name.startswith("eval"))
-        self.splits = [_Split.of(name, captured.raw[name]) for name in names if name in captured.raw]
+        self.names = [name for name in names if name in captured.raw]
         self._located: dict[str, tuple[str, int] | None] = {}
+
+    @cached_property
+    def splits(self) -> list[_Split]:
+        rows = {name: self.captured.raw[name] for name in self.names}
+        texts = [
+            conversation_key(trl_conversation(row), self.decode) for name in self.names for row in rows[name]
+        ]
+        keys = strip_constant_words(texts)
+        splits, start = [], 0
+        for name in self.names:
+            end = start + len(rows[name])
+            splits.append(_Split.of(name, rows[name], keys[start:end], texts[start:end]))
+            start = end
+        return splits
 
     @cached_property
     def labels_rule(self) -> Labels:
         return collator_rule(self.captured)
 
-    def examples(self, rows: list[dict[str, str]]) -> list[SharedExample]:
-        return [self.example(row) for row in rows]
+    def examples(self, rows: list[dict[str, Any]], keys: list[str]) -> list[SharedExample]:
+        return [self.example(row, key) for row, key in zip(rows, keys, strict=True)]
 
-    def locate(self, question: str) -> tuple[str, int] | None:
-        """(split, index) of the first captured row whose user text contains the question (searched once)."""
-        if question not in self._located:
-            self._located[question] = next(
-                (
-                    (split.name, index)
-                    for split in self.splits
-                    if (index := split.first_containing(question)) is not None
-                ),
-                None,
-            )
-        return self._located[question]
+    def locate(self, key: str) -> tuple[str, int] | None:
+        """(split, index) of the captured row holding the row with this identity key (searched once): equal keys
+        first, then the first normalised user text containing the key; train before eval in both."""
+        if key not in self._located:
+            found = None
+            if key:
+                found = next(((s.name, s.index[key]) for s in self.splits if key in s.index), None)
+                found = found or next(
+                    ((s.name, i) for s in self.splits if (i := s.first_containing(key)) is not None), None
+                )
+            self._located[key] = found
+        return self._located[key]
 
-    def example(self, row: dict[str, str]) -> SharedExample:
+    def example(self, row: dict[str, Any], key: str) -> SharedExample:
         """The captured example of one shared raw row, or the stand-in (captured train example 0) when no
-        captured row contains its question."""
-        where = self.locate(row.get("question", ""))
+        captured row holds it."""
+        where = self.locate(key)
+        text = key.replace(" \x1e ", "\n")
         if where is not None:
-            return self._captured_example(row, *where, same_row=True)
-        stand_in = self._captured_example(row, "train", 0, same_row=False)
+            return self._captured_example(row, *where, same_row=True, text=text)
+        stand_in = self._captured_example(row, "train", 0, same_row=False, text=text)
         return dataclasses.replace(
             stand_in,
             found_in=None,
-            source=f"not captured: no row the recipe's own code produced contains this question ({self._rows_text()}); "
-            f"shown instead: {stand_in.source}, NOT the same row",
+            source=f"not captured: no row the recipe's own code produced holds this row's user turns "
+            f"({self._rows_text()}); shown instead: {stand_in.source}, NOT the same row",
         )
 
     def _rows_text(self) -> str:
         return ", ".join(f"{len(split.rows)} {split.name}" for split in self.splits)
 
-    def _captured_example(self, row: dict[str, str], split: str, index: int, same_row: bool) -> SharedExample:
+    def _captured_example(
+        self, row: dict[str, Any], split: str, index: int, same_row: bool, text: str
+    ) -> SharedExample:
         raw = self.captured.raw[split][index]
         prepared = self.captured.prepared.get(split)
         where = f"captured {split} row {index}"
@@ -187,25 +216,19 @@ class CapturedLookup:
             kept = "none" if prepared is None else f"{len(prepared.rows)} of {len(self.captured.raw[split])}"
             return SharedExample(
                 row,
-                conversation_of(raw),
-                user_text(raw),
+                raw,
+                _last_user_text(raw),
                 [],
                 None,
                 same_row,
                 f"{where}: its prepared example is not captured (TRL's preparation kept {kept} rows, so "
                 "raw and prepared rows cannot be paired)",
                 found_in,
+                text,
             )
         ids, labels, labels_from = self._ids_and_labels(prepared, split, index)
         return SharedExample(
-            row,
-            conversation_of(raw),
-            user_text(raw),
-            ids,
-            labels,
-            same_row,
-            f"{where}; {labels_from}",
-            found_in,
+            row, raw, _last_user_text(raw), ids, labels, same_row, f"{where}; {labels_from}", found_in, text
         )
 
     def _ids_and_labels(
@@ -232,17 +255,13 @@ class CapturedLookup:
         return ids, None, f"prepared input_ids; {rule.description}"
 
 
-def completion_text(row: dict[str, Any]) -> str:
-    """The assistant-side text of a captured row (its completion messages or string)."""
-    value = row.get("completion")
-    if isinstance(value, list):
-        return "\n".join(str(m.get("content", "")) for m in value if m.get("role") == "assistant")
-    if isinstance(value, str):
-        return value
-    messages = row.get("messages")
-    if isinstance(messages, list) and messages and messages[-1].get("role") == "assistant":
-        return str(messages[-1].get("content", ""))
-    return ""
+def _last_user_text(row: dict[str, Any]) -> str:
+    """The last user turn of a captured row (its prompt or text string when it has no turns)."""
+    conversation = trl_conversation(row)
+    if conversation.messages:
+        turns = conversation.user_turns
+        return turns[-1] if turns else ""
+    return user_text(row)
 
 
 @dataclass(frozen=True)
@@ -253,9 +272,9 @@ class CapturedSplit:
     eval_rows: int
     test_rows: int
     test_in_train: int
-    """Shared test questions found in the captured train rows."""
+    """Shared test rows found in the captured train rows."""
     test_in_eval: int
-    """Shared test questions found in the captured eval rows."""
+    """Shared test rows found in the captured eval rows."""
 
     @property
     def eval_is_benchmark_test(self) -> bool:
@@ -265,18 +284,18 @@ class CapturedSplit:
     def rule(self) -> str:
         return (
             f"the recipe's own code: {self.train_rows} train / {self.eval_rows} eval rows; "
-            f"{self.test_in_eval} of {self.test_rows} benchmark test questions are in its eval rows"
+            f"{self.test_in_eval} of {self.test_rows} benchmark test rows are in its eval rows"
         )
 
 
-def captured_split(lookup: CapturedLookup, test_rows: list[dict[str, str]]) -> CapturedSplit:
-    """Row counts of the captured splits and where the shared test questions occur in them."""
-    found = [lookup.locate(row.get("question", "")) for row in test_rows]
+def captured_split(lookup: CapturedLookup, test_keys: list[str]) -> CapturedSplit:
+    """Row counts of the captured splits and where the shared test rows (their identity keys) occur in them."""
+    found = [lookup.locate(key) for key in test_keys]
     splits = {split.name: len(split.rows) for split in lookup.splits}
     return CapturedSplit(
         train_rows=splits.get("train", 0),
         eval_rows=sum(n for name, n in splits.items() if name != "train"),
-        test_rows=len(test_rows),
+        test_rows=len(test_keys),
         test_in_train=sum(1 for where in found if where and where[0] == "train"),
         test_in_eval=sum(1 for where in found if where and where[0] != "train"),
     )

@@ -52,6 +52,7 @@ class CapturedExamples:
         from parity.trl_bridge import Prepared
 
         count = len(self.input_ids) if samples is None else min(samples, len(self.input_ids))
+        self.lookup.decode = materialized.decode  # pre-tokenized captured rows are identified by their text
         materialized.captured = self.lookup
         materialized.__dict__.update(
             train_rows=self.train_rows,

@@ -19,7 +19,7 @@ from parity.errors import ParityError
 def diff_command(
     a: Annotated[str, typer.Option("--a", help="Recipe A: name or YAML path.")],
     b: Annotated[str, typer.Option("--b", help="Recipe B (the reference): name or YAML path.")],
-    data: DataOption = "synthetic",
+    data: DataOption = None,
     world_size: WorldSize = 1,
     samples: Annotated[
         str, typer.Option("--samples", help="Examples tokenized for token/mask/length probes, or 'all'.")

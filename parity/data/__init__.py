@@ -1,1 +1,2 @@
-"""Raw GSM8K-format rows: synthetic, local JSONL, or hub."""
+"""Rows: their sources (synthetic, local JSONL, hub), registered row formats, the one conversational form they
+become, row identity, and a recipe's own pipeline from raw rows to the rows it hands TRL."""

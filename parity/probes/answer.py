@@ -1,5 +1,7 @@
 """Probe `answer`: each recipe's eval protocol and whether its extractor reads the other recipe's answer format.
-`extract_answer` and `answers_match` follow lm-eval's regex filter and exact-match semantics (reused by `parity run`)."""
+`extract_answer` and `answers_match` follow lm-eval's regex filter and exact-match semantics (reused by `parity run`).
+Gold answers and answer formats come from the recipe's task pack (parity/tasks); a recipe without an eval protocol
+or a task gets no answer claims."""
 
 from __future__ import annotations
 
@@ -8,20 +10,22 @@ from collections import Counter
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from parity.data.pipeline import preprocess_rows, user_message
+from parity.data.pipeline import eval_text, preprocess_rows
 from parity.findings import Finding
-from parity.materialize import Materialized
+from parity.materialize import Materialized, user_message_of
 from parity.plain import plain
 from parity.probes import PROBES, FindingMaker, ProbeContext, ProbeResult, measurement
-from parity.spec import EvalSpec
+from parity.spec import EvalSpec, Recipe
+from parity.tasks import Task, gold_rule
 from parity.textdiff import char_diff, pair_names
 
 AXIS = "answer"
 make_finding = FindingMaker(AXIS)
 GOLD_ROWS = 200
-"""Benchmark test rows whose preprocessed answers are the gold completions of the compatibility matrix."""
+"""Benchmark test rows (train rows when the data has no test split) whose preprocessed completions are the gold
+completions of the compatibility matrix."""
 MODES = ("strict", "flexible")
-NUMBER = re.compile(r"-?[$0-9][0-9.,]*")
+NO_PROTOCOL = "none (the recipe gives no eval prompt and no answer extractor)"
 PROTOCOL_FIELDS = {
     "harness": "medium",
     "task": "low",
@@ -84,40 +88,68 @@ def answers_match(pred: str | None, gold: str | None, eval_spec: EvalSpec) -> bo
     return p == g
 
 
-def gold_answer(raw_answer: str, eval_spec: EvalSpec) -> str | None:
-    """The gold number read from a raw GSM8K answer with the recipe's gold_regex."""
-    match = re.search(eval_spec.gold_regex, raw_answer)
-    return match.group(1) if match else None
-
-
 def extraction_share(
-    completions: list[str], raw_rows: list[dict[str, str]], eval_spec: EvalSpec, mode: str
+    completions: list[str], golds: list[str | None], eval_spec: EvalSpec, mode: str
 ) -> float:
-    """Share of completions whose extracted answer matches the gold answer of the same raw row."""
+    """Share of completions whose extracted answer matches the gold answer of the same row."""
     hits = sum(
-        answers_match(extract_answer(text, eval_spec, mode), gold_answer(row["answer"], eval_spec), eval_spec)
-        for text, row in zip(completions, raw_rows, strict=True)
+        answers_match(extract_answer(text, eval_spec, mode), gold, eval_spec)
+        for text, gold in zip(completions, golds, strict=True)
     )
     return round(hits / len(completions), 6) if completions else 0.0
 
 
-def answer_format(completion: str) -> str:
-    """The last line of a completion with its numbers replaced by <N>, e.g. '#### <N>'."""
-    last = completion.rstrip().rsplit("\n", 1)[-1]
-    return NUMBER.sub("<N>", last)
+def rows_task(a: Materialized, b: Materialized) -> Task | None:
+    """The task pack the shared rows belong to: A's, else B's (a captured recipe names none)."""
+    return a.task or b.task
+
+
+def gold_of(m: Materialized, task: Task | None, reference: str) -> str | None:
+    """The gold answer in a reference completion by the recipe's own rule, else the rows' task's rule."""
+    pack = m.task or task
+    rule = m.recipe.eval.gold_regex or (pack.gold_regex if pack else None)
+    return task_gold(rule, reference) if rule else None
+
+
+def task_gold(rule: str, reference: str) -> str | None:
+    match = re.search(rule, reference)
+    return match.group(1) if match else None
+
+
+def protocol_state(recipe: Recipe) -> str | None:
+    """Why a recipe's eval protocol is not compared ('not captured ...', 'none ...'), None when it is given."""
+    if recipe.eval_not_captured:
+        return recipe.provenance["eval"]
+    return None if recipe.has_eval_protocol else NO_PROTOCOL
+
+
+def gold_rows(m: Materialized) -> tuple[list[dict[str, Any]], str]:
+    """The raw rows whose reference completions serve as gold: the first benchmark test rows, else train rows."""
+    if m.raw.test:
+        return m.raw.test[:GOLD_ROWS], "benchmark test rows"
+    return m.raw.train[:GOLD_ROWS], "train rows (the data has no test split)"
+
+
+def references(m: Materialized, rows: list[dict[str, Any]]) -> list[str]:
+    """The reference completions of raw rows (before any recipe preprocessing)."""
+    return [conversation.completion for conversation in m.conversations(rows)]
+
+
+def completions(m: Materialized, rows: list[dict[str, Any]]) -> list[str]:
+    """The completions the recipe trains on for raw rows (after its preprocessing)."""
+    return [c.completion for c in m.conversations(preprocess_rows(rows, m.recipe.data.preprocess))]
 
 
 @measurement("answer")
-def measure(m: Materialized, row: dict[str, str]) -> dict[str, Any]:
+def measure(m: Materialized, row: dict[str, Any]) -> dict[str, Any]:
     """Eval protocol of the recipe and what its extractors read on one raw row ("not captured" for a captured
-    recipe whose protocol nobody gave)."""
-    if m.recipe.eval_not_captured:
-        return {"eval_protocol": m.recipe.provenance["eval"]}
+    recipe whose protocol nobody gave, "none" for a recipe without one)."""
+    state = protocol_state(m.recipe)
+    if state is not None:
+        return {"eval_protocol": state}
     spec = m.recipe.eval
-    eval_prompt = spec.prompt.replace("{instruction}", m.recipe.prompt.instruction).replace(
-        "{question}", row["question"]
-    )
-    training = user_message(m.recipe.prompt, row["question"])
+    eval_prompt = eval_text(m.recipe, row)
+    training = user_message_of(m.recipe_rows([row])[0])
     return {
         "harness": spec.harness,
         "task": spec.task,
@@ -129,7 +161,7 @@ def measure(m: Materialized, row: dict[str, str]) -> dict[str, Any]:
         "ignore_patterns": list(spec.ignore_patterns),
         "ignore_case": spec.ignore_case,
         "remove_tokens": list(spec.remove_tokens),
-        "gold_regex": spec.gold_regex,
+        "gold_regex": gold_rule(m.recipe),
         "eval_prompt_template": spec.prompt,
         "eval_prompt": eval_prompt,
         "training_user_message": training,
@@ -138,22 +170,39 @@ def measure(m: Materialized, row: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def _not_captured_finding(va: dict, vb: dict, name_a: str, name_b: str) -> Finding:
-    missing = [name for name, v in ((name_a, va), (name_b, vb)) if "eval_protocol" in v]
+def _missing_protocol_finding(va: dict, vb: dict, name_a: str, name_b: str) -> Finding | None:
+    """One info finding naming the recipes whose eval protocol is not captured or not given (none when neither
+    recipe has one and both lack it the same way)."""
+    states = {name: v["eval_protocol"] for name, v in ((name_a, va), (name_b, vb)) if "eval_protocol" in v}
+    if len(states) == 2 and va["eval_protocol"] == vb["eval_protocol"] == NO_PROTOCOL:
+        return None
+    captured = [name for name, state in states.items() if state != NO_PROTOCOL]
+    absent = [name for name, state in states.items() if state == NO_PROTOCOL]
+    parts = []
+    if captured:
+        parts.append(
+            f"the eval protocol of {' and '.join(captured)} is not captured: eval fields and extractors are not "
+            "compared (set eval.* keys in a recipe YAML that declares the capture)"
+        )
+    if absent:
+        parts.append(
+            f"{' and '.join(absent)} gives no eval protocol (eval.prompt, eval.strict_regex or "
+            "eval.flexible_regex): no answer or consistency claims are made about it"
+        )
     return make_finding(
-        "eval.not_captured",
+        "eval.not_captured" if captured else "eval.none",
         "info",
         va.get("eval_protocol", "given"),
         vb.get("eval_protocol", "given"),
-        f"the eval protocol of {' and '.join(missing)} is not captured: eval fields and extractors are not "
-        "compared (set eval.* keys in a recipe YAML that declares the capture)",
+        "; ".join(parts),
         align="eval",
     )
 
 
 def _protocol_findings(va: dict, vb: dict, name_a: str, name_b: str) -> list[Finding]:
     if "eval_protocol" in va or "eval_protocol" in vb:
-        return [_not_captured_finding(va, vb, name_a, name_b)]
+        finding = _missing_protocol_finding(va, vb, name_a, name_b)
+        return [finding] if finding is not None else []
     findings = []
     for name, severity in PROTOCOL_FIELDS.items():
         if va[name] != vb[name]:
@@ -218,12 +267,9 @@ def gold_completions(a: Materialized, b: Materialized) -> tuple[list[dict], dict
     each recipe's preprocessing; with a captured recipe, the shared train rows both recipes' data holds (a capture
     holds the rows its own code built, not its preprocessing as steps)."""
     if a.captured is None and b.captured is None:
-        raw = a.raw.test[:GOLD_ROWS]
-        golds = {
-            side: [r["answer"] for r in preprocess_rows(raw, m.recipe.data.preprocess)]
-            for side, m in (("a", a), ("b", b))
-        }
-        return raw, golds, f"first {len(raw)} benchmark test rows, each recipe's preprocessing"
+        raw, kind = gold_rows(a)
+        golds = {side: completions(m, raw) for side, m in (("a", a), ("b", b))}
+        return raw, golds, f"first {len(raw)} {kind}, each recipe's preprocessing"
     candidates = a.raw.train[:GOLD_ROWS]
     texts = {"a": a.shared_completions(candidates), "b": b.shared_completions(candidates)}
     kept = [i for i in range(len(candidates)) if texts["a"][i] is not None and texts["b"][i] is not None]
@@ -235,16 +281,25 @@ def gold_completions(a: Materialized, b: Materialized) -> tuple[list[dict], dict
     return [candidates[i] for i in kept], golds, source
 
 
+def _references(m: Materialized, rows: list[dict[str, Any]]) -> list[str]:
+    """Reference completions of shared raw rows, read in the format of the recipe whose rows they are."""
+    return references(m, rows) if m.captured is None or not m.raw.templated else m.shared_completions(rows)
+
+
 def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeContext) -> ProbeResult:
     """Findings and pair values from the two recipes' measurements."""
     row = a.raw.train[ctx.show_example]
     raw_gold, golds, gold_source = gold_completions(a, b)
     recipes = {"a": a, "b": b}
-    extractors = [x for x, m in recipes.items() if not m.recipe.eval_not_captured]
+    task = rows_task(a, b)
+    # answer claims need a recipe that evaluates (its extractor) and a task that says what an answer looks like
+    extractors = [x for x, m in recipes.items() if m.recipe.has_eval_protocol and (m.task or task)]
+    reference = _references(a, raw_gold) if extractors else []
+    gold = {x: [gold_of(recipes[x], task, text) for text in reference] for x in extractors}
     matrix: dict[str, dict[str, float]] = {}
     for mode in MODES:
         entries = {
-            f"{x}_extractor_on_{y}_gold": extraction_share(golds[y], raw_gold, recipes[x].recipe.eval, mode)
+            f"{x}_extractor_on_{y}_gold": extraction_share(golds[y], gold[x], recipes[x].recipe.eval, mode)
             for x in extractors
             if (
                 recipes[x].recipe.eval.strict_regex
@@ -258,10 +313,12 @@ def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeCont
     va, vb = dict(va), dict(vb)  # answer formats are added below
     name_a, name_b = pair_names(a.recipe.name, b.recipe.name)
     for side, v in (("a", va), ("b", vb)):
-        formats = Counter(answer_format(text) for text in golds[side])
         m = recipes[side]
+        if not extractors or task is None:
+            continue
+        formats = Counter(task.answer_format(text) for text in golds[side])
         if m.captured is None:
-            example = preprocess_rows([row], m.recipe.data.preprocess)[0]["answer"]
+            example = completions(m, [row])[0]
         else:
             example = m.shared_completions([row])[0] or (golds[side][0] if golds[side] else "")
         v["answer_format"] = formats.most_common(1)[0][0] if formats else ""
@@ -269,26 +326,31 @@ def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeCont
         v["example_ending"] = example.rstrip().rsplit("\n", 1)[-1]
     findings = []
     rows_kind = "test rows" if a.captured is None and b.captured is None else "shared train rows"
-    differing = sum(
-        1 for x, y in zip(golds["a"], golds["b"], strict=True) if answer_format(x) != answer_format(y)
-    )
-    if differing:
-        findings.append(
-            make_finding(
-                "answer.format",
-                "high",
-                va["answer_format"],
-                vb["answer_format"],
-                f"answer format of completions differs on {differing} of {len(raw_gold)} {rows_kind}: "
-                f"{name_a} completions end {va['example_ending']!r}, {name_b} {vb['example_ending']!r}",
-                {
-                    "a_formats": va["answer_formats"],
-                    "b_formats": vb["answer_formats"],
-                    "rows_differing": differing,
-                },
-                align="data",
-            )
+    if not a.raw.test and rows_kind == "test rows":
+        rows_kind = "train rows"
+    if extractors and task is not None:
+        differing = sum(
+            1
+            for x, y in zip(golds["a"], golds["b"], strict=True)
+            if task.answer_format(x) != task.answer_format(y)
         )
+        if differing:
+            findings.append(
+                make_finding(
+                    "answer.format",
+                    "high",
+                    va["answer_format"],
+                    vb["answer_format"],
+                    f"answer format of completions differs on {differing} of {len(raw_gold)} {rows_kind}: "
+                    f"{name_a} completions end {va['example_ending']!r}, {name_b} {vb['example_ending']!r}",
+                    {
+                        "a_formats": va["answer_formats"],
+                        "b_formats": vb["answer_formats"],
+                        "rows_differing": differing,
+                    },
+                    align="data",
+                )
+            )
     for mode, entries in matrix.items():
         for x, y, name_x, name_y in (("a", "b", name_a, name_b), ("b", "a", name_b, name_a)):
             own, cross = entries.get(f"{x}_extractor_on_{x}_gold"), entries.get(f"{x}_extractor_on_{y}_gold")
@@ -311,9 +373,7 @@ def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeCont
                         "extracted": extract_answer(golds[y][0], recipes[x].recipe.eval, mode)
                         if golds[y]
                         else None,
-                        "gold": gold_answer(raw_gold[0]["answer"], recipes[x].recipe.eval)
-                        if raw_gold
-                        else None,
+                        "gold": gold[x][0] if gold[x] else None,
                     },
                     align="data",
                 )

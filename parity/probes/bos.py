@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from parity.data.conversation import trl_conversation
 from parity.materialize import Materialized
 from parity.plain import plain
 from parity.probes import PROBES, FindingMaker, ProbeContext, ProbeResult, measurement, side_values
@@ -25,17 +26,18 @@ def leading(ids: list[int], token: int | None) -> int:
     return count
 
 
-def rendered_text(tokenizer: Any, row: dict[str, Any]) -> str:
-    """A training row as text, the way a pipeline that renders first and tokenizes after sees it: conversations
-    (`messages`, or conversational prompt + completion) through the chat template, plain text as it is."""
-    if isinstance(row.get("messages"), list):
-        return tokenizer.apply_chat_template(row["messages"], tokenize=False)
-    prompt, completion = row.get("prompt"), row.get("completion")
-    if isinstance(prompt, list):
-        return tokenizer.apply_chat_template(prompt + list(completion or []), tokenize=False)
-    if isinstance(prompt, str):
-        return prompt + (completion if isinstance(completion, str) else "")
-    return str(row.get("text") or "")
+def rendered_text(m: Materialized, row: dict[str, Any]) -> str:
+    """A TRL-format row as the text TRL tokenizes: conversational rows rendered by the chat template (with their
+    tools), plain prompt/completion joined, plain text as is, token ids decoded with their special tokens."""
+    conversation = trl_conversation(row)
+    if conversation.messages and not conversation.plain:
+        kwargs = {"tools": conversation.tools} if conversation.tools else {}
+        return m.tokenizer.apply_chat_template(conversation.messages, tokenize=False, **kwargs)
+    if conversation.plain:
+        return str(row["prompt"]) + str(row["completion"])
+    if conversation.tokens is not None:
+        return m.tokenizer.decode(conversation.tokens["input_ids"], clean_up_tokenization_spaces=False)
+    return conversation.text or ""
 
 
 @measurement(AXIS)
@@ -44,7 +46,7 @@ def measure(m: Materialized) -> dict[str, Any]:
     tokenizer = m.tokenizer
     bos = tokenizer.bos_token_id
     counts = Counter(leading(ids, bos) for ids in m.examples.input_ids)
-    text = rendered_text(tokenizer, m.sample_rows[0]) if m.sample_rows else ""
+    text = rendered_text(m, m.sample_rows[0])
     rendered_bos = 0
     while tokenizer.bos_token and text.startswith(tokenizer.bos_token * (rendered_bos + 1)):
         rendered_bos += 1

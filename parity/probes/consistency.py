@@ -3,7 +3,8 @@ A finding is about each recipe alone (a: A's mismatch, b: B's), reported even wh
 
 Measured: the prompt as TRL's prepared ids render it (decoded up to the completion) against the eval input (the
 eval prompt, through the same tokenizer's chat template when the eval applies one); the eval extractor on the
-recipe's own completion format; the ending of few-shot shots (raw benchmark answers) against training completions.
+recipe's own completion format; the ending of few-shot shots (the task's reference completions) against training
+completions. A recipe without an eval protocol, or without a task for the answer checks, gets no such claims.
 """
 
 from __future__ import annotations
@@ -11,12 +12,13 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from parity.data.pipeline import preprocess_rows
+from parity.data.conversation import trl_conversation
+from parity.data.pipeline import CHAT_TEMPLATE_FORMATS, eval_text
 from parity.findings import Finding
-from parity.materialize import Materialized
+from parity.materialize import Materialized, user_message_of
 from parity.plain import plain
 from parity.probes import PROBES, FindingMaker, ProbeContext, ProbeResult, measurement
-from parity.probes.answer import GOLD_ROWS, answer_format, extraction_share
+from parity.probes.answer import completions, extraction_share, gold_of, gold_rows, protocol_state, references
 from parity.textdiff import char_diff
 
 make_finding = FindingMaker("consistency")
@@ -26,16 +28,16 @@ def training_prompt(m: Materialized) -> str:
     """The text before the completion in TRL's prepared first row (decoded ids, special tokens kept)."""
     ids = m.examples.input_ids[0]
     text = m.tokenizer.decode(ids, clean_up_tokenization_spaces=False)
-    completion = m.sample_rows[0]["completion"][-1]["content"]
+    completion = trl_conversation(m.sample_rows[0]).completion
     cut = text.rfind(completion)
     return text[:cut] if cut >= 0 else text
 
 
-def eval_input(m: Materialized, question: str) -> str:
-    """What the eval harness feeds the model for the same question (zero-shot part): the eval prompt, rendered
+def eval_input(m: Materialized, row: dict[str, Any]) -> str:
+    """What the eval harness feeds the model for the same row (zero-shot part): the eval prompt, rendered
     with the recipe tokenizer's chat template (generation prompt added) when the eval applies it."""
     spec = m.recipe.eval
-    prompt = spec.prompt.replace("{instruction}", m.recipe.prompt.instruction).replace("{question}", question)
+    prompt = eval_text(m.recipe, row)
     if not spec.apply_chat_template:
         return prompt
     return m.tokenizer.apply_chat_template(
@@ -51,37 +53,37 @@ def _strip_bos(text: str, bos: str | None) -> str:
 def measure(m: Materialized) -> dict[str, Any]:
     """Training prompt vs eval input, own extractor on own completions, few-shot ending vs training ending
     (only the training side for a captured recipe whose eval protocol is not captured)."""
-    if m.recipe.eval_not_captured:
-        return {
-            "eval_protocol": m.recipe.provenance["eval"],
-            "input_matches": None,
-            "primary_mode": None,
-            "num_fewshot": None,
-        }
-    question = m.sample_rows[0]["prompt"][-1]["content"]
-    raw_question = m.data.train[0]["question"]
+    state = protocol_state(m.recipe)
+    if state is not None:
+        return {"eval_protocol": state, "input_matches": None, "primary_mode": None, "num_fewshot": None}
+    question = user_message_of(m.sample_rows[0])
     bos = m.tokenizer.bos_token
     trained = training_prompt(m)
-    fed = eval_input(m, raw_question)
+    fed = eval_input(m, m.data.train[0]) if m.recipe.eval.prompt else None
     spec = m.recipe.eval
-    raw_gold = m.raw.test[:GOLD_ROWS]
-    completions = [row["answer"] for row in preprocess_rows(raw_gold, m.recipe.data.preprocess)]
+    raw_gold, _ = gold_rows(m)
+    task = m.task
+    trained_completions = completions(m, raw_gold)
     modes = [
         mode for mode, regex in (("strict", spec.strict_regex), ("flexible", spec.flexible_regex)) if regex
     ]
-    shares = {mode: extraction_share(completions, raw_gold, spec, mode) for mode in modes}
-    training_format = Counter(map(answer_format, completions)).most_common(1)
-    shot_format = Counter(answer_format(row["answer"]) for row in raw_gold).most_common(1)
+    shares = {}
+    if task is not None or spec.gold_regex:
+        golds = [gold_of(m, task, text) for text in references(m, raw_gold)]
+        shares = {mode: extraction_share(trained_completions, golds, spec, mode) for mode in modes}
+    training_format = Counter(map(task.answer_format, trained_completions)).most_common(1) if task else []
+    shot_format = Counter(map(task.answer_format, references(m, raw_gold))).most_common(1) if task else []
     return {
         "training_user_message": question,
         "training_prompt": trained,
         "training_starts_with_bos": bool(bos) and trained.startswith(bos),
-        "training_uses_chat_template": m.tokenizer.chat_template is not None,
+        "training_uses_chat_template": m.tokenizer.chat_template is not None
+        and m.trl_format in CHAT_TEMPLATE_FORMATS,
         "eval_applies_chat_template": spec.apply_chat_template,
         "eval_input": fed,
-        "input_matches": _strip_bos(trained, bos) == _strip_bos(fed, bos),
+        "input_matches": None if fed is None else _strip_bos(trained, bos) == _strip_bos(fed, bos),
         "extraction": shares,
-        "primary_mode": modes[0] if modes else None,
+        "primary_mode": modes[0] if modes and shares else None,
         "training_answer_format": training_format[0][0] if training_format else "",
         "num_fewshot": spec.num_fewshot,
         "fewshot_answer_format": shot_format[0][0] if shot_format else "",

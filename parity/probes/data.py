@@ -1,15 +1,16 @@
 """Probe `data`: what rows each recipe trains and selects checkpoints on, and how it preprocesses them.
-Measures row counts, content hashes, preprocessing effects, eval/test overlap and calculator-annotation tokens."""
+Measures row counts, content hashes, preprocessing effects, eval/test overlap (rows by identity) and the token share
+of the task's annotation spans (GSM8K: calculator annotations)."""
 
 from __future__ import annotations
 
-import re
 from bisect import bisect_left, bisect_right
 from operator import itemgetter
 from typing import Any
 
 from parity.capture.data_requests import data_requests
-from parity.capture.examples import captured_split, completion_text, user_text
+from parity.capture.examples import captured_split
+from parity.data.conversation import completion_text, user_text
 from parity.data.pipeline import preprocess_rows
 from parity.data.sources import rows_digest
 from parity.fast_tokenize import direct_backend, encode_texts
@@ -21,18 +22,20 @@ from parity.textdiff import pair_names
 
 AXIS = "data"
 make_finding = FindingMaker(AXIS)
-ANNOTATION = re.compile(r"<<.*?>>")
-"""A GSM8K calculator annotation, e.g. <<48/2=24>>."""
 PREPROCESS_NOT_CAPTURED = "not captured (a capture holds the rows after the recipe's own preprocessing)"
 SEED_NOT_CAPTURED = "not captured (one capture cannot tell whether the recipe's split is seeded)"
 NOT_CAPTURED = "not captured"
 
 
-def annotation_tokens(m: Materialized, answers: list[str]) -> dict[str, Any]:
-    """Tokens of the recipe's tokenizer that fall inside <<...>> spans of the answers, and all answer tokens."""
+def annotation_tokens(m: Materialized, answers: list[str]) -> dict[str, Any] | None:
+    """Tokens of the recipe's tokenizer that fall inside the task's annotation spans of the answers (GSM8K: <<...>>
+    calculator annotations), and all answer tokens; None when the recipe's task has no annotation."""
+    pattern = m.task.annotation_regex if m.task is not None else None
+    if pattern is None:
+        return None
     if not answers:
         return {"rows": 0, "annotation_tokens": 0, "completion_tokens": 0, "annotation_token_share": 0.0}
-    spans = [[match.span() for match in ANNOTATION.finditer(answer)] for answer in answers]
+    spans = [[match.span() for match in pattern.finditer(answer)] for answer in answers]
     annotated = [i for i, row_spans in enumerate(spans) if row_spans]
     plain_answers = [answer for answer, row_spans in zip(answers, spans, strict=True) if not row_spans]
     total = sum(map(len, encode_texts(m.tokenizer, plain_answers)))  # offsets are needed only where spans are
@@ -87,9 +90,8 @@ def measure(m: Materialized) -> dict[str, Any]:
     steps = m.recipe.data.preprocess
     processed = preprocess_rows(m.raw.train, steps)
     changed = sum(1 for raw, new in zip(m.raw.train, processed, strict=True) if raw != new)
-    test_questions = {row["question"] for row in m.raw.test}
-    overlap = sum(1 for row in m.data.eval if row["question"] in test_questions)
-    sample = m.data.train if m.samples is None else m.data.train[: m.samples]
+    test_keys = set(m.raw_keys("test"))
+    overlap = sum(1 for key in m.eval_keys if key in test_keys)
     selects = selection_uses_eval(m)
     return {
         "source": m.raw.source,
@@ -107,8 +109,8 @@ def measure(m: Materialized) -> dict[str, Any]:
         "load_best_model_at_end": bool(m.sft_config.load_best_model_at_end),
         "test_leak_into_selection": selects and (m.data.eval_is_benchmark_test or overlap > 0),
         "upstream_split_seeded": m.recipe.data.upstream_split_seeded,
-        "annotations": annotation_tokens(m, [row["answer"] for row in sample]),
-        "identity": data_identity(m),
+        "annotations": annotation_tokens(m, [completion_text(row) for row in m.sample_rows]),
+        "identity": data_identity(m, test_keys),
     }
 
 
@@ -119,14 +121,14 @@ def text_pairs(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
 
 def text_digest(rows: list[dict[str, Any]]) -> str:
     """A short order-sensitive content hash of the user and completion texts of TRL-format rows."""
-    return rows_digest([{"question": q, "answer": a} for q, a in text_pairs(rows)])
+    return rows_digest([{"user": q, "completion": a} for q, a in text_pairs(rows)])
 
 
 def measure_captured(m: Materialized) -> dict[str, Any]:
     """The data measurement of a captured recipe, read from the rows its own code produced and the dataset
     requests its manifest records; what a capture cannot know is said to be "not captured"."""
     assert m.captured is not None
-    split = captured_split(m.captured, m.raw.test)
+    split = captured_split(m.captured, m.raw_keys("test"))
     requests = data_requests(m.captured.captured.manifest)
     sample = m.train_rows if m.samples is None else m.train_rows[: m.samples]
     load_best = bool(m.sft_config.load_best_model_at_end)
@@ -161,12 +163,10 @@ def measure_captured(m: Materialized) -> dict[str, Any]:
     }
 
 
-def data_identity(m: Materialized) -> dict[str, Any]:
+def data_identity(m: Materialized, test_keys: set[str]) -> dict[str, Any]:
     """Which dataset the recipe names upstream (hub path, config, splits) and the rows read here: content
-    digests of the raw splits and how many train / eval questions also appear in the test split."""
+    digests of the raw splits and how many distinct train rows (by identity) also appear in the test split."""
     spec = m.recipe.data
-    test_questions = {row["question"] for row in m.raw.test}
-    train_questions = {row["question"] for row in m.data.train}
     return {
         "hub": {
             "path": spec.hub_path,
@@ -178,7 +178,7 @@ def data_identity(m: Materialized) -> dict[str, Any]:
         "raw_train_digest": rows_digest(m.raw.train),
         "raw_test_digest": rows_digest(m.raw.test),
         "raw_rows": {"train": len(m.raw.train), "test": len(m.raw.test)},
-        "train_questions_in_test": len(train_questions & test_questions),
+        "train_questions_in_test": len(set(m.train_keys) & test_keys),
     }
 
 
@@ -247,10 +247,12 @@ def _identity_findings(a: Materialized, b: Materialized, va: dict, vb: dict) -> 
 
 
 def _example_pair(a: Materialized, b: Materialized) -> dict[str, Any]:
-    """A's first train row and B's row with the same question (else B's first row)."""
+    """A's first train row and B's row with the same identity (else B's first row)."""
     row_a = a.data.train[0]
-    row_b = next((row for row in b.data.train if row["question"] == row_a["question"]), b.data.train[0])
-    return {"a": row_a, "b": row_b, "same_question": row_a["question"] == row_b["question"]}
+    key = a.train_keys[0]
+    index = b.train_keys.index(key) if key in b.train_keys else None
+    row_b = b.data.train[index or 0]
+    return {"a": row_a, "b": row_b, "same_question": index is not None}
 
 
 def _completion_finding(a: Materialized, b: Materialized, va: dict, vb: dict) -> Finding | None:
@@ -267,21 +269,19 @@ def _completion_finding(a: Materialized, b: Materialized, va: dict, vb: dict) ->
         return None
     row, answer_a, answer_b = differing[0]
     x, y = a.shared_examples([row])[0], b.shared_examples([row])[0]
-    share_a = va["annotations"]["annotation_token_share"]
-    share_b = vb["annotations"]["annotation_token_share"]
+    share_a, share_b = _share(va), _share(vb)
     return make_finding(
         "data.preprocess",
         "high",
         answer_a,
         answer_b,
         f"completions differ for {len(differing)} of {len(pairs)} shared rows both recipes train on "
-        f"({len(sample) - len(pairs)} not in both); calculator annotations take {share_a:.1%} vs {share_b:.1%} "
-        "of completion tokens",
+        f"({len(sample) - len(pairs)} not in both)" + _annotation_clause(a, b, share_a, share_b),
         {
             "rows_differing": len(differing),
             "rows": len(pairs),
             "rows_not_in_both": len(sample) - len(pairs),
-            "raw_answer": row["answer"],
+            "raw_answer": a.conversations([row])[0].completion,
             "a_answer": answer_a,
             "b_answer": answer_b,
             "a_preprocess": va["preprocess"],
@@ -293,8 +293,16 @@ def _completion_finding(a: Materialized, b: Materialized, va: dict, vb: dict) ->
     )
 
 
-def _completion(conversation: dict[str, Any] | None) -> str:
-    return completion_text(conversation) if conversation else ""
+def _share(v: dict[str, Any]) -> float | None:
+    return v["annotations"]["annotation_token_share"] if v["annotations"] is not None else None
+
+
+def _annotation_clause(a: Materialized, b: Materialized, share_a: float | None, share_b: float | None) -> str:
+    """'; <the task's annotation spans> take x% vs y% of completion tokens' where the task measures both, else ''."""
+    task = a.task or b.task
+    if task is None or task.annotation is None or share_a is None or share_b is None:
+        return ""
+    return f"; {task.annotation.name} take {share_a:.1%} vs {share_b:.1%} of completion tokens"
 
 
 def _shared_example_pair(a: Materialized, b: Materialized, ctx: ProbeContext) -> dict[str, Any]:
@@ -305,7 +313,7 @@ def _shared_example_pair(a: Materialized, b: Materialized, ctx: ProbeContext) ->
         example = m.shared_examples([row])[0]
         sides[side] = {
             "user_message": example.user_message,
-            "completion": _completion(example.conversation),
+            "completion": example.conversation.completion if example.conversation else "",
             **example.evidence(),
         }
     return {**sides, "same_question": sides["a"]["same_row"] and sides["b"]["same_row"]}
@@ -324,23 +332,26 @@ def _preprocess_finding(
         return None
     index = ctx.show_example if ctx.show_example in set(differing) else differing[0]
     name_a, name_b = pair_names(a.recipe.name, b.recipe.name)
-    share_a = va["annotations"]["annotation_token_share"]
-    share_b = vb["annotations"]["annotation_token_share"]
+    share_a, share_b = _share(va), _share(vb)
+    completions = {
+        name: a.conversations([rows[index]])[0].completion
+        for name, rows in (("raw", raw), ("a", out_a), ("b", out_b))
+    }
     return make_finding(
         "data.preprocess",
         "high",
         va["preprocess"],
         vb["preprocess"],
         f"preprocessing differs: {len(differing)} of {len(raw)} answers come out different "
-        f"({name_a} changes {va['preprocess_changed_share']:.1%} of answers, {name_b} {vb['preprocess_changed_share']:.1%}); "
-        f"calculator annotations take {share_a:.1%} vs {share_b:.1%} of completion tokens",
+        f"({name_a} changes {va['preprocess_changed_share']:.1%} of answers, {name_b} {vb['preprocess_changed_share']:.1%})"
+        + _annotation_clause(a, b, share_a, share_b),
         {
             "rows_differing": len(differing),
             "rows": len(raw),
             "example_index": index,
-            "raw_answer": raw[index]["answer"],
-            "a_answer": out_a[index]["answer"],
-            "b_answer": out_b[index]["answer"],
+            "raw_answer": completions["raw"],
+            "a_answer": completions["a"],
+            "b_answer": completions["b"],
             "annotation_token_share": {"a": share_a, "b": share_b},
         },
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from parity.axes import field_axis, field_severity, probe_fields
+from parity.data.conversation import trl_conversation
 from parity.fast_tokenize import encode_texts
 from parity.materialize import Materialized
 from parity.plain import plain
@@ -18,33 +19,64 @@ AXIS = "loss_mask"
 make_finding = FindingMaker(AXIS)
 
 
-def prompt_lengths(m: Materialized, prompts: list[list[dict]], input_ids: list[list[int]]) -> list[int]:
-    """Prompt tokens at the start of each input_ids: the prompts rendered as TRL renders them, tokenized in one batch."""
+def prompt_lengths(m: Materialized, rows: list[dict], input_ids: list[list[int]]) -> list[int]:
+    """Prompt tokens at the start of each input_ids, rendered and tokenized as TRL does for the row's format:
+    conversational prompts (messages before the last assistant turn) through the chat template with the generation
+    prompt (in one batch where no row carries tools), plain prompt strings through the tokenizer; a row without a
+    prompt (plain text, token ids) has none."""
     from trl.data_utils import common_prefix_length
 
-    if not prompts:
-        return []
-    texts = m.tokenizer.apply_chat_template(prompts, tokenize=False, add_generation_prompt=True)
-    prompt_ids = encode_texts(m.tokenizer, texts)
-    return [common_prefix_length(p, ids) for p, ids in zip(prompt_ids, input_ids, strict=True)]
+    prompt_ids: list[list[int] | None] = [None] * len(rows)
+    batch = []
+    for i, row in enumerate(rows):
+        prompt = prompt_of(row)
+        if isinstance(prompt, str):
+            prompt_ids[i] = m.tokenizer(text=prompt)["input_ids"]
+        elif prompt and row.get("tools"):
+            text = m.tokenizer.apply_chat_template(
+                prompt, tools=row["tools"], tokenize=False, add_generation_prompt=True
+            )
+            prompt_ids[i] = encode_texts(m.tokenizer, [text])[0]
+        elif prompt:
+            batch.append((i, prompt))
+    if batch:
+        texts = m.tokenizer.apply_chat_template(
+            [p for _, p in batch], tokenize=False, add_generation_prompt=True
+        )
+        for (i, _), ids in zip(batch, encode_texts(m.tokenizer, texts), strict=True):
+            prompt_ids[i] = ids
+    return [
+        0 if p is None else common_prefix_length(p, ids) for p, ids in zip(prompt_ids, input_ids, strict=True)
+    ]
 
 
-def _with_prompts(m: Materialized) -> tuple[Prepared, list[list[dict]]]:
-    """m.examples with the prompt messages of each of its rows (re-prepared by TRL when rows cannot be matched)."""
+def prompt_of(row: dict) -> list[dict] | str | None:
+    """What comes before the trained completion in a TRL-format row: its prompt (messages or string), or the
+    messages before its last assistant turn; None for plain text and token ids."""
+    prompt = row.get("prompt")
+    if isinstance(prompt, list | str):
+        return prompt
+    if isinstance(row.get("messages"), list):
+        return trl_conversation(row).prompt_messages
+    return None
+
+
+def _with_rows(m: Materialized) -> tuple[Prepared, list[dict]]:
+    """m.examples with the TRL-format row of each of its rows (re-prepared by TRL when rows cannot be matched)."""
     from parity.trl_bridge import before_packing, prepare_with_trl
 
     prepared = m.examples
-    if prepared.prompts is not None:
-        return prepared, prepared.prompts
+    if prepared.rows is not None:
+        return prepared, prepared.rows
     rows = m.sample_rows
     if len(prepared) != len(rows) or m.sft_config.shuffle_dataset:
         config = before_packing(m.sft_config) if m.sft_config.packing else m.sft_config
         prepared = Prepared.from_dataset(prepare_with_trl(rows, m.tokenizer, config, "train"))
-        return prepared, prepared.prompts
-    return prepared, [row["prompt"] for row in rows]
+        return prepared, prepared.rows or [{} for _ in prepared.input_ids]
+    return prepared, rows
 
 
-def _splits(m: Materialized, prepared: Prepared, prompts: list[list[dict]]) -> list[int]:
+def _splits(m: Materialized, prepared: Prepared, rows: list[dict]) -> list[int]:
     """Prompt lengths of the rows: reused from the tokenization when it measured them on these very rows and
     nothing was truncated, else measured here."""
     starts = prepared.completion_starts
@@ -52,17 +84,17 @@ def _splits(m: Materialized, prepared: Prepared, prompts: list[list[dict]]) -> l
     all_ids = prepared.input_ids
     if starts is not None and all(max_length is None or len(ids) < max_length for ids in all_ids):
         return starts
-    return prompt_lengths(m, prompts, all_ids)
+    return prompt_lengths(m, rows, all_ids)
 
 
 def mask_stats(m: Materialized) -> dict[str, Any]:
     """Trained-token counts over the recipe's TRL-prepared train sample."""
-    prepared, prompts = _with_prompts(m)
+    prepared, rows = _with_rows(m)
     total = trained = prompt_tokens = prompt_trained = completion_tokens = completion_trained = 0
     ends_eos = eos_trained = bos_first = 0
     eos, bos = m.tokenizer.eos_token_id, m.tokenizer.bos_token_id
     for ids, labels, split in zip(
-        prepared.input_ids, prepared.labels, _splits(m, prepared, prompts), strict=True
+        prepared.input_ids, prepared.labels, _splits(m, prepared, rows), strict=True
     ):
         row_trained = len(labels) - labels.count(IGNORE_INDEX)
         head = labels[:split]
@@ -103,11 +135,12 @@ def completion_only_loss(m: Materialized) -> dict[str, Any]:
     if "completion_only_loss" in m.recipe.training:
         provenance = f"set by recipe ({m.recipe.provenance.get('training.completion_only_loss', 'recipe')})"
     else:
-        provenance = f"TRL default (SFTConfig.completion_only_loss={raw!r}, resolved {raw!r}->{effective} for prompt/completion data)"
+        kind = "prompt/completion" if m.trl_format.startswith("prompt_completion") else m.trl_format
+        provenance = f"TRL default (SFTConfig.completion_only_loss={raw!r}, resolved {raw!r}->{effective} for {kind} data)"
     return {"configured": raw, "effective": effective, "provenance": provenance}
 
 
-def example_view(m: Materialized, row: dict[str, str]) -> list[list[Any]]:
+def example_view(m: Materialized, row: dict[str, Any]) -> list[list[Any]]:
     """[[token string, trained], ...] for one raw row through the recipe's pipeline (for a captured recipe: its
     captured example or a labelled stand-in, see `shared_examples`; trained is None where the capture cannot say
     which tokens carry loss)."""

@@ -1,10 +1,11 @@
-"""Probe `prompt`: the user message each recipe builds for the same raw row, diffed character by character.
-Whitespace is made visible in the evidence; instruction strings and user templates are compared too."""
+"""Probe `prompt`: the messages each recipe builds for the same raw row before the answer: the user message (diffed
+character by character, whitespace made visible), the system prompt, earlier turns and the tool schemas offered."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from parity.data.conversation import Conversation
 from parity.materialize import Materialized
 from parity.plain import plain
 from parity.probes import (
@@ -22,16 +23,22 @@ make_finding = FindingMaker(AXIS)
 NOT_CAPTURED = "not captured (a capture holds the user messages the recipe's code built, not a template)"
 
 
-def user_messages(m: Materialized, rows: list[dict[str, str]]) -> list[str | None]:
-    """The user message content the recipe builds for each raw row (None: a captured recipe's own code never
-    produced that row)."""
-    return m.shared_user_messages(rows)
+def prompt_parts(conversation: Conversation | None) -> dict[str, Any]:
+    """What conditions the answer besides the last user message: the system prompt, the earlier turns (role and
+    content, tool calls kept) and the tool schemas."""
+    if conversation is None or conversation.plain or not conversation.messages:
+        return {"system": None, "history": [], "tools": None}
+    prompt = conversation.prompt_messages
+    users = [i for i, m in enumerate(prompt) if m.get("role") == "user"]
+    last_user = users[-1] if users else len(prompt)
+    history = [m for i, m in enumerate(prompt) if i != last_user and m.get("role") != "system"]
+    return {"system": conversation.system, "history": history, "tools": conversation.tools}
 
 
 @measurement("prompt")
-def measure(m: Materialized, row: dict[str, str]) -> dict[str, Any]:
-    """The user message the recipe builds for one raw row, and the template and instruction behind it (for a
-    captured recipe: the user text of its captured row; the spec's template and instruction are not captured)."""
+def measure(m: Materialized, row: dict[str, Any]) -> dict[str, Any]:
+    """The messages the recipe builds for one raw row, and the template and instruction behind them (for a captured
+    recipe: its captured row; the spec's template and instruction are not captured)."""
     example = m.shared_examples([row])[0]
     message = example.user_message
     captured = m.captured is not None
@@ -42,14 +49,38 @@ def measure(m: Materialized, row: dict[str, str]) -> dict[str, Any]:
         "instruction": NOT_CAPTURED if captured else m.recipe.prompt.instruction,
         "whitespace": whitespace_edges(message),
         "length_chars": len(message),
+        **prompt_parts(example.conversation),
         "example_same_row": example.same_row,
         "example_source": example.source,
     }
 
 
+def _last_user(conversation: Conversation) -> str:
+    if conversation.plain or not conversation.messages:
+        return conversation.messages[0]["content"] if conversation.plain else (conversation.text or "")
+    turns = conversation.user_turns
+    return turns[-1] if turns else ""
+
+
+def _shown(value: Any) -> str:
+    """A system prompt, history or tool list in a summary: clipped, 'none' for nothing."""
+    if value in (None, [], ""):
+        return "none"
+    text = value if isinstance(value, str) else repr(value)
+    return repr(text[:60] + "...") if len(text) > 60 else repr(text)
+
+
+PARTS = {
+    "system": ("prompt.system", "system prompt differs"),
+    "history": ("prompt.history", "earlier turns differ"),
+    "tools": ("prompt.tools", "tool schemas differ"),
+}
+"""Prompt parts besides the user message: finding key and what it is called."""
+
+
 @PROBES.register("prompt")
 def probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
-    """Compare the user messages built from raw train row `ctx.show_example` (and count rows that differ)."""
+    """Compare the prompts built from raw train row `ctx.show_example` (and count rows that differ)."""
     row = a.raw.train[ctx.show_example]
     return compare(a, b, measure(a, row), measure(b, row), ctx)
 
@@ -59,11 +90,12 @@ def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeCont
     msg_a, msg_b = va["user_message"], vb["user_message"]
     name_a, name_b = pair_names(a.recipe.name, b.recipe.name)
     sample = a.raw.train if a.samples is None else a.raw.train[: a.samples]
-    pairs = [
-        (x, y)
-        for x, y in zip(user_messages(a, sample), user_messages(b, sample), strict=True)
-        if x is not None and y is not None
+    both = [
+        (x, y) for x, y in zip(a.shared_prompts(sample), b.shared_prompts(sample), strict=True) if x and y
     ]
+    pairs = [(_last_user(x), _last_user(y)) for x, y in both]
+    parts = [(prompt_parts(x), prompt_parts(y)) for x, y in both]
+    parts_differing = {name: sum(1 for x, y in parts if x[name] != y[name]) for name in PARTS}
     rows_differing = sum(1 for x, y in pairs if x != y)
     same_row = va["example_same_row"] and vb["example_same_row"]
     ops = char_diff(msg_a, msg_b)
@@ -92,6 +124,7 @@ def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeCont
         "rows_compared": len(pairs),
         "rows_not_captured": len(sample) - len(pairs),
         "rows_differing": rows_differing,
+        "rows_differing_by_part": parts_differing,
     }
     findings = []
     if not same_row:
@@ -135,4 +168,20 @@ def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeCont
                 },
             )
         )
+    if same_row:
+        for name, (key, words) in PARTS.items():
+            if va[name] == vb[name]:
+                continue
+            findings.append(
+                make_finding(
+                    key,
+                    "high",
+                    va[name],
+                    vb[name],
+                    f"{words} for the same row ({parts_differing[name]} of {len(pairs)} rows): "
+                    f"{name_a} {_shown(va[name])}, {name_b} {_shown(vb[name])}",
+                    {"example_index": ctx.show_example, f"a_{name}": va[name], f"b_{name}": vb[name]}
+                    | ({"diff": char_diff(va[name] or "", vb[name] or "")} if name == "system" else {}),
+                )
+            )
     return ProbeResult(findings=findings, values=plain(values))

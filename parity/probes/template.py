@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from parity.data.conversation import Conversation
 from parity.findings import Finding
 from parity.materialize import Materialized
 from parity.plain import plain
@@ -24,31 +25,43 @@ AXIS = "template"
 make_finding = FindingMaker(AXIS)
 
 
-def example_messages(m: Materialized, row: dict[str, str]) -> tuple[list[dict], list[dict]]:
-    """(prompt messages, prompt + completion messages) the recipe builds for one raw row (for a captured
-    recipe: its captured row, or the labelled stand-in where the capture lacks it)."""
-    return _messages(m.shared_examples([row])[0].conversation)
+def example_messages(m: Materialized, row: dict[str, Any]) -> tuple[list[dict], list[dict]]:
+    """(prompt messages, all messages) the recipe builds for one raw row (for a captured recipe: its captured row,
+    or the labelled stand-in where the capture lacks it); empty for rows TRL does not render (plain strings, text)."""
+    conversation = _rendered(m.shared_examples([row])[0].conversation)
+    return (conversation.prompt_messages, conversation.messages) if conversation else ([], [])
 
 
-def _messages(conv: dict[str, Any] | None) -> tuple[list[dict], list[dict]]:
-    conv = conv or {"prompt": [], "completion": []}
-    return conv["prompt"], conv["prompt"] + conv["completion"]
+def _rendered(conversation: Conversation | None) -> Conversation | None:
+    """The conversation when TRL renders it through the chat template (role/content messages), else None."""
+    if conversation is None or conversation.plain or not conversation.messages:
+        return None
+    return conversation
+
+
+def _tools(conversation: Conversation | None) -> dict[str, Any]:
+    return {"tools": conversation.tools} if conversation is not None and conversation.tools else {}
 
 
 @measurement("template")
-def measure(m: Materialized, row: dict[str, str]) -> dict[str, Any]:
-    """Effective chat template and what it renders for one raw row."""
+def measure(m: Materialized, row: dict[str, Any]) -> dict[str, Any]:
+    """Effective chat template and what it renders for one raw row (nothing is rendered where the tokenizer has no
+    template or the row is not conversational: TRL renders neither)."""
     example = m.shared_examples([row])[0]
-    prompt, messages = _messages(example.conversation)
-    text = render(m, messages)
-    with_gen, without_gen = (
-        render(m, prompt, add_generation_prompt=True),
-        render(m, prompt, add_generation_prompt=False),
-    )
-    deterministic, date_dependent = render_is_deterministic(m, messages)
-    ids = example.input_ids
+    conversation = _rendered(example.conversation)
     tok = m.tokenizer
+    text = with_gen = without_gen = ""
+    deterministic, date_dependent = True, False
+    if conversation is not None and tok.chat_template is not None:
+        kwargs = _tools(conversation)
+        prompt, messages = conversation.prompt_messages, conversation.messages
+        text = render(m, messages, **kwargs)
+        with_gen = render(m, prompt, add_generation_prompt=True, **kwargs)
+        without_gen = render(m, prompt, add_generation_prompt=False, **kwargs)
+        deterministic, date_dependent = render_is_deterministic(m, messages, **kwargs)
+    ids = example.input_ids
     return {
+        "renders": conversation is not None and tok.chat_template is not None,
         "effective": m.tokenizer_info.template_source,
         "own_chat_template": m.tokenizer_info.own_chat_template,
         "template_source": m.recipe.template.source,
@@ -105,7 +118,9 @@ def head(text: str) -> str:
 def _template_finding(va: dict, vb: dict, same: dict, name_a: str, name_b: str) -> Finding:
     template_notes = edge_notes(va["chat_template"] or "", vb["chat_template"] or "", name_a, name_b)
     token_note = _token_note(va, vb, name_a, name_b)
-    if same["a"] == same["b"]:
+    if va["renders"] != vb["renders"]:
+        starts = "only one recipe's rows are rendered through it (see template.applied)"
+    elif same["a"] == same["b"]:
         starts = "both render the same messages identically"
     elif head(same["a"]) != head(same["b"]):
         starts = f"rendered {name_a} text starts with {head(same['a'])!r}, {name_b} with {head(same['b'])!r}"
@@ -119,7 +134,7 @@ def _template_finding(va: dict, vb: dict, same: dict, name_a: str, name_b: str) 
         summary += " (template: " + "; ".join(template_notes) + ")"
     return make_finding(
         "template.chat_template",
-        "low" if same["a"] == same["b"] else "high",
+        "low" if same["a"] == same["b"] or va["renders"] != vb["renders"] else "high",
         va["chat_template"],
         vb["chat_template"],
         f"{summary}: {starts}; {token_note}",
@@ -152,10 +167,28 @@ def probe(a: Materialized, b: Materialized, ctx: ProbeContext) -> ProbeResult:
 
 def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeContext) -> ProbeResult:
     """Findings and pair values from the two recipes' measurements."""
-    messages = example_messages(a, a.raw.train[ctx.show_example])[1]
-    same = {"a": render(a, messages), "b": render(b, messages)}  # at the frozen clock, as measure renders
+    conversation = _rendered(a.shared_examples([a.raw.train[ctx.show_example]])[0].conversation)
+    same = {  # A's messages through each recipe's template, at the frozen clock, as measure renders
+        side: render(m, conversation.messages, **_tools(conversation))
+        if conversation is not None and m.tokenizer.chat_template is not None
+        else ""
+        for side, m in (("a", a), ("b", b))
+    }
     name_a, name_b = pair_names(a.recipe.name, b.recipe.name)
     findings = []
+    if va["renders"] != vb["renders"]:
+        unrendered, rendered = (name_a, name_b) if not va["renders"] else (name_b, name_a)
+        findings.append(
+            make_finding(
+                "template.applied",
+                "high",
+                va["renders"],
+                vb["renders"],
+                f"{unrendered}'s rows reach TRL without a chat template (plain strings, text or token ids, or a tokenizer "
+                f"without one); {rendered}'s are rendered through its chat template",
+                {"a_rendered": visible(va["rendered"]), "b_rendered": visible(vb["rendered"])},
+            )
+        )
     if va["chat_template"] != vb["chat_template"]:
         findings.append(_template_finding(va, vb, same, name_a, name_b))
     if (va["template_source"], va["effective"]) != (vb["template_source"], vb["effective"]):
@@ -183,7 +216,11 @@ def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeCont
                 {"a_date_dependent": va["date_dependent"], "b_date_dependent": vb["date_dependent"]},
             )
         )
-    if va["supports_generation_prompt"] != vb["supports_generation_prompt"]:
+    if (
+        va["renders"]
+        and vb["renders"]
+        and va["supports_generation_prompt"] != vb["supports_generation_prompt"]
+    ):
         lacking = name_a if not va["supports_generation_prompt"] else name_b
         findings.append(
             make_finding(

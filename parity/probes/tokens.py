@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from parity.axes import field_axis, field_severity
+from parity.data.conversation import trl_conversation
 from parity.findings import Finding
 from parity.materialize import Materialized
 from parity.plain import plain
@@ -63,7 +64,7 @@ def untruncated_lengths(m: Materialized) -> list[int]:
 
 
 @measurement("tokens")
-def measure(m: Materialized, row: dict[str, str]) -> dict[str, Any]:
+def measure(m: Materialized, row: dict[str, Any]) -> dict[str, Any]:
     """Token ids of one raw row (for a captured recipe: as its own code made them, or a labelled stand-in), and
     length and truncation statistics of the sample."""
     example = m.shared_examples([row])[0]
@@ -88,14 +89,19 @@ def measure(m: Materialized, row: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def _example_align(a: Materialized, b: Materialized, row: dict[str, str]) -> str:
+def _example_align(a: Materialized, b: Materialized, row: dict[str, Any]) -> str:
     """The align axis that explains a token difference: template, prompt, data, else tokenization settings."""
     if a.tokenizer.chat_template != b.tokenizer.chat_template:
         return "template"
-    conv_a, conv_b = a.conversational_raw([row])[0], b.conversational_raw([row])[0]
-    if conv_a["prompt"] != conv_b["prompt"]:
+    conv_a, conv_b = (trl_conversation(m.conversational_raw([row])[0]) for m in (a, b))
+    if (conv_a.prompt_messages, conv_a.tools) != (conv_b.prompt_messages, conv_b.tools):
         return "prompt"
-    return "data" if conv_a["completion"] != conv_b["completion"] else "tokens"
+    same_answer = (conv_a.completion_messages, conv_a.text, conv_a.tokens) == (
+        conv_b.completion_messages,
+        conv_b.text,
+        conv_b.tokens,
+    )
+    return "tokens" if same_answer else "data"
 
 
 def not_captured_finding(va: dict, vb: dict, name_a: str, name_b: str, ctx: ProbeContext) -> Finding:

@@ -5,22 +5,19 @@ Each leg answers with its own eval prompt; every answer is scored by both recipe
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
-from parity.spec import EvalSpec, Recipe
+from parity.data.pipeline import eval_text
+from parity.spec import Recipe
+from parity.tasks import gold_answer
+
+__all__ = ["cross_matrix", "eval_prompt", "eval_text", "generate", "score"]
 
 
-def eval_text(recipe: Recipe, question: str) -> str:
-    """The recipe's eval prompt for one question ({instruction} is the training instruction)."""
-    return recipe.eval.prompt.replace("{instruction}", recipe.prompt.instruction).replace(
-        "{question}", question
-    )
-
-
-def eval_prompt(recipe: Recipe, question: str, tokenizer: Any) -> str:
-    """The eval prompt as the model sees it: chat-templated when the recipe's harness applies the template."""
-    text = eval_text(recipe, question)
+def eval_prompt(recipe: Recipe, row: dict[str, Any], tokenizer: Any) -> str:
+    """The eval prompt for one raw row as the model sees it: chat-templated when the recipe's harness applies the
+    template."""
+    text = eval_text(recipe, row)
     if recipe.eval.apply_chat_template and tokenizer.chat_template:
         return tokenizer.apply_chat_template(
             [{"role": "user", "content": text}], add_generation_prompt=True, tokenize=False
@@ -81,22 +78,20 @@ def generate(
     return outputs
 
 
-def gold_of(raw_answer: str, spec: EvalSpec) -> str | None:
-    match = re.search(spec.gold_regex, raw_answer)
-    return match.group(1) if match else None
-
-
-def score(outputs: list[str], raw_answers: list[str], spec: EvalSpec) -> dict[str, Any]:
-    """Accuracy of one leg's outputs under one recipe's extractor, per mode the recipe defines."""
+def score(outputs: list[str], raw_answers: list[str], recipe: Recipe) -> dict[str, Any]:
+    """Accuracy of one leg's outputs under one recipe's extractor, per mode the recipe defines (gold answers read
+    from the reference completions by the recipe's gold rule, see parity.tasks)."""
     from parity.probes.answer import answers_match, extract_answer
 
+    spec = recipe.eval
     result: dict[str, Any] = {}
     for mode, pattern in (("strict", spec.strict_regex), ("flexible", spec.flexible_regex)):
         if not pattern:
             continue
         preds = [extract_answer(text, spec, mode) for text in outputs]
         correct = [
-            answers_match(p, gold_of(raw, spec), spec) for p, raw in zip(preds, raw_answers, strict=True)
+            answers_match(p, gold_answer(recipe, raw), spec)
+            for p, raw in zip(preds, raw_answers, strict=True)
         ]
         result[mode] = {
             "accuracy": round(sum(correct) / len(correct), 6) if correct else None,
@@ -113,5 +108,5 @@ def cross_matrix(generations: dict[str, list[dict]], recipes: dict[str, Recipe])
     for leg, rows in generations.items():
         outputs = [r["output"] for r in rows]
         raws = [r["gold_raw"] for r in rows]
-        matrix[leg] = {ext: score(outputs, raws, recipes[ext].eval) for ext in recipes}
+        matrix[leg] = {ext: score(outputs, raws, recipes[ext]) for ext in recipes}
     return matrix

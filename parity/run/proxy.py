@@ -54,7 +54,7 @@ def generation_prompt_ids(m: Any, rows: int) -> set[int]:
     from parity.run.evaluate import eval_prompt
 
     chat = bool(m.recipe.eval.apply_chat_template and m.tokenizer.chat_template)
-    prompts = [eval_prompt(m.recipe, row["question"], m.tokenizer) for row in m.raw.test[:rows]]
+    prompts = [eval_prompt(m.recipe, row, m.tokenizer) for row in m.raw.test[:rows]]
     ids: set[int] = set()
     for prompt in prompts:
         ids.update(m.tokenizer(prompt, add_special_tokens=not chat)["input_ids"])

@@ -157,7 +157,7 @@ def leg_datasets(m: Materialized, opts: RunOptions):
         shared = (
             m.conversational_raw(rows)
             if m.captured is None
-            else [e.conversation for e in m.captured.examples(rows) if e.same_row and e.conversation]
+            else [e.trained_row for e in m.captured_examples(rows) if e.same_row and e.trained_row]
         )
         if shared:
             evals["shared"] = datasets.Dataset.from_list(shared)
@@ -317,12 +317,13 @@ def _generations(
 ) -> list[dict[str, Any]]:
     rows = m.raw.test[: opts.eval_samples]
     chat = bool(m.recipe.eval.apply_chat_template and m.tokenizer.chat_template)
-    prompts = [eval_prompt(m.recipe, row["question"], m.tokenizer) for row in rows]
+    prompts = [eval_prompt(m.recipe, row, m.tokenizer) for row in rows]
+    references = [conversation.completion for conversation in m.conversations(rows)]
     batch = max(1, opts.micro_batch or 8)
     outputs = generate(model, m.tokenizer, prompts, opts.max_new_tokens, batch, chat, remap)
     return [
-        {"index": i, "prompt": p, "output": o, "gold_raw": row["answer"]}
-        for i, (p, o, row) in enumerate(zip(prompts, outputs, rows, strict=True))
+        {"index": i, "prompt": p, "output": o, "gold_raw": reference}
+        for i, (p, o, reference) in enumerate(zip(prompts, outputs, references, strict=True))
     ]
 
 
