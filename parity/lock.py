@@ -22,10 +22,11 @@ import yaml
 from parity.atomic import write_text_atomic
 from parity.axes import FIELD_AXIS, LOCK_KEYS
 from parity.capture.examples import captured_split
+from parity.capture.source import captured_directory
 from parity.diff import DiffReport, diff_materialized, materialize_pair
 from parity.effective import CONTEXT_FIELDS
 from parity.errors import ParityError
-from parity.materialize import Materialized
+from parity.materialize import CAPTURED_ROWS, Materialized
 from parity.plain import config_values, plain
 from parity.plan import TABLE_WORLD_SIZES, held_world_sizes
 from parity.probes import ProbeContext
@@ -425,7 +426,7 @@ def compute_lock(pair: LockPair, base: Path | None = None) -> tuple[Lock, dict[s
 def build_lock(
     a_ref: str,
     b_ref: str,
-    data: str = DEFAULT_DATA,
+    data: str | None = None,
     world_size: int = 1,
     examples: int = DEFAULT_EXAMPLES,
     set_a: list[str] | None = None,
@@ -433,9 +434,17 @@ def build_lock(
     base: Path | None = None,
 ) -> Lock:
     """Compute the lock for a recipe pair; with `base` (the lock file's folder), recipe and data paths given
-    relative to the current directory are stored relative to it, so `check` works from any directory."""
+    relative to the current directory are stored relative to it, so `check` works from any directory. Without
+    `data`: two captured recipes are locked on A's captured rows, any other pair on DEFAULT_DATA."""
+    if data is None:
+        both_captured = all(
+            captured_directory(resolve_recipe(ref, list(sets or []))) is not None
+            for ref, sets in ((a_ref, set_a), (b_ref, set_b))
+        )
+        data = CAPTURED_ROWS if both_captured else DEFAULT_DATA
     if base is not None:
-        a_ref, b_ref, data = relative_to(a_ref, base), relative_to(b_ref, base), relative_to(data, base, True)
+        a_ref, b_ref = relative_to(a_ref, base), relative_to(b_ref, base)
+        data = data if data == CAPTURED_ROWS else relative_to(data, base, True)
     pair = LockPair(a_ref, b_ref, list(set_a or []), list(set_b or []), data, world_size, examples)
     return compute_lock(pair, base)[0]
 

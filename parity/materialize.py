@@ -377,12 +377,13 @@ def materialize_pair(
     world_size: int = 1,
     samples: int | None = DEFAULT_SAMPLES,
 ) -> tuple[Materialized, Materialized]:
-    """Both recipes on the same rows: `data`, or with none given, two captured recipes on A's captured rows (paired
-    by identity) and any other pair on its task's synthetic rows (the task of A, else of B: a captured recipe names
+    """Both recipes on the same rows: `data`, or with none given (or CAPTURED_ROWS), two captured recipes on A's
+    captured rows (paired by identity) and any other pair on its task's synthetic rows (the task of A, else of B: a captured recipe names
     none)."""
-    if data is None and not (captured_directory(a) and captured_directory(b)):
+    both_captured = captured_directory(a) is not None and captured_directory(b) is not None
+    if data is None and not both_captured:
         data = "synthetic"
-    if data is None:
+    if data is None or (data == CAPTURED_ROWS and both_captured):
         ma = materialize(a, None, world_size, samples)
         return ma, materialize(b, None, world_size, samples, raw=ma.raw)
     shared = None

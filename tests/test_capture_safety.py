@@ -1111,7 +1111,7 @@ def test_a_lock_names_its_capture_relative_to_itself_and_checks_from_anywhere(ru
     ws = workspace(tmp_path, base_capture)
     copy_capture(ws)
     env = {"HOME": str(ws.home), "PARITY_CACHE_DIR": str(ws.cache), "TMPDIR": str(ws.tmpdir)}
-    argv = ["lock", "--a", "capture:cap", "--b", "capture:cap", "--data", "synthetic:16:4", "--examples", "2"]
+    argv = ["lock", "--a", "capture:cap", "--b", "capture:cap", "--examples", "2"]
     code, out, err = runner.run([*argv, "-o", "locks/pair.lock"], ws.cwd, env, tmp_path)
     assert code == 0, err[-2000:]
     lock = ws.cwd / "locks" / "pair.lock"

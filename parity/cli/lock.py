@@ -16,8 +16,13 @@ def lock_command(
     b: Annotated[str, typer.Option("--b", help="Recipe B: name or YAML path.")],
     output: Annotated[str, typer.Option("-o", "--output", help="Lock file to write.")] = "parity.lock",
     data: Annotated[
-        str, typer.Option("--data", help="Fixed data source for the golden tokenization.")
-    ] = "synthetic:800:160",
+        str | None,
+        typer.Option(
+            "--data",
+            help="Fixed data source for the golden tokenization (default: synthetic:800:160; two captured recipes: "
+            "A's captured rows).",
+        ),
+    ] = None,
     world_size: WorldSize = 1,
     examples: Annotated[int, typer.Option("--examples", help="Golden examples per recipe.")] = 16,
     set_a: SetA = None,
