@@ -7,7 +7,9 @@ result identical to a plain `SFTTrainer` build.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -115,10 +117,37 @@ def prepare_with_trl(
     trl_logger = logging.getLogger("trl")
     trl_level = trl_logger.level
     try:
-        return trainer._prepare_dataset(dataset, tokenizer, sft_config, sft_config.packing, None, name)
+        with in_memory_fingerprints():
+            return trainer._prepare_dataset(dataset, tokenizer, sft_config, sft_config.packing, None, name)
     finally:
         datasets.logging.set_verbosity(previous)
         trl_logger.setLevel(trl_level)
+
+
+@contextlib.contextmanager
+def in_memory_fingerprints() -> Iterator[None]:
+    """Random fingerprints for `datasets` transforms while TRL prepares an in-memory dataset.
+
+    `datasets` fingerprints every `map` call by pickling its arguments, which TRL's include the tokenizer: seconds
+    per call for a 150k-entry vocabulary (Qwen). A fingerprint only names cache files, and a dataset built from
+    a list lives in memory and writes none, so a random one changes nothing TRL computes
+    (tests/test_trl_bridge.py checks the prepared rows are identical with and without it)."""
+    import datasets.arrow_dataset
+    import datasets.fingerprint as fingerprint
+
+    modules = (fingerprint, datasets.arrow_dataset)  # map() calls it by the name it imported
+    hashed = [module.update_fingerprint for module in modules]
+
+    def random_fingerprint(previous: str, transform: Any, transform_args: dict) -> str:
+        return fingerprint.generate_random_fingerprint()
+
+    for module in modules:
+        module.update_fingerprint = random_fingerprint
+    try:
+        yield
+    finally:
+        for module, original in zip(modules, hashed, strict=True):
+            module.update_fingerprint = original
 
 
 def build_collator(tokenizer: Any, sft_config: Any) -> Any:

@@ -194,7 +194,18 @@ def _capture(tmp_path: Path, model_id: str, folder: Path, recorded: bool = True)
     files = {
         "manifest.json": {
             "schema_version": SCHEMA_VERSION,
-            "launch": [],
+            "command": ["python", "train.py"],
+            "launch": [
+                {
+                    "world_size": 1,
+                    "processes": 1,
+                    "processes_from": "python",
+                    "per_device_train_batch_size": 1,
+                    "gradient_accumulation_steps": 1,
+                    "global_batch": 1,
+                    "launcher": None,
+                }
+            ],
             "tokenizers": {model_id: {"source": f"--tokenizer {model_id}={folder}", "folder": str(folder)}},
         },
         "training_args.json": {"class": "SFTConfig", "fields": {}, "non_default": {}, "defaults_from": "trl"},
@@ -208,8 +219,12 @@ def _capture(tmp_path: Path, model_id: str, folder: Path, recorded: bool = True)
             "trainable_parameter_count": 0,
         },
     }
+    from parity.capture.integrity import seal
+
+    manifest = files.pop("manifest.json")
     for name, content in files.items():
         (directory / name).write_text(json.dumps(content))
+    (directory / "manifest.json").write_text(json.dumps(seal(manifest, directory)))  # as a capture writes it
     return directory
 
 

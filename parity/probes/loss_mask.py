@@ -87,12 +87,34 @@ def _splits(m: Materialized, prepared: Prepared, rows: list[dict]) -> list[int]:
     return prompt_lengths(m, rows, all_ids)
 
 
+def end_of_turn_ids(m: Materialized) -> set[int]:
+    """The ids that end a turn for this recipe: the tokenizer's EOS (after SFTConfig.eos_token), the model config's
+    and every stop id of the generation config, as the `eos` probe reads them."""
+    from parity.models import id_list
+    from parity.probes.eos import stop_ids
+
+    ids = stop_ids(m)
+    found = {*(ids["generation"] or []), *id_list(ids["model_config"])}
+    return found | ({ids["tokenizer"]} if ids["tokenizer"] is not None else set())
+
+
+def last_stop_position(ids: list[int], stops: set[int], pad_id: int | None) -> int | None:
+    """Position of the last stop id in an example's content (its end of turn; trailing padding excluded), or None."""
+    from parity.probes.eos import content_end
+
+    for index in range(content_end(ids, pad_id) - 1, -1, -1):
+        if ids[index] in stops:
+            return index
+    return None
+
+
 def mask_stats(m: Materialized) -> dict[str, Any]:
     """Trained-token counts over the recipe's TRL-prepared train sample."""
     prepared, rows = _with_rows(m)
     total = trained = prompt_tokens = prompt_trained = completion_tokens = completion_trained = 0
     ends_eos = eos_trained = bos_first = 0
-    eos, bos = m.tokenizer.eos_token_id, m.tokenizer.bos_token_id
+    bos, pad = m.tokenizer.bos_token_id, m.tokenizer.pad_token_id
+    stops = end_of_turn_ids(m)
     for ids, labels, split in zip(
         prepared.input_ids, prepared.labels, _splits(m, prepared, rows), strict=True
     ):
@@ -105,9 +127,10 @@ def mask_stats(m: Materialized) -> dict[str, Any]:
         prompt_trained += head_trained
         completion_tokens += len(ids) - split
         completion_trained += row_trained - head_trained
-        if ids and ids[-1] == eos:
+        end = last_stop_position(ids, stops, pad)
+        if end is not None:
             ends_eos += 1
-            eos_trained += labels[-1] != IGNORE_INDEX
+            eos_trained += labels[end] != IGNORE_INDEX
         bos_first += bool(ids) and ids[0] == bos
     examples = len(prepared)
     return {
@@ -237,8 +260,9 @@ def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeCont
                 "high",
                 va["eos_trained"],
                 vb["eos_trained"],
-                f"EOS carries loss in {name_a if va['eos_trained'] else name_b} only",
+                f"the end-of-turn stop id carries loss in {name_a if va['eos_trained'] else name_b} only",
                 side_values(va, vb, ("examples_ending_with_eos", "eos_trained_count", "examples")),
+                align="template" if a.tokenizer.chat_template != b.tokenizer.chat_template else AXIS,
             )
         )
     if va["bos_at_start"] != vb["bos_at_start"]:

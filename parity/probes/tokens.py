@@ -1,5 +1,7 @@
 """Probe `tokens`: the same raw example tokenized by both pipelines, aligned token by token, and length statistics.
-Counts the examples each recipe's max_length truncates, measured on the untruncated TRL tokenization."""
+Counts the examples each recipe's max_length truncates, measured on the untruncated TRL tokenization. A token
+difference that another axis explains (model, template, prompt, data, truncation) is `info`, that axis reports it;
+one nothing else explains (the tokenization itself) is `high`."""
 
 from __future__ import annotations
 
@@ -90,7 +92,10 @@ def measure(m: Materialized, row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _example_align(a: Materialized, b: Materialized, row: dict[str, Any]) -> str:
-    """The align axis that explains a token difference: template, prompt, data, else tokenization settings."""
+    """The align axis that explains a token difference: the model (another tokenizer), template, prompt, data, else
+    tokenization settings."""
+    if tokenizer_source(a) != tokenizer_source(b):
+        return "model"
     if a.tokenizer.chat_template != b.tokenizer.chat_template:
         return "template"
     conv_a, conv_b = (trl_conversation(m.conversational_raw([row])[0]) for m in (a, b))
@@ -102,6 +107,19 @@ def _example_align(a: Materialized, b: Materialized, row: dict[str, Any]) -> str
         conv_b.tokens,
     )
     return "tokens" if same_answer else "data"
+
+
+def tokenizer_source(m: Materialized) -> str:
+    """Where a recipe's tokenizer comes from (its own source, else its model's)."""
+    return str(m.recipe.tokenizer.source or m.recipe.model.name_or_path or "")
+
+
+def cut_at_max_length(va: dict, vb: dict) -> bool:
+    """Whether the shorter example is the longer one cut at its own max_length (truncation, which
+    `tokens.truncation` reports)."""
+    short, long = sorted((va, vb), key=lambda v: v["example_length"])
+    ids = short["example_ids"]
+    return short["max_length"] == len(ids) and long["example_ids"][: len(ids)] == ids
 
 
 def not_captured_finding(va: dict, vb: dict, name_a: str, name_b: str, ctx: ProbeContext) -> Finding:
@@ -147,17 +165,26 @@ def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeCont
     if not (va["example_same_row"] and vb["example_same_row"]):
         findings.append(not_captured_finding(va, vb, name_a, name_b, ctx))
     elif first is not None:
+        align = _example_align(a, b, row)
+        truncated = cut_at_max_length(va, vb)
+        why = "truncation at max_length" if truncated and align == "tokens" else align
         findings.append(
             make_finding(
                 "tokens.example",
-                "high",
+                "high" if why == "tokens" else "info",
                 va["example_length"],
                 vb["example_length"],
                 f"token ids differ for the same raw example from position {first} "
                 f"({va['example_length']} vs {vb['example_length']} tokens, {len(ops)} edits): "
-                + _describe_op(ops[0], name_a, name_b),
-                {"example_index": ctx.show_example, "first_difference": first, "ops": ops},
-                align=_example_align(a, b, row),
+                + _describe_op(ops[0], name_a, name_b)
+                + ("" if why == "tokens" else f" (explained by the {why} difference, reported on its own)"),
+                {
+                    "example_index": ctx.show_example,
+                    "first_difference": first,
+                    "ops": ops,
+                    "explained_by": why,
+                },
+                align=align,
             )
         )
     if va["lengths"] != vb["lengths"]:
