@@ -57,7 +57,7 @@ def plant_overrides(plant: str, family: str) -> list[str]:
     return {
         "system_prompt": ["prompt.system='You are a careful tutor.'"],
         "eos": [f"training.eos_token='{OTHER_EOS[family]}'"],
-        "max_length": ["training.max_length=16"],
+        "max_length": ["training.max_length=24"],
         "lora_rank": ["peft.lora.r=16"],
         "template": ["template.force=true", f"template.chat_template={json.dumps(MARKER_TEMPLATE)}"],
     }[plant]

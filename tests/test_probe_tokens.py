@@ -19,7 +19,9 @@ def real_result(real_pair):
 
 def test_same_example_differs_from_position_zero_on_real_data(real_result):
     finding = by_key(real_result)["tokens.example"]
-    assert (finding.severity, finding.align, finding.a, finding.b) == ("high", "template", 117, 110)
+    # explained by the template difference (the template probe's high finding), so it is info here
+    assert (finding.severity, finding.align, finding.a, finding.b) == ("info", "template", 117, 110)
+    assert finding.evidence["explained_by"] == "template"
     assert finding.evidence["first_difference"] == 0
     first = finding.evidence["ops"][0]
     assert (first["op"], first["a_ids"], first["a_tokens"], first["b_tokens"]) == ("delete", [198], ["Ċ"], [])
@@ -65,7 +67,12 @@ def test_short_max_length_truncates(revise):
     findings = by_key(result)
     assert (findings["tokens.truncation"].a, findings["tokens.truncation"].b) == (0, 32)
     assert (findings["training.max_length"].a, findings["training.max_length"].b) == (1024, 64)
-    assert findings["tokens.example"].align == "tokens"
+    example = findings["tokens.example"]
+    assert (example.align, example.severity, example.evidence["explained_by"]) == (
+        "tokens",
+        "info",
+        "truncation at max_length",
+    )
     assert result.values["b"]["lengths"]["max"] == 64
     assert result.values["b"]["untruncated_lengths"] == result.values["a"]["untruncated_lengths"]
 
@@ -75,7 +82,16 @@ def test_short_max_length_truncates(revise):
 )
 def test_example_finding_is_aligned_with_its_cause(revise, override, align):
     result = probe(revise, make("revise", [override]), CTX)
-    assert by_key(result)["tokens.example"].align == align
+    example = by_key(result)["tokens.example"]
+    assert (example.align, example.severity, example.evidence["explained_by"]) == (align, "info", align)
+
+
+def test_another_tokenizer_explains_the_token_difference_as_the_model_axis(revise):
+    from model_fixtures import overrides
+
+    result = probe(revise, make("revise", overrides("qwen")), CTX)
+    example = by_key(result)["tokens.example"]
+    assert (example.align, example.severity) == ("model", "info")
 
 
 def test_length_stats_uses_linear_percentiles():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 
 import datasets
@@ -68,3 +69,34 @@ def test_revise_trains_every_token():
     row = tokenized(m)[0]
     assert m.sft_config.completion_only_loss is False
     assert row["labels"] == row["input_ids"]
+
+
+def test_in_memory_fingerprints_change_nothing_trl_prepares():
+    """TRL's preparation of messages rows on the Qwen tokenizer (no fast path), with datasets' fingerprints hashed
+    and with random ones: the same input_ids and labels."""
+    from model_fixtures import FAMILIES
+    from transformers import AutoTokenizer
+    from trl import SFTConfig
+
+    import parity.trl_bridge as bridge
+
+    tokenizer = AutoTokenizer.from_pretrained(FAMILIES["qwen"].tokenizer_dir())
+    rows = [
+        {
+            "messages": [
+                {"role": "user", "content": f"What is {i}+2?"},
+                {"role": "assistant", "content": str(i + 2)},
+            ]
+        }
+        for i in range(4)
+    ]
+    config = SFTConfig(output_dir="unused", use_cpu=True, report_to=[])
+    fast = bridge.prepare_with_trl(rows, tokenizer, config)
+    with_hashes = bridge.in_memory_fingerprints
+    try:
+        bridge.in_memory_fingerprints = contextlib.nullcontext
+        hashed = bridge.prepare_with_trl(rows, tokenizer, config)
+    finally:
+        bridge.in_memory_fingerprints = with_hashes
+    assert fast["input_ids"] == hashed["input_ids"] and fast["labels"] == hashed["labels"]
+    assert fast["input_ids"][0][:3] == [151644, 872, 198]  # <|im_start|> user \n

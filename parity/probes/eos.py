@@ -75,12 +75,19 @@ def end_of_turn(m: Materialized, prepared: Prepared, ids: dict[str, Any]) -> dic
     generation = ids["generation"]
     stopping = sum(n for token, n in ends.items() if token in generation) if generation is not None else None
     examples = len(found)
+    max_length = None if m.sft_config.packing else m.sft_config.max_length
+    cut = sum(
+        1
+        for (stop, _), row in zip(found, prepared.input_ids, strict=True)
+        if stop is None and max_length is not None and len(row) >= max_length
+    )
     return {
         "end_token_id": end_id,
         "end_token": m.tokenizer.convert_ids_to_tokens(end_id) if end_id is not None else None,
         "examples_ending_with_it": end_count,
         "examples": examples,
         "examples_without_stop": examples - sum(ends.values()),
+        "examples_without_stop_at_max_length": cut,
         "trailing_ids": list(trailing_ids),
         "trailing_tokens": m.tokenizer.convert_ids_to_tokens(list(trailing_ids)),
         "examples_with_trailing": sum(1 for stop, after in found if stop is not None and after),
@@ -162,6 +169,20 @@ def known_differences(xa: dict[str, Any], xb: dict[str, Any]) -> list[str]:
     return [k for k in xa if xa[k] is not None and xb.get(k) is not None and xa[k] != xb[k]]
 
 
+TRUNCATION_NOTE = (
+    " (explained by truncation at max_length, which cuts the stop id off: padding.eos_cut reports it)"
+)
+
+
+def cut_by_truncation(va: dict[str, Any], vb: dict[str, Any]) -> bool:
+    """Whether every example without a trained stop id, on either side, reached its max_length (the stop id was cut
+    off by truncation, which the `padding` probe reports), and some example did."""
+    sides = (va, vb)
+    return any(v["examples_without_stop_at_max_length"] for v in sides) and all(
+        v["examples_without_stop"] == v["examples_without_stop_at_max_length"] for v in sides
+    )
+
+
 def _end_text(v: dict[str, Any]) -> str:
     if v["end_token"] is None:
         return f"no stop id in the trained tokens ({v['examples_without_stop']} of {v['examples']})"
@@ -183,17 +204,20 @@ def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeCont
         va, vb, ("end_token_id", "examples_ending_with_it", "examples", "trailing_tokens", "eos_ids")
     )
     findings = []
+    cut = cut_by_truncation(va, vb)
+    severity, why = ("info", TRUNCATION_NOTE) if cut else ("high", "")
+    stops_align = "tokens" if cut else align
     if va["end_token"] != vb["end_token"]:
         findings.append(
             make_finding(
                 "eos.completion_end",
-                "high",
+                severity,
                 va["end_token"],
                 vb["end_token"],
                 f"the last stop id trained in each example (its end of turn): {names[0]} {_end_text(va)}; "
-                f"{names[1]} {_end_text(vb)}",
+                f"{names[1]} {_end_text(vb)}{why}",
                 evidence,
-                align=align,
+                align=stops_align,
             )
         )
     elif va["trailing_tokens"] != vb["trailing_tokens"]:
@@ -215,15 +239,15 @@ def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeCont
         findings.append(
             make_finding(
                 "eos.generation_stops",
-                "high",
+                severity,
                 va["stop_fraction"],
                 vb["stop_fraction"],
                 f"examples whose last trained stop id is one generation stops on: {names[0]} "
                 f"{va['ending_with_a_stop_id']} of {va['examples']}, {names[1]} {vb['ending_with_a_stop_id']} of "
                 f"{vb['examples']} (stop ids {va['eos_ids']['generation']} / {vb['eos_ids']['generation']}): a model "
-                "never trained to emit a stop id runs on to the generation limit",
+                f"never trained to emit a stop id runs on to the generation limit{why}",
                 evidence,
-                align=align,
+                align=stops_align,
             )
         )
     differing = known_differences(va["eos_ids"], vb["eos_ids"])

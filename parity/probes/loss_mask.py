@@ -11,6 +11,7 @@ from parity.fast_tokenize import encode_texts
 from parity.materialize import Materialized
 from parity.plain import plain
 from parity.probes import PROBES, FindingMaker, ProbeContext, ProbeResult, measurement, side_values
+from parity.probes.eos import TRUNCATION_NOTE
 from parity.rendering import CLOCKS, frozen_clock
 from parity.textdiff import pair_names
 from parity.trl_bridge import IGNORE_INDEX, Prepared, resolve_completion_only_loss
@@ -98,21 +99,33 @@ def end_of_turn_ids(m: Materialized) -> set[int]:
     return found | ({ids["tokenizer"]} if ids["tokenizer"] is not None else set())
 
 
-def last_stop_position(ids: list[int], stops: set[int], pad_id: int | None) -> int | None:
-    """Position of the last stop id in an example's content (its end of turn; trailing padding excluded), or None."""
+def last_stop_position(ids: list[int], stops: set[int], pad_id: int | None, start: int = 0) -> int | None:
+    """Position of the last stop id in an example's content from `start` on (the completion's end of turn, not a
+    stop id that ends a prompt turn; trailing padding excluded), or None."""
     from parity.probes.eos import content_end
 
-    for index in range(content_end(ids, pad_id) - 1, -1, -1):
+    for index in range(content_end(ids, pad_id) - 1, start - 1, -1):
         if ids[index] in stops:
             return index
     return None
+
+
+def stops_cut_by_truncation(va: dict[str, Any], vb: dict[str, Any]) -> bool:
+    """Whether every example without a stop id, on either side, reached max_length (truncation cut it off, which the
+    `padding` probe reports) and every stop id present carries loss on both sides."""
+    return any(v["examples_without_stop_at_max_length"] for v in (va, vb)) and all(
+        v["examples"] - v["examples_ending_with_eos"] == v["examples_without_stop_at_max_length"]
+        and v["eos_trained_count"] == v["examples_ending_with_eos"]
+        for v in (va, vb)
+    )
 
 
 def mask_stats(m: Materialized) -> dict[str, Any]:
     """Trained-token counts over the recipe's TRL-prepared train sample."""
     prepared, rows = _with_rows(m)
     total = trained = prompt_tokens = prompt_trained = completion_tokens = completion_trained = 0
-    ends_eos = eos_trained = bos_first = 0
+    ends_eos = eos_trained = bos_first = cut = 0
+    max_length = None if m.sft_config.packing else m.sft_config.max_length
     bos, pad = m.tokenizer.bos_token_id, m.tokenizer.pad_token_id
     stops = end_of_turn_ids(m)
     for ids, labels, split in zip(
@@ -127,10 +140,12 @@ def mask_stats(m: Materialized) -> dict[str, Any]:
         prompt_trained += head_trained
         completion_tokens += len(ids) - split
         completion_trained += row_trained - head_trained
-        end = last_stop_position(ids, stops, pad)
+        end = last_stop_position(ids, stops, pad, start=split)
         if end is not None:
             ends_eos += 1
             eos_trained += labels[end] != IGNORE_INDEX
+        else:
+            cut += max_length is not None and len(ids) >= max_length
         bos_first += bool(ids) and ids[0] == bos
     examples = len(prepared)
     return {
@@ -146,6 +161,7 @@ def mask_stats(m: Materialized) -> dict[str, Any]:
         "examples_ending_with_eos": ends_eos,
         "eos_trained_count": eos_trained,
         "eos_trained": ends_eos > 0 and eos_trained == ends_eos,
+        "examples_without_stop_at_max_length": cut,
         "bos_at_start_count": bos_first,
         "bos_at_start": examples > 0 and bos_first == examples,
     }
@@ -254,15 +270,21 @@ def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeCont
             )
         )
     if va["eos_trained"] != vb["eos_trained"]:
+        cut = stops_cut_by_truncation(va, vb)
         findings.append(
             make_finding(
                 "loss_mask.eos_trained",
-                "high",
+                "info" if cut else "high",
                 va["eos_trained"],
                 vb["eos_trained"],
-                f"the end-of-turn stop id carries loss in {name_a if va['eos_trained'] else name_b} only",
+                f"the end-of-turn stop id carries loss in {name_a if va['eos_trained'] else name_b} only"
+                + (TRUNCATION_NOTE if cut else ""),
                 side_values(va, vb, ("examples_ending_with_eos", "eos_trained_count", "examples")),
-                align="template" if a.tokenizer.chat_template != b.tokenizer.chat_template else AXIS,
+                align="tokens"
+                if cut
+                else "template"
+                if a.tokenizer.chat_template != b.tokenizer.chat_template
+                else AXIS,
             )
         )
     if va["bos_at_start"] != vb["bos_at_start"]:

@@ -15,6 +15,7 @@ from parity.axes import field_axis, field_severity
 from parity.data.conversation import trl_conversation
 from parity.findings import Finding
 from parity.materialize import Materialized
+from parity.models import same_id
 from parity.plain import plain
 from parity.probes import (
     PROBES,
@@ -94,7 +95,7 @@ def measure(m: Materialized, row: dict[str, Any]) -> dict[str, Any]:
 def _example_align(a: Materialized, b: Materialized, row: dict[str, Any]) -> str:
     """The align axis that explains a token difference: the model (another tokenizer), template, prompt, data, else
     tokenization settings."""
-    if tokenizer_source(a) != tokenizer_source(b):
+    if not same_tokenizer(a, b):
         return "model"
     if a.tokenizer.chat_template != b.tokenizer.chat_template:
         return "template"
@@ -112,6 +113,18 @@ def _example_align(a: Materialized, b: Materialized, row: dict[str, Any]) -> str
 def tokenizer_source(m: Materialized) -> str:
     """Where a recipe's tokenizer comes from (its own source, else its model's)."""
     return str(m.recipe.tokenizer.source or m.recipe.model.name_or_path or "")
+
+
+def same_tokenizer(a: Materialized, b: Materialized) -> bool:
+    """Whether both recipes tokenize with the same vocabulary and pipeline: the same source, the same loaded
+    backend, or backends whose serialized form is equal (two captures of one tokenizer live in two folders)."""
+    if same_id(tokenizer_source(a), tokenizer_source(b)):
+        return True
+    backend_a = getattr(a.tokenizer, "backend_tokenizer", None)
+    backend_b = getattr(b.tokenizer, "backend_tokenizer", None)
+    if backend_a is None or backend_b is None:
+        return False
+    return backend_a is backend_b or backend_a.to_str() == backend_b.to_str()
 
 
 def cut_at_max_length(va: dict, vb: dict) -> bool:
