@@ -18,6 +18,7 @@ from parity.data.conversation import (
     Conversation,
     completion_text,
     conversation_key,
+    normalise,
     strip_constant_words,
     trl_conversation,
     user_text,
@@ -142,6 +143,34 @@ def collator_rule(captured: CapturedRecipe) -> Labels:
     )
 
 
+ALIGN_CHARS = 64
+"""Characters of a raw row's normalised user text looked for in its prepared example (a prefix: truncation keeps
+the start of a sequence)."""
+
+
+def prepared_rows_of(
+    raw: list[dict[str, Any]], prepared_ids: list[list[int]], decode: Callable[[list[int]], str] | None
+) -> list[int | None]:
+    """For each raw row, the index of the prepared example made from it, or None where TRL's preparation dropped
+    it (a row with no trained token left). TRL drops rows but never reorders them, so each prepared example is
+    matched to the next raw row whose user text it contains; the rows are paired by index when none was dropped."""
+    if len(raw) == len(prepared_ids):
+        return list(range(len(raw)))
+    if decode is None or len(prepared_ids) > len(raw):
+        return [None] * len(raw)
+    found: list[int | None] = [None] * len(raw)
+    position = 0
+    for index, ids in enumerate(prepared_ids):
+        text = normalise(decode(ids))
+        while position < len(raw) and normalise(user_text(raw[position]))[:ALIGN_CHARS] not in text:
+            position += 1
+        if position == len(raw):
+            return [None] * len(raw)  # an example no remaining row explains: no pairing is claimed
+        found[position] = index
+        position += 1
+    return found
+
+
 class CapturedLookup:
     """Finds shared raw rows among a capture's train and eval rows by identity and returns their captured examples."""
 
@@ -152,6 +181,7 @@ class CapturedLookup:
         names = ["train"] + sorted(name for name in captured.raw if name.startswith("eval"))
         self.names = [name for name in names if name in captured.raw]
         self._located: dict[str, tuple[str, int] | None] = {}
+        self._aligned: dict[str, list[int | None]] = {}
 
     @cached_property
     def splits(self) -> list[_Split]:
@@ -212,7 +242,8 @@ class CapturedLookup:
         prepared = self.captured.prepared.get(split)
         where = f"captured {split} row {index}"
         found_in = (split, index) if same_row else None
-        if prepared is None or len(prepared.rows) != len(self.captured.raw[split]):
+        position = None if prepared is None else self.prepared_index(split)[index]
+        if prepared is None or position is None:
             kept = "none" if prepared is None else f"{len(prepared.rows)} of {len(self.captured.raw[split])}"
             return SharedExample(
                 row,
@@ -221,15 +252,24 @@ class CapturedLookup:
                 [],
                 None,
                 same_row,
-                f"{where}: its prepared example is not captured (TRL's preparation kept {kept} rows, so "
-                "raw and prepared rows cannot be paired)",
+                f"{where}: its prepared example is not captured (TRL's preparation kept {kept} rows, and this "
+                "row is not among them or cannot be paired with one)",
                 found_in,
                 text,
             )
-        ids, labels, labels_from = self._ids_and_labels(prepared, split, index)
+        ids, labels, labels_from = self._ids_and_labels(prepared, split, position)
+        if position != index:
+            labels_from = f"prepared example {position} (TRL dropped earlier rows); {labels_from}"
         return SharedExample(
             row, raw, _last_user_text(raw), ids, labels, same_row, f"{where}; {labels_from}", found_in, text
         )
+
+    def prepared_index(self, split: str) -> list[int | None]:
+        """Raw row index -> prepared example index of one split (computed once)."""
+        if split not in self._aligned:
+            prepared = self.captured.prepared[split]
+            self._aligned[split] = prepared_rows_of(self.captured.raw[split], prepared.input_ids, self.decode)
+        return self._aligned[split]
 
     def _ids_and_labels(
         self, prepared: PreparedDataset, split: str, index: int

@@ -54,12 +54,30 @@ class CapturedExamples:
         count = len(self.input_ids) if samples is None else min(samples, len(self.input_ids))
         self.lookup.decode = materialized.decode  # pre-tokenized captured rows are identified by their text
         materialized.captured = self.lookup
+        rows, kept = self.sample(count)
         materialized.__dict__.update(
             train_rows=self.train_rows,
             eval_rows=self.eval_rows,
-            sample_rows=self.train_rows[:count],
-            prepared=Prepared(self.input_ids[:count], self.labels[:count]),
+            sample_rows=rows,
+            prepared=Prepared([self.input_ids[i] for i in kept], [self.labels[i] for i in kept]),
         )
+
+    def sample(self, count: int) -> tuple[list[dict[str, Any]], list[int]]:
+        """The first `count` examples with the raw row each was made from: paired by index, or where TRL's
+        preparation dropped rows, by the order-preserving pairing of `prepared_rows_of` (an example no raw row
+        explains is left out of the sample)."""
+        prepared = self.lookup.captured.prepared.get("train")
+        if prepared is None or len(prepared.rows) == len(self.train_rows):
+            return self.train_rows[:count], list(range(count))
+        raw_of = {
+            example: row
+            for row, example in enumerate(self.lookup.prepared_index("train"))
+            if example is not None
+        }
+        if not raw_of:  # nothing could be paired: index order, as the capture lists them
+            return self.train_rows[:count], list(range(count))
+        kept = [i for i in range(count) if i in raw_of]
+        return [self.train_rows[raw_of[i]] for i in kept], kept
 
 
 def captured_examples(captured: CapturedRecipe) -> CapturedExamples:

@@ -35,6 +35,14 @@ def stop_ids(m: Materialized) -> dict[str, Any]:
     return {"tokenizer": tokenizer_eos, "model_config": model_eos, "generation": generation}
 
 
+def end_of_turn_ids(m: Materialized) -> set[int]:
+    """The ids that end a turn for this recipe: the tokenizer's EOS (after SFTConfig.eos_token), the model config's
+    and every stop id of the generation config, as the `eos` probe reads them."""
+    ids = stop_ids(m)
+    found = {*(ids["generation"] or []), *id_list(ids["model_config"])}
+    return found | ({ids["tokenizer"]} if ids["tokenizer"] is not None else set())
+
+
 def content_end(ids: list[int], pad_id: int | None) -> int:
     """Length of the example without trailing padding: a trailing run of the pad id counts once (where pad ==
     EOS the first of the run is the example's own EOS; the rest are padding, never content)."""

@@ -11,7 +11,7 @@ from parity.fast_tokenize import encode_texts
 from parity.materialize import Materialized
 from parity.plain import plain
 from parity.probes import PROBES, FindingMaker, ProbeContext, ProbeResult, measurement, side_values
-from parity.probes.eos import TRUNCATION_NOTE
+from parity.probes.eos import TRUNCATION_NOTE, end_of_turn_ids
 from parity.rendering import CLOCKS, frozen_clock
 from parity.textdiff import pair_names
 from parity.trl_bridge import IGNORE_INDEX, Prepared, resolve_completion_only_loss
@@ -86,17 +86,6 @@ def _splits(m: Materialized, prepared: Prepared, rows: list[dict]) -> list[int]:
     if starts is not None and all(max_length is None or len(ids) < max_length for ids in all_ids):
         return starts
     return prompt_lengths(m, rows, all_ids)
-
-
-def end_of_turn_ids(m: Materialized) -> set[int]:
-    """The ids that end a turn for this recipe: the tokenizer's EOS (after SFTConfig.eos_token), the model config's
-    and every stop id of the generation config, as the `eos` probe reads them."""
-    from parity.models import id_list
-    from parity.probes.eos import stop_ids
-
-    ids = stop_ids(m)
-    found = {*(ids["generation"] or []), *id_list(ids["model_config"])}
-    return found | ({ids["tokenizer"]} if ids["tokenizer"] is not None else set())
 
 
 def last_stop_position(ids: list[int], stops: set[int], pad_id: int | None, start: int = 0) -> int | None:

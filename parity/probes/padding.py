@@ -10,6 +10,7 @@ from typing import Any
 from parity.materialize import Materialized
 from parity.plain import plain
 from parity.probes import PROBES, FindingMaker, ProbeContext, ProbeResult, measurement, side_values
+from parity.probes.eos import end_of_turn_ids, last_stop
 from parity.probes.fields import owned_field_findings, owned_values
 from parity.textdiff import pair_names
 from parity.trl_bridge import IGNORE_INDEX, Prepared, build_collator
@@ -48,12 +49,17 @@ def untruncated(m: Materialized) -> Prepared:
     return prepare_rows(m.sample_rows, m.tokenizer, config, "untruncated")
 
 
-def _totals(prepared: Prepared, eos: int) -> dict[str, int]:
+def _totals(prepared: Prepared, stops: set[int], pad_id: int | None) -> dict[str, int]:
     return {
         "rows": len(prepared),
         "tokens": sum(map(len, prepared.input_ids)),
         "trained_tokens": sum(len(x) - x.count(IGNORE_INDEX) for x in prepared.labels),
-        "ending_with_eos": sum(1 for ids in prepared.input_ids if ids and ids[-1] == eos),
+        # examples whose trained span holds an end-of-turn stop id (EOS, ChatML's <|im_end|>, ...)
+        "ending_with_eos": sum(
+            1
+            for ids, labels in zip(prepared.input_ids, prepared.labels, strict=True)
+            if last_stop(ids, labels, stops, pad_id)[0] is not None
+        ),
     }
 
 
@@ -72,9 +78,9 @@ def measure(m: Materialized) -> dict[str, Any]:
     }
     if config.packing:
         return plain(values)  # packing chunks sequences instead of truncating them (see the packing probe)
-    eos = m.tokenizer.eos_token_id
+    stops, pad = end_of_turn_ids(m), m.tokenizer.pad_token_id
     whole = untruncated(m)
-    kept, full = _totals(m.prepared, eos), _totals(whole, eos)
+    kept, full = _totals(m.prepared, stops, pad), _totals(whole, stops, pad)
     values["truncation"] = {
         "examples": full["rows"],
         "examples_truncated": sum(
@@ -135,7 +141,7 @@ def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeCont
                 "high",
                 ta.get("eos_cut", 0),
                 tb.get("eos_cut", 0),
-                f"truncation cuts the final EOS off {ta.get('eos_cut', 0)} of {ta.get('examples', 0)} examples in "
+                f"truncation cuts the end-of-turn stop id off {ta.get('eos_cut', 0)} of {ta.get('examples', 0)} examples in "
                 f"{names[0]} ({va['truncation_mode']}, max_length {va['max_length']}) and {tb.get('eos_cut', 0)} of "
                 f"{tb.get('examples', 0)} in {names[1]} ({vb['truncation_mode']}, max_length {vb['max_length']}): "
                 "those completions never show the model where to stop",
