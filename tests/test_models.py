@@ -206,7 +206,11 @@ def _capture(tmp_path: Path, model_id: str, folder: Path, recorded: bool = True)
                     "launcher": None,
                 }
             ],
-            "tokenizers": {model_id: {"source": f"--tokenizer {model_id}={folder}", "folder": str(folder)}},
+            "redirects": {
+                "tokenizers": {
+                    model_id: {"source": f"--tokenizer {model_id}={folder}", "folder": str(folder)}
+                }
+            },
         },
         "training_args.json": {"class": "SFTConfig", "fields": {}, "non_default": {}, "defaults_from": "trl"},
         "collator.json": {},
