@@ -14,10 +14,22 @@ from functools import cached_property
 from typing import Any
 
 from parity.capture.reader import CapturedRecipe, PreparedDataset
+from parity.capture.tokenized import (
+    conversations,
+    first_trained,
+    full_train_rows,
+    is_pre_tokenized,
+    loaded_format,
+    loaded_rows,
+    prompt_length,
+    trainer_rows,
+    unpadded,
+)
 from parity.data.conversation import (
     Conversation,
     completion_text,
     conversation_key,
+    normalise,
     strip_constant_words,
     trl_conversation,
     user_text,
@@ -62,11 +74,22 @@ class SharedExample:
     """(captured split, row index) of the captured row holding this shared row; None otherwise."""
     row_text: str = ""
     """The shared row's user text, for the reader (the row's identity is its normalised form)."""
+    content: Conversation | None = None
+    """For a recipe whose trainer was handed token ids: the raw row its framework loaded and built the example
+    from (paired by identity; None where no loaded row pairs with it)."""
+    completion: str | None = None
+    """For such a recipe: the text its example is trained to produce (the loaded row's answer where the trained
+    tokens hold it, else the trained tokens decoded)."""
 
     @property
     def conversation(self) -> Conversation | None:
         """The trained row as messages (None when there is none)."""
         return trl_conversation(self.trained_row) if self.trained_row is not None else None
+
+    @property
+    def pre_tokenized(self) -> bool:
+        """True when the recipe handed its trainer token ids (its user message is the decoded prompt)."""
+        return self.trained_row is not None and isinstance(self.trained_row.get("input_ids"), list)
 
     def evidence(self) -> dict[str, Any]:
         return {"same_row": self.same_row, "source": self.source, "question": self.row_text}
@@ -149,13 +172,18 @@ class CapturedLookup:
         self.captured = captured
         self.decode = decode
         """Token ids -> text, for the identity of pre-tokenized captured rows (the recipe's tokenizer)."""
-        names = ["train"] + sorted(name for name in captured.raw if name.startswith("eval"))
-        self.names = [name for name in names if name in captured.raw]
+        self.rows = trainer_rows(captured)
+        """The rows the trainer was handed per split (token ids without padding for a pre-tokenized trainer)."""
+        self.pre_tokenized = is_pre_tokenized(captured)
+        names = ["train"] + sorted(name for name in self.rows if name.startswith("eval"))
+        self.names = [name for name in names if name in self.rows]
         self._located: dict[str, tuple[str, int] | None] = {}
+        self._texts: dict[tuple[str, str, int], Any] = {}
+        """Decoded prompt lengths and completions of pre-tokenized rows, by (what, split, row)."""
 
     @cached_property
     def splits(self) -> list[_Split]:
-        rows = {name: self.captured.raw[name] for name in self.names}
+        rows = {name: self.rows[name] for name in self.names}
         texts = [
             conversation_key(trl_conversation(row), self.decode) for name in self.names for row in rows[name]
         ]
@@ -166,6 +194,11 @@ class CapturedLookup:
             splits.append(_Split.of(name, rows[name], keys[start:end], texts[start:end]))
             start = end
         return splits
+
+    @cached_property
+    def train_rows_full(self) -> int:
+        """The trainer's train rows on the full data (scaled by the loads' full / served counts under `--rows`)."""
+        return full_train_rows(self.captured, len(self.rows.get("train", [])))
 
     @cached_property
     def labels_rule(self) -> Labels:
@@ -205,15 +238,124 @@ class CapturedLookup:
     def _rows_text(self) -> str:
         return ", ".join(f"{len(split.rows)} {split.name}" for split in self.splits)
 
+    @cached_property
+    def pairing(self) -> dict[tuple[str, int], tuple[int, Conversation]]:
+        """For a pre-tokenized trainer: (split, row) of its rows -> (position among the loaded rows, that loaded row
+        as a Conversation), in load order. The rows its framework loaded are read in their detected format and
+        paired by identity (the loaded row's key located among the trainer's rows; the first loaded row found
+        wins); empty for any other capture."""
+        if not self.pre_tokenized:
+            return {}
+        paired: dict[tuple[str, int], tuple[int, Conversation]] = {}
+        for position, conversation in enumerate(self.loaded_conversations):
+            if conversation is None:
+                continue
+            where = self.locate(conversation_key(conversation))
+            if where is not None:
+                paired.setdefault(where, (position, conversation))
+        return paired
+
+    @cached_property
+    def loaded(self) -> dict[tuple[str, int], Conversation]:
+        """(split, row) of a pre-tokenized trainer's rows -> the loaded raw row it was built from (see pairing)."""
+        return {where: conversation for where, (_, conversation) in self.pairing.items()}
+
+    def loaded_positions(self, count: int) -> list[int | None] | None:
+        """Where each of the first `count` train rows of a pre-tokenized trainer stood among the loaded rows (None
+        for a row no loaded row pairs with); None for a capture whose trainer got raw rows (they are in its order)."""
+        if not self.pre_tokenized:
+            return None
+        return [self.pairing.get(("train", i), (None, None))[0] for i in range(count)]
+
+    def text_pairs(self) -> list[tuple[str, str]]:
+        """(user text, completion) of every train row of a pre-tokenized trainer, in the order its framework loaded
+        them: the loaded row's user turns and the text the example is trained to produce (rows no loaded row pairs
+        with follow, with their prompt decoded)."""
+        rows = self.rows.get("train", [])
+        trained = {
+            position: index for (split, index), (position, _) in self.pairing.items() if split == "train"
+        }
+        pairs = []
+        for position, conversation in enumerate(self.loaded_conversations):
+            if conversation is None:
+                continue
+            index = trained.get(position)
+            completion = conversation.completion if index is None else self._completion_of(index)
+            pairs.append((_user_turns(conversation), completion))
+        paired = set(trained.values())
+        for index, row in enumerate(rows):
+            if index not in paired:
+                ids, labels = row["input_ids"], row.get("labels")
+                pairs.append((self.prompt_text("train", index, ids, labels), self._completion_of(index)))
+        return pairs
+
+    @cached_property
+    def loaded_conversations(self) -> list[Conversation | None]:
+        """The rows the framework loaded as Conversations in load order (empty: no loaded rows in a known format)."""
+        rows = loaded_rows(self.captured)
+        fmt = loaded_format(rows)
+        return conversations(rows, fmt) if fmt is not None else []
+
+    @cached_property
+    def dropped(self) -> int | None:
+        """Loaded rows (in a known format) that no train row of a pre-tokenized trainer was built from: what its
+        framework left out (over-long rows, rows it could not convert); None for any other capture."""
+        if not self.pre_tokenized or not self.loaded_conversations:
+            return None
+        kept = {position for (split, _), (position, _) in self.pairing.items() if split == "train"}
+        return sum(1 for c in self.loaded_conversations if c is not None) - len(kept)
+
+    def _completion_of(self, index: int) -> str:
+        row = self.rows["train"][index]
+        return self.completion("train", index, row["input_ids"], row.get("labels")) or ""
+
+    def completion(self, split: str, index: int, ids: list[int], labels: list[int] | None) -> str | None:
+        """What a pre-tokenized example is trained to produce: its loaded row's answer where the trained tokens hold
+        it, or its start when the example was cut at the length limit (whitespace-normalised; the truncation is
+        the tokens and padding probes' to report), else its trained tokens decoded (None: no decoder or labels)."""
+        key = ("completion", split, index)
+        if key not in self._texts:
+            self._texts[key] = self._completion(split, index, ids, labels)
+        return self._texts[key]
+
+    def _completion(self, split: str, index: int, ids: list[int], labels: list[int] | None) -> str | None:
+        content = self.loaded.get((split, index))
+        if self.decode is None or labels is None:
+            return None
+        trained = [t for t, label in zip(ids, labels, strict=True) if label != IGNORE_INDEX]
+        decoded = normalise(self.decode(trained))
+        if content is not None and content.completion:
+            answer = normalise(content.completion)
+            if answer in decoded or (decoded and answer.startswith(decoded)):
+                return content.completion
+        return self.decode(trained)
+
+    def prompt_length(self, split: str, index: int, ids: list[int], labels: list[int] | None) -> int | None:
+        """Tokens before a pre-tokenized example's completion: before its first trained token where the labels mask
+        a prompt, else where its loaded row's answer begins (None: unknown)."""
+        key = ("prompt_length", split, index)
+        if key not in self._texts:
+            content = self.loaded.get((split, index))
+            if self.decode is None:
+                return first_trained(labels) or None
+            answer = content.completion if content else None
+            self._texts[key] = prompt_length(ids, labels, answer, self.decode)
+        return self._texts[key]
+
+    def prompt_text(self, split: str, index: int, ids: list[int], labels: list[int] | None) -> str:
+        """A pre-tokenized example's prompt as text: its ids before the completion, decoded ('' when unknown)."""
+        length = self.prompt_length(split, index, ids, labels)
+        return "" if length is None or self.decode is None else self.decode(ids[:length])
+
     def _captured_example(
         self, row: dict[str, Any], split: str, index: int, same_row: bool, text: str
     ) -> SharedExample:
-        raw = self.captured.raw[split][index]
+        raw = self.rows[split][index]
         prepared = self.captured.prepared.get(split)
         where = f"captured {split} row {index}"
         found_in = (split, index) if same_row else None
-        if prepared is None or len(prepared.rows) != len(self.captured.raw[split]):
-            kept = "none" if prepared is None else f"{len(prepared.rows)} of {len(self.captured.raw[split])}"
+        if prepared is None or len(prepared.rows) != len(self.rows[split]):
+            kept = "none" if prepared is None else f"{len(prepared.rows)} of {len(self.rows[split])}"
             return SharedExample(
                 row,
                 raw,
@@ -227,8 +369,30 @@ class CapturedLookup:
                 text,
             )
         ids, labels, labels_from = self._ids_and_labels(prepared, split, index)
+        if not self.pre_tokenized:
+            return SharedExample(
+                row,
+                raw,
+                _last_user_text(raw),
+                ids,
+                labels,
+                same_row,
+                f"{where}; {labels_from}",
+                found_in,
+                text,
+            )
         return SharedExample(
-            row, raw, _last_user_text(raw), ids, labels, same_row, f"{where}; {labels_from}", found_in, text
+            row,
+            raw,
+            self.prompt_text(split, index, ids, labels),
+            ids,
+            labels,
+            same_row,
+            f"{where} (token ids; its user message is its prompt decoded); {labels_from}",
+            found_in,
+            text,
+            content=self.loaded.get((split, index)),
+            completion=self.completion(split, index, ids, labels),
         )
 
     def _ids_and_labels(
@@ -237,11 +401,10 @@ class CapturedLookup:
         collated = self.captured.collated.get("train")
         if split == "train" and collated is not None and index < len(collated.rows):
             row = collated.rows[index]
-            return (
-                list(row["input_ids"]),
-                list(row["labels"]),
-                "input_ids and labels from the trainer's collator",
-            )
+            ids, labels = unpadded(row["input_ids"], row["labels"], row.get("attention_mask"))
+            padding = len(row["input_ids"]) - len(ids)
+            removed = f" ({padding} padding tokens removed)" if padding else ""
+            return ids, labels, f"input_ids and labels from the trainer's collator{removed}"
         ids = list(prepared.rows[index]["input_ids"])
         rule = self.labels_rule
         if rule.rule == "prepared":
@@ -253,6 +416,11 @@ class CapturedLookup:
             labels = [t if m else IGNORE_INDEX for t, m in zip(ids, mask, strict=True)]
             return ids, labels, f"prepared input_ids; {rule.description}"
         return ids, None, f"prepared input_ids; {rule.description}"
+
+
+def _user_turns(conversation: Conversation) -> str:
+    """A loaded row's user turns joined by newlines (its text for a row without turns)."""
+    return "\n".join(conversation.user_turns) if conversation.messages else (conversation.text or "")
 
 
 def _last_user_text(row: dict[str, Any]) -> str:
@@ -292,6 +460,7 @@ def captured_split(lookup: CapturedLookup, test_keys: list[str]) -> CapturedSpli
     """Row counts of the captured splits and where the shared test rows (their identity keys) occur in them."""
     found = [lookup.locate(key) for key in test_keys]
     splits = {split.name: len(split.rows) for split in lookup.splits}
+    splits["train"] = lookup.train_rows_full
     return CapturedSplit(
         train_rows=splits.get("train", 0),
         eval_rows=sum(n for name, n in splits.items() if name != "train"),

@@ -78,13 +78,26 @@ def _with_rows(m: Materialized) -> tuple[Prepared, list[dict]]:
 
 def _splits(m: Materialized, prepared: Prepared, rows: list[dict]) -> list[int]:
     """Prompt lengths of the rows: reused from the tokenization when it measured them on these very rows and
-    nothing was truncated, else measured here."""
+    nothing was truncated, else measured here (for token ids a framework built: where each example's completion
+    begins, parity.capture.examples)."""
+    if m.captured is not None and m.captured.pre_tokenized:
+        return [
+            m.captured.prompt_length("train", i, ids, labels) or 0
+            for i, (ids, labels) in enumerate(zip(prepared.input_ids, prepared.labels, strict=True))
+        ]
     starts = prepared.completion_starts
     max_length = None if m.sft_config.packing else m.sft_config.max_length
     all_ids = prepared.input_ids
     if starts is not None and all(max_length is None or len(ids) < max_length for ids in all_ids):
         return starts
     return prompt_lengths(m, rows, all_ids)
+
+
+def completion_eos(ids: list[int], labels: list[int], eos: int | None) -> int | None:
+    """Position of the EOS that ends an example's completion: the last EOS at or after its first trained token
+    (tokens may follow it: LLaMA-Factory's alpaca template trains "\n\n" after EOS); None when there is none."""
+    start = next((i for i, label in enumerate(labels) if label != IGNORE_INDEX), 0)
+    return next((i for i in range(len(ids) - 1, start - 1, -1) if ids[i] == eos), None)
 
 
 def mask_stats(m: Materialized) -> dict[str, Any]:
@@ -105,9 +118,10 @@ def mask_stats(m: Materialized) -> dict[str, Any]:
         prompt_trained += head_trained
         completion_tokens += len(ids) - split
         completion_trained += row_trained - head_trained
-        if ids and ids[-1] == eos:
+        end = completion_eos(ids, labels, eos)
+        if end is not None:
             ends_eos += 1
-            eos_trained += labels[-1] != IGNORE_INDEX
+            eos_trained += labels[end] != IGNORE_INDEX
         bos_first += bool(ids) and ids[0] == bos
     examples = len(prepared)
     return {
