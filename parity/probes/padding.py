@@ -141,6 +141,14 @@ def measure(m: Materialized) -> dict[str, Any]:
     return plain(values)
 
 
+def _limit(v: dict[str, Any]) -> str:
+    """'keep_start, max_length 1024' (the truncation mode left out where the recipe's arguments have none)."""
+    mode = v["truncation_mode"]
+    return (
+        f"max_length {v['max_length']}" if mode == NOT_APPLICABLE else f"{mode}, max_length {v['max_length']}"
+    )
+
+
 def _align(a: Materialized, b: Materialized) -> str:
     """Truncation losses come from max_length (tokens axis) or from the truncation mode (this axis)."""
     return "tokens" if a.sft_config.max_length != b.sft_config.max_length else AXIS
@@ -185,8 +193,8 @@ def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeCont
                 ta.get("eos_cut", 0),
                 tb.get("eos_cut", 0),
                 f"truncation cuts the final EOS off {ta.get('eos_cut', 0)} of {ta.get('examples', 0)} examples in "
-                f"{names[0]} ({va['truncation_mode']}, max_length {va['max_length']}) and {tb.get('eos_cut', 0)} of "
-                f"{tb.get('examples', 0)} in {names[1]} ({vb['truncation_mode']}, max_length {vb['max_length']}): "
+                f"{names[0]} ({_limit(va)}) and {tb.get('eos_cut', 0)} of "
+                f"{tb.get('examples', 0)} in {names[1]} ({_limit(vb)}): "
                 "those completions never show the model where to stop",
                 evidence,
                 align=_align(a, b),
