@@ -15,13 +15,9 @@ from typing import Any
 
 from parity.capture.reader import CapturedRecipe, PreparedDataset
 from parity.capture.tokenized import (
-    conversations,
-    first_trained,
+    LoadedPairing,
     full_train_rows,
     is_pre_tokenized,
-    loaded_format,
-    loaded_rows,
-    prompt_length,
     trainer_rows,
     unpadded,
 )
@@ -29,7 +25,6 @@ from parity.data.conversation import (
     Conversation,
     completion_text,
     conversation_key,
-    normalise,
     strip_constant_words,
     trl_conversation,
     user_text,
@@ -178,8 +173,6 @@ class CapturedLookup:
         names = ["train"] + sorted(name for name in self.rows if name.startswith("eval"))
         self.names = [name for name in names if name in self.rows]
         self._located: dict[str, tuple[str, int] | None] = {}
-        self._texts: dict[tuple[str, str, int], Any] = {}
-        """Decoded prompt lengths and completions of pre-tokenized rows, by (what, split, row)."""
 
     @cached_property
     def splits(self) -> list[_Split]:
@@ -239,113 +232,9 @@ class CapturedLookup:
         return ", ".join(f"{len(split.rows)} {split.name}" for split in self.splits)
 
     @cached_property
-    def pairing(self) -> dict[tuple[str, int], tuple[int, Conversation]]:
-        """For a pre-tokenized trainer: (split, row) of its rows -> (position among the loaded rows, that loaded row
-        as a Conversation), in load order. The rows its framework loaded are read in their detected format and
-        paired by identity (the loaded row's key located among the trainer's rows; the first loaded row found
-        wins); empty for any other capture."""
-        if not self.pre_tokenized:
-            return {}
-        paired: dict[tuple[str, int], tuple[int, Conversation]] = {}
-        for position, conversation in enumerate(self.loaded_conversations):
-            if conversation is None:
-                continue
-            where = self.locate(conversation_key(conversation))
-            if where is not None:
-                paired.setdefault(where, (position, conversation))
-        return paired
-
-    @cached_property
-    def loaded(self) -> dict[tuple[str, int], Conversation]:
-        """(split, row) of a pre-tokenized trainer's rows -> the loaded raw row it was built from (see pairing)."""
-        return {where: conversation for where, (_, conversation) in self.pairing.items()}
-
-    def loaded_positions(self, count: int) -> list[int | None] | None:
-        """Where each of the first `count` train rows of a pre-tokenized trainer stood among the loaded rows (None
-        for a row no loaded row pairs with); None for a capture whose trainer got raw rows (they are in its order)."""
-        if not self.pre_tokenized:
-            return None
-        return [self.pairing.get(("train", i), (None, None))[0] for i in range(count)]
-
-    def text_pairs(self) -> list[tuple[str, str]]:
-        """(user text, completion) of every train row of a pre-tokenized trainer, in the order its framework loaded
-        them: the loaded row's user turns and the text the example is trained to produce (rows no loaded row pairs
-        with follow, with their prompt decoded)."""
-        rows = self.rows.get("train", [])
-        trained = {
-            position: index for (split, index), (position, _) in self.pairing.items() if split == "train"
-        }
-        pairs = []
-        for position, conversation in enumerate(self.loaded_conversations):
-            if conversation is None:
-                continue
-            index = trained.get(position)
-            completion = conversation.completion if index is None else self._completion_of(index)
-            pairs.append((_user_turns(conversation), completion))
-        paired = set(trained.values())
-        for index, row in enumerate(rows):
-            if index not in paired:
-                ids, labels = row["input_ids"], row.get("labels")
-                pairs.append((self.prompt_text("train", index, ids, labels), self._completion_of(index)))
-        return pairs
-
-    @cached_property
-    def loaded_conversations(self) -> list[Conversation | None]:
-        """The rows the framework loaded as Conversations in load order (empty: no loaded rows in a known format)."""
-        rows = loaded_rows(self.captured)
-        fmt = loaded_format(rows)
-        return conversations(rows, fmt) if fmt is not None else []
-
-    @cached_property
-    def dropped(self) -> int | None:
-        """Loaded rows (in a known format) that no train row of a pre-tokenized trainer was built from: what its
-        framework left out (over-long rows, rows it could not convert); None for any other capture."""
-        if not self.pre_tokenized or not self.loaded_conversations:
-            return None
-        kept = {position for (split, _), (position, _) in self.pairing.items() if split == "train"}
-        return sum(1 for c in self.loaded_conversations if c is not None) - len(kept)
-
-    def _completion_of(self, index: int) -> str:
-        row = self.rows["train"][index]
-        return self.completion("train", index, row["input_ids"], row.get("labels")) or ""
-
-    def completion(self, split: str, index: int, ids: list[int], labels: list[int] | None) -> str | None:
-        """What a pre-tokenized example is trained to produce: its loaded row's answer where the trained tokens hold
-        it, or its start when the example was cut at the length limit (whitespace-normalised; the truncation is
-        the tokens and padding probes' to report), else its trained tokens decoded (None: no decoder or labels)."""
-        key = ("completion", split, index)
-        if key not in self._texts:
-            self._texts[key] = self._completion(split, index, ids, labels)
-        return self._texts[key]
-
-    def _completion(self, split: str, index: int, ids: list[int], labels: list[int] | None) -> str | None:
-        content = self.loaded.get((split, index))
-        if self.decode is None or labels is None:
-            return None
-        trained = [t for t, label in zip(ids, labels, strict=True) if label != IGNORE_INDEX]
-        decoded = normalise(self.decode(trained))
-        if content is not None and content.completion:
-            answer = normalise(content.completion)
-            if answer in decoded or (decoded and answer.startswith(decoded)):
-                return content.completion
-        return self.decode(trained)
-
-    def prompt_length(self, split: str, index: int, ids: list[int], labels: list[int] | None) -> int | None:
-        """Tokens before a pre-tokenized example's completion: before its first trained token where the labels mask
-        a prompt, else where its loaded row's answer begins (None: unknown)."""
-        key = ("prompt_length", split, index)
-        if key not in self._texts:
-            content = self.loaded.get((split, index))
-            if self.decode is None:
-                return first_trained(labels) or None
-            answer = content.completion if content else None
-            self._texts[key] = prompt_length(ids, labels, answer, self.decode)
-        return self._texts[key]
-
-    def prompt_text(self, split: str, index: int, ids: list[int], labels: list[int] | None) -> str:
-        """A pre-tokenized example's prompt as text: its ids before the completion, decoded ('' when unknown)."""
-        length = self.prompt_length(split, index, ids, labels)
-        return "" if length is None or self.decode is None else self.decode(ids[:length])
+    def token_rows(self) -> LoadedPairing | None:
+        """For a pre-tokenized trainer: its rows paired with the raw rows its framework loaded (None otherwise)."""
+        return LoadedPairing(self.captured, self.rows, self) if self.pre_tokenized else None
 
     def _captured_example(
         self, row: dict[str, Any], split: str, index: int, same_row: bool, text: str
@@ -381,18 +270,20 @@ class CapturedLookup:
                 found_in,
                 text,
             )
+        pairing = self.token_rows
+        assert pairing is not None
         return SharedExample(
             row,
             raw,
-            self.prompt_text(split, index, ids, labels),
+            pairing.prompt_text(split, index, ids, labels),
             ids,
             labels,
             same_row,
             f"{where} (token ids; its user message is its prompt decoded); {labels_from}",
             found_in,
             text,
-            content=self.loaded.get((split, index)),
-            completion=self.completion(split, index, ids, labels),
+            content=pairing.loaded.get((split, index)),
+            completion=pairing.completion(split, index, ids, labels),
         )
 
     def _ids_and_labels(
@@ -416,11 +307,6 @@ class CapturedLookup:
             labels = [t if m else IGNORE_INDEX for t, m in zip(ids, mask, strict=True)]
             return ids, labels, f"prepared input_ids; {rule.description}"
         return ids, None, f"prepared input_ids; {rule.description}"
-
-
-def _user_turns(conversation: Conversation) -> str:
-    """A loaded row's user turns joined by newlines (its text for a row without turns)."""
-    return "\n".join(conversation.user_turns) if conversation.messages else (conversation.text or "")
 
 
 def _last_user_text(row: dict[str, Any]) -> str:

@@ -3,10 +3,12 @@ rows the framework loaded (`loaded/`), where an example's prompt ends, and row c
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from functools import cached_property
+from typing import Any, Protocol
 
 from parity.capture.reader import CapturedRecipe, PreparedDataset
-from parity.data.conversation import Conversation, normalise
+from parity.data.conversation import Conversation, conversation_key, normalise
 from parity.data.formats import BoundFormat, RowError, detect_format
 from parity.errors import ParityError
 from parity.labels import IGNORE_INDEX
@@ -169,3 +171,133 @@ def prompt_length(
     if completion:
         return completion_start(ids, completion, decode)
     return None
+
+
+class Locator(Protocol):
+    """Finds a row by its identity key among a capture's trainer rows (parity.capture.examples.CapturedLookup)."""
+
+    decode: Callable[[list[int]], str] | None
+
+    def locate(self, key: str) -> tuple[str, int] | None: ...
+
+
+class LoadedPairing:
+    """A pre-tokenized trainer's rows paired with the raw rows its framework loaded: each loaded row (read in its
+    detected format) is located among the trainer's rows by identity, the first loaded row found wins. What the
+    pairing tells about an example: the content it was built from, where its prompt ends, what it is trained to
+    produce, and which loaded rows no example was built from."""
+
+    def __init__(
+        self, captured: CapturedRecipe, rows: dict[str, list[dict[str, Any]]], locator: Locator
+    ) -> None:
+        self.captured = captured
+        self.rows = rows
+        self.locator = locator
+        self._texts: dict[tuple[str, str, int], Any] = {}
+        """Prompt lengths and completions, by (what, split, row): computed once each."""
+
+    @cached_property
+    def loaded_conversations(self) -> list[Conversation | None]:
+        """The rows the framework loaded as Conversations in load order (empty: none in a known format)."""
+        rows = loaded_rows(self.captured)
+        fmt = loaded_format(rows)
+        return conversations(rows, fmt) if fmt is not None else []
+
+    @cached_property
+    def pairing(self) -> dict[tuple[str, int], tuple[int, Conversation]]:
+        """(split, row) of the trainer's rows -> (position among the loaded rows, that row), in load order."""
+        paired: dict[tuple[str, int], tuple[int, Conversation]] = {}
+        for position, conversation in enumerate(self.loaded_conversations):
+            if conversation is None:
+                continue
+            where = self.locator.locate(conversation_key(conversation))
+            if where is not None:
+                paired.setdefault(where, (position, conversation))
+        return paired
+
+    @cached_property
+    def loaded(self) -> dict[tuple[str, int], Conversation]:
+        """(split, row) of the trainer's rows -> the loaded raw row it was built from."""
+        return {where: conversation for where, (_, conversation) in self.pairing.items()}
+
+    def loaded_positions(self, count: int) -> list[int | None]:
+        """Where each of the first `count` train rows stood among the loaded rows (None: no loaded row pairs)."""
+        return [self.pairing.get(("train", i), (None, None))[0] for i in range(count)]
+
+    @cached_property
+    def dropped(self) -> int | None:
+        """Loaded rows (in a known format) no train row was built from: what the framework left out (over-long
+        rows, rows it could not convert); None where the loaded rows are in no known format."""
+        if not self.loaded_conversations:
+            return None
+        kept = {position for (split, _), (position, _) in self.pairing.items() if split == "train"}
+        return sum(1 for c in self.loaded_conversations if c is not None) - len(kept)
+
+    def text_pairs(self) -> list[tuple[str, str]]:
+        """(user text, completion) of every loaded row in load order (the user turns, and what its example is
+        trained to produce, else its own answer), then the train rows no loaded row pairs with (prompt decoded)."""
+        trained = {
+            position: index for (split, index), (position, _) in self.pairing.items() if split == "train"
+        }
+        pairs = []
+        for position, conversation in enumerate(self.loaded_conversations):
+            if conversation is None:
+                continue
+            index = trained.get(position)
+            completion = conversation.completion if index is None else self._completion_of(index)
+            pairs.append((_user_turns(conversation), completion))
+        paired = set(trained.values())
+        for index, row in enumerate(self.rows.get("train", [])):
+            if index not in paired:
+                ids, labels = row["input_ids"], row.get("labels")
+                pairs.append((self.prompt_text("train", index, ids, labels), self._completion_of(index)))
+        return pairs
+
+    def _completion_of(self, index: int) -> str:
+        row = self.rows["train"][index]
+        return self.completion("train", index, row["input_ids"], row.get("labels")) or ""
+
+    def completion(self, split: str, index: int, ids: list[int], labels: list[int] | None) -> str | None:
+        """What an example is trained to produce: its loaded row's answer where the trained tokens hold it, or its
+        start when the example was cut at the length limit (whitespace-normalised; the truncation is the tokens and
+        padding probes' to report), else its trained tokens decoded (None: no decoder or no labels)."""
+        key = ("completion", split, index)
+        if key not in self._texts:
+            self._texts[key] = self._completion(split, index, ids, labels)
+        return self._texts[key]
+
+    def _completion(self, split: str, index: int, ids: list[int], labels: list[int] | None) -> str | None:
+        decode = self.locator.decode
+        if decode is None or labels is None:
+            return None
+        trained = [t for t, label in zip(ids, labels, strict=True) if label != IGNORE_INDEX]
+        content = self.loaded.get((split, index))
+        if content is not None and content.completion:
+            answer, decoded = normalise(content.completion), normalise(decode(trained))
+            if answer in decoded or (decoded and answer.startswith(decoded)):
+                return content.completion
+        return decode(trained)
+
+    def prompt_length(self, split: str, index: int, ids: list[int], labels: list[int] | None) -> int | None:
+        """Tokens before an example's completion: before its first trained token where the labels mask a prompt,
+        else where its loaded row's answer begins (None: unknown)."""
+        decode = self.locator.decode
+        if decode is None:
+            return first_trained(labels) or None
+        key = ("prompt_length", split, index)
+        if key not in self._texts:
+            content = self.loaded.get((split, index))
+            answer = content.completion if content else None
+            self._texts[key] = prompt_length(ids, labels, answer, decode)
+        return self._texts[key]
+
+    def prompt_text(self, split: str, index: int, ids: list[int], labels: list[int] | None) -> str:
+        """An example's prompt as text: its ids before the completion, decoded ('' when unknown)."""
+        length = self.prompt_length(split, index, ids, labels)
+        decode = self.locator.decode
+        return "" if length is None or decode is None else decode(ids[:length])
+
+
+def _user_turns(conversation: Conversation) -> str:
+    """A loaded row's user turns joined by newlines (its text for a row without turns)."""
+    return "\n".join(conversation.user_turns) if conversation.messages else (conversation.text or "")

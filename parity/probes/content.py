@@ -68,7 +68,8 @@ def messages_of(row: dict[str, Any]) -> list[Message] | None:
 def loaded_messages(m: Materialized, index: int) -> list[Message] | None:
     """For a recipe whose trainer was handed token ids: the messages of the raw row its framework loaded and built
     train example `index` from (paired by identity, parity.capture.examples); None where none pairs with it."""
-    conversation = m.captured.loaded.get(("train", index)) if m.captured is not None else None
+    pairing = m.captured.token_rows if m.captured is not None else None
+    conversation = pairing.loaded.get(("train", index)) if pairing is not None else None
     if conversation is None or not conversation.messages:
         return None
     return messages_of({"messages": conversation.messages})

@@ -132,7 +132,8 @@ def captured_pairs(m: Materialized) -> list[tuple[str, str]]:
     """(user text, completion) of a captured recipe's train rows: of the rows handed to its trainer, or for a
     pre-tokenized trainer of the raw rows its framework loaded, paired with the examples it built from them."""
     assert m.captured is not None
-    return m.captured.text_pairs() if m.captured.pre_tokenized else text_pairs(m.train_rows)
+    pairing = m.captured.token_rows
+    return pairing.text_pairs() if pairing is not None else text_pairs(m.train_rows)
 
 
 def measure_captured(m: Materialized) -> dict[str, Any]:

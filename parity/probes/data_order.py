@@ -82,7 +82,8 @@ def pre_shuffles(m: Materialized) -> list[dict[str, Any]]:
 def as_loaded(m: Materialized, batches: list[list[int]]) -> list[list[int | None]]:
     """The drawn rows as positions among the rows the recipe loaded: a pre-tokenized capture's trainer rows are
     paired with its loaded rows (a shuffle before the trainer moves them); other recipes' rows are in that order."""
-    positions = m.captured.loaded_positions(len(m.prepared)) if m.captured is not None else None
+    pairing = m.captured.token_rows if m.captured is not None else None
+    positions = pairing.loaded_positions(len(m.prepared)) if pairing is not None else None
     if positions is None:
         return [list(batch) for batch in batches]
     return [[positions[i] for i in batch] for batch in batches]

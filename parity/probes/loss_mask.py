@@ -80,9 +80,10 @@ def _splits(m: Materialized, prepared: Prepared, rows: list[dict]) -> list[int]:
     """Prompt lengths of the rows: reused from the tokenization when it measured them on these very rows and
     nothing was truncated, else measured here (for token ids a framework built: where each example's completion
     begins, parity.capture.examples)."""
-    if m.captured is not None and m.captured.pre_tokenized:
+    pairing = m.captured.token_rows if m.captured is not None else None
+    if pairing is not None:
         return [
-            m.captured.prompt_length("train", i, ids, labels) or 0
+            pairing.prompt_length("train", i, ids, labels) or 0
             for i, (ids, labels) in enumerate(zip(prepared.input_ids, prepared.labels, strict=True))
         ]
     starts = prepared.completion_starts

@@ -64,7 +64,7 @@ def captured_truncation(m: Materialized) -> dict[str, Any]:
     return {
         "examples": len(prepared),
         "examples_truncated": len(reached),
-        "examples_dropped": m.captured.dropped if m.captured is not None else None,
+        "examples_dropped": m.captured.token_rows.dropped if m.captured and m.captured.token_rows else None,
         "tokens_lost": None,
         "trained_tokens_lost": None,
         "trained_fraction_lost": None,
