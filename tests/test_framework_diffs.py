@@ -217,8 +217,9 @@ def show_json(capsys, *args: str) -> dict:
         ("axolotl", "axolotl cfg.sequence_len", "axolotl cfg.train_on_inputs"),
     ],
 )
-def test_show_reads_the_frameworks_own_settings(captures, capsys, name, setting, switch):
+def test_show_reads_the_frameworks_own_settings(captures, capsys, monkeypatch, name, setting, switch):
     capture_ref = ref(captures[name, "base"])
+    monkeypatch.setenv("COLUMNS", "250")  # the human table's rows unclipped
     values = show_json(capsys, capture_ref)
     assert values["training.max_length"] == {"value": 1024, "source": f"capture: {setting} (recipe)"}
     assert values["training.completion_only_loss"] == {"value": True, "source": f"capture: {switch} (recipe)"}
@@ -229,8 +230,16 @@ def test_show_reads_the_frameworks_own_settings(captures, capsys, name, setting,
     ]
     assert batches == [16, 32]
     assert main(["show", capture_ref]) == 0
-    table = " ".join(capsys.readouterr().out.split())
+    human = capsys.readouterr().out
+    table = " ".join(human.split())
     assert "at world size 1: 1 process(es) x per-device 4 x accumulation 4 = global batch 16" in table
+    rows = {
+        line.split("│")[1].strip(): line.split("│")[2:4]
+        for line in human.splitlines()
+        if line.count("│") == 4
+    }
+    assert [cell.strip() for cell in rows["training.max_length"]] == ["1024", f"capture: {setting} (recipe)"]
+    assert rows["training.dataset_text_field"][1].strip().startswith("not applicable: ")
 
 
 def test_show_of_axolotl_accepts_what_peft_accepts(captures, capsys):
