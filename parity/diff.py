@@ -69,6 +69,7 @@ def diff_materialized(
                 "probes": selected,
                 "a_origin": a.recipe.origin,
                 "b_origin": b.recipe.origin,
+                **_rows_limited(a, b),
             },
         )
         for name in selected:
@@ -119,3 +120,9 @@ def run_diff(
             raise ParityError(f"--show-example {show_example} is out of range")
         context = ProbeContext(world_sizes=table_world_sizes(world_size), show_example=show_example)
         return diff_materialized(ma, mb, axes, context, on_probe)
+
+
+def _rows_limited(a: Materialized, b: Materialized) -> dict[str, list[str]]:
+    """{'rows_limited': [...]} naming each captured recipe whose capture served fewer rows (`--rows`); else {}."""
+    notes = [m.context["rows_limited"] for m in (a, b) if m.context.get("rows_limited")]
+    return {"rows_limited": notes} if notes else {}

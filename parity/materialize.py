@@ -14,6 +14,13 @@ from typing import Any
 from parity.capture.examples import CapturedLookup, SharedExample
 from parity.capture.reader import load_capture
 from parity.capture.source import captured_directory, captured_examples
+from parity.capture.tokenized import (
+    is_pre_tokenized,
+    loaded_format,
+    loaded_rows,
+    rows_limited_note,
+    trainer_rows,
+)
 from parity.data.conversation import (
     Conversation,
     conversation_key,
@@ -140,8 +147,8 @@ class Materialized:
         """Optimizer steps over the train split at its own world size or another one (computed once each)."""
         n = self.world_size if world_size is None else world_size
         if n not in self._step_plans:
-            # a captured recipe's train rows are the ones its own code built, not the shared data's
-            rows = len(self.train_rows) if self.captured is not None else len(self.data.train)
+            # a captured recipe's train rows are the ones its own code built (on the full data), not the shared data's
+            rows = self.captured.train_rows_full if self.captured is not None else len(self.data.train)
             self._step_plans[n] = step_plan(self.launch_plan(n), self.sft_config, rows)
         return self._step_plans[n]
 
@@ -307,7 +314,9 @@ class Materialized:
         if self.captured is None:
             return [trl_conversation(row).completion for row in self.conversational_raw(rows)]
         return [
-            e.conversation.completion if e.same_row and e.conversation else None
+            (e.completion if e.pre_tokenized else e.conversation.completion)
+            if e.same_row and e.conversation
+            else None
             for e in self.captured_examples(rows)
         ]
 
@@ -360,14 +369,16 @@ CAPTURED_ROWS = "captured"
 
 
 def captured_rows(recipe: Recipe) -> RawData:
-    """A captured recipe's own train and eval rows as the shared raw rows of a diff (no --data)."""
+    """A captured recipe's own train and eval rows as the shared raw rows of a diff (no --data); for a recipe whose
+    trainer was handed token ids, the raw rows its framework loaded (in a format parity reads), else those ids."""
     captured = load_capture(captured_directory(recipe))
-    eval_rows = [
-        row for name in sorted(captured.raw) if name.startswith("eval") for row in captured.raw[name]
-    ]
-    return RawData(
-        f"captured rows of {recipe.name}", captured.raw.get("train", []), eval_rows, templated=True
-    )
+    if is_pre_tokenized(captured):
+        loaded = loaded_rows(captured)
+        if loaded_format(loaded) is not None:
+            return RawData(f"rows loaded by {recipe.name}", loaded, [])
+    rows = trainer_rows(captured)
+    eval_rows = [row for name in sorted(rows) if name.startswith("eval") for row in rows[name]]
+    return RawData(f"captured rows of {recipe.name}", rows.get("train", []), eval_rows, templated=True)
 
 
 def materialize_pair(
@@ -464,7 +475,10 @@ def materialize(
         },
     )
     if captured is not None:  # the recipe's own code tokenized and collated these: read them, never redo them
-        captured_examples(load_capture(captured)).install(materialized, samples)
+        capture = load_capture(captured)
+        captured_examples(capture).install(materialized, samples)
+        if capture.rows_limited:
+            materialized.context["rows_limited"] = f"{recipe.name}: {rows_limited_note(capture)}"
     else:
         check_placeholders(recipe, recipe_data.train[0])
         rows = materialized.sample_rows  # built here: a row the recipe's prompt cannot apply to fails now

@@ -230,8 +230,22 @@ def _check_mapping(
             continue  # unknown keys are rejected with a suggestion when they are set (overrides.py)
         if name in ranges:
             _check_rule(recipe, key, value, ranges[name])
-        else:
+        elif prefix != "peft.lora" or not _lora_accepts(name, value):
             _check(recipe, key, value, types_[name])
+
+
+def _lora_accepts(name: str, value: Any) -> bool:
+    """None for a LoraConfig field that peft.LoraConfig itself accepts as None (Axolotl passes
+    fan_in_fan_out=None): the value peft accepts is accepted."""
+    if value is not None:
+        return False
+    from peft import LoraConfig
+
+    try:
+        LoraConfig(**{name: value})
+    except Exception:  # peft refuses it: the annotation's check names what is expected
+        return False
+    return True
 
 
 def _check(recipe: Recipe, key: str, value: Any, annotation: Any) -> None:

@@ -5,12 +5,21 @@ collated rows with attention masks, the loaded raw rows, `--rows`; plus the part
 
 from __future__ import annotations
 
-import json
-import shutil
 import sys
-from pathlib import Path
 
 import pytest
+from framework_recipes import (
+    BOS,
+    DOUBLE_NEWLINE,
+    EOS,
+    PAD,
+    ROWS,
+    SERVED,
+    captured,
+    captures_root,
+    gsm8k_questions,
+    needs_gsm8k,
+)
 
 from parity.capture.environment import (
     environment_key,
@@ -22,18 +31,8 @@ from parity.capture.frameworks.environments import FRAMEWORK_ENVIRONMENTS, parse
 from parity.capture.frameworks.manifest import rows_section
 from parity.capture.frameworks.settings import framework_training
 from parity.capture.options import CaptureOptions, validate
-from parity.capture.pipeline import capture
-from parity.capture.reader import load_capture
 from parity.capture.recipe import recipe_from_capture
 from parity.errors import ParityError
-
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "frameworks"
-GSM8K = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "gsm8k"
-ROWS = 512
-BOS, EOS, PAD, DOUBLE_NEWLINE = 128000, 128001, 128004, 271
-"""Llama 3.2 ids: <|begin_of_text|>, <|end_of_text|>, <|finetune_right_pad_id|>, "\\n\\n"."""
-needs_gsm8k = pytest.mark.skipif(not (GSM8K / "train.jsonl").is_file(), reason=f"GSM8K not found at {GSM8K}")
-
 
 # --- without a build -------------------------------------------------------------------------------------
 
@@ -159,62 +158,19 @@ def test_a_framework_class_is_never_filled_with_trl_defaults():
 # --- the three recipes, each captured in its own environment ---------------------------------------------
 
 
-def write_recipe(name: str, destination: Path) -> Path:
-    """The fixture recipe `name` with the first 512 GSM8K train rows in the shape its framework reads."""
-    shutil.copytree(FIXTURES / name, destination)
-    rows = [json.loads(line) for line in (GSM8K / "train.jsonl").read_text().splitlines()[:ROWS]]
-    if name == "trl":
-        target, shaped = (
-            destination / "data" / "train.jsonl",
-            [{"prompt": row["question"], "completion": row["answer"]} for row in rows],
-        )
-    else:
-        target, shaped = (
-            destination / "data" / "gsm8k_train.jsonl",
-            [{"instruction": row["question"], "input": "", "output": row["answer"]} for row in rows],
-        )
-    target.parent.mkdir(exist_ok=True)
-    target.write_text("".join(json.dumps(row) + "\n" for row in shaped))
-    return destination
-
-
-COMMANDS = {
-    "trl": ("trl", "sft", "--config", "sft.yaml"),
-    "llamafactory": ("llamafactory-cli", "train", "cfg.yaml"),
-    "axolotl": ("axolotl", "train", "cfg.yml"),
-}
-
-
-def captured(name: str, tmp_path_factory, world_sizes=(1, 2), rows: int | None = None):
-    if not (GSM8K / "train.jsonl").is_file():
-        pytest.skip(f"GSM8K not found at {GSM8K}")
-    folder = tmp_path_factory.mktemp(name)
-    result = capture(
-        CaptureOptions(
-            checkout=write_recipe(name, folder / "recipe"),
-            out=folder / "capture",
-            command=COMMANDS[name],
-            world_sizes=world_sizes,
-            python=f"framework:{name}",
-            rows=rows,
-        )
-    )
-    return load_capture(result.path)
-
-
 @pytest.fixture(scope="module")
 def trl_capture(tmp_path_factory):
-    return captured("trl", tmp_path_factory)
+    return captured(captures_root(tmp_path_factory), "trl", world_sizes=(1, 2))
 
 
 @pytest.fixture(scope="module")
 def llamafactory_capture(tmp_path_factory):
-    return captured("llamafactory", tmp_path_factory)
+    return captured(captures_root(tmp_path_factory), "llamafactory", world_sizes=(1, 2))
 
 
 @pytest.fixture(scope="module")
 def axolotl_capture(tmp_path_factory):
-    return captured("axolotl", tmp_path_factory)
+    return captured(captures_root(tmp_path_factory), "axolotl", world_sizes=(1, 2))
 
 
 def global_batches(recipe) -> list[tuple[int, int, int]]:
@@ -224,10 +180,6 @@ def global_batches(recipe) -> list[tuple[int, int, int]]:
 def effective(recipe, key: str) -> tuple:
     entry = recipe.framework["effective"][key]
     return entry["value"], entry["from"], entry["provenance"]
-
-
-def gsm8k_questions() -> list[str]:
-    return [json.loads(line)["question"] for line in (GSM8K / "train.jsonl").read_text().splitlines()[:ROWS]]
 
 
 @needs_gsm8k
@@ -283,11 +235,11 @@ def test_llamafactory_torchrun_follows_the_simulated_gpu_count(llamafactory_capt
 def test_llamafactory_rows_have_no_bos_pad_to_eight_and_train_the_newlines_after_eos(llamafactory_capture):
     recipe = llamafactory_capture
     prepared = recipe.prepared["train"]
-    assert len(prepared.rows) == ROWS
+    assert len(prepared.rows) == SERVED
     assert all(ids[0] != BOS for ids in prepared.input_ids)
     assert all(sum(mask) == len(mask) for mask in prepared.attention_mask)
     collated = recipe.collated["train"]
-    for ids, labels in zip(collated.input_ids[:50], collated.labels[:50], strict=True):
+    for ids, labels in zip(collated.input_ids, collated.labels, strict=True):
         end = ids.index(EOS)
         assert ids[end + 1] == DOUBLE_NEWLINE and labels[end : end + 2] == [EOS, DOUBLE_NEWLINE]
     batches = recipe.batches
@@ -298,8 +250,8 @@ def test_llamafactory_rows_have_no_bos_pad_to_eight_and_train_the_newlines_after
         assert row["labels"][real:] == [-100] * (length - real)
     [load] = recipe.loaded
     [split] = load["splits"].values()
-    assert (split["full_rows"], split["served_rows"]) == (ROWS, ROWS)
-    assert [row["instruction"] for row in split["rows"]] == gsm8k_questions()
+    assert (split["full_rows"], split["served_rows"]) == (ROWS, SERVED)
+    assert [row["instruction"] for row in split["rows"]] == gsm8k_questions()[:SERVED]
     assert "llamafactory.data.loader" in load["asked_by"]
 
 
@@ -344,7 +296,7 @@ def test_axolotl_settings_come_from_its_normalised_config(axolotl_capture):
 def test_axolotl_shuffles_before_the_trainer_and_keeps_bos(axolotl_capture, tmp_path):
     recipe = axolotl_capture
     [shuffle] = recipe.manifest["shuffles"]
-    assert (shuffle["seed"], shuffle["rows"]) == (42, ROWS)
+    assert (shuffle["seed"], shuffle["rows"]) == (42, SERVED)
     assert shuffle["asked_by"].startswith("axolotl.utils.data.shared.merge_datasets")
     from transformers import AutoTokenizer
 
@@ -376,17 +328,16 @@ def test_trl_cli_settings_bos_and_dtype(trl_capture):
     assert global_batches(recipe) == [(1, 1, 16), (2, 2, 32)]
     assert all(ids[0] == BOS for ids in recipe.prepared["train"].input_ids)
     assert all(sum(mask) == len(mask) for mask in recipe.collated["train"].attention_mask)
-    assert [row["prompt"] for row in recipe.raw["train"]] == gsm8k_questions()
+    assert [row["prompt"] for row in recipe.raw["train"]] == gsm8k_questions()[:SERVED]
 
 
 @needs_gsm8k
-def test_rows_limit_serves_the_first_rows_and_records_the_full_count(tmp_path_factory):
-    recipe = captured("trl", tmp_path_factory, world_sizes=(1,), rows=100)
-    assert recipe.rows_limited and recipe.manifest["rows"]["limit"] == 100
+def test_rows_limit_serves_the_first_rows_and_records_the_full_count(trl_capture):
+    recipe = trl_capture
+    assert recipe.rows_limited and recipe.manifest["rows"]["limit"] == SERVED
     [load] = recipe.manifest["rows"]["loads"]
-    assert load["splits"] == {"train": {"full_rows": ROWS, "served_rows": 100}}
-    assert len(recipe.prepared["train"].rows) == 100
-    assert [row["prompt"] for row in recipe.raw["train"]] == gsm8k_questions()[:100]
+    assert load["splits"] == {"train": {"full_rows": ROWS, "served_rows": SERVED}}
+    assert len(recipe.prepared["train"].rows) == SERVED
 
 
 def test_a_recipe_yaml_capture_section_takes_a_framework_environment_and_rows(tmp_path):

@@ -17,6 +17,8 @@ class DataRequests:
     loads: list[dict[str, Any]]
     pushes: list[dict[str, Any]]
     reloads: list[dict[str, Any]]
+    local: list[str]
+    """Loads of local files and folders (`load_dataset("json", data_files=...)`, a folder path), as called."""
 
     @property
     def names(self) -> list[str]:
@@ -53,6 +55,7 @@ class DataRequests:
             else f"push_to_hub {push.get('repo_id')} ({_rows_text(push.get('rows'))})"
             for push in self.pushes
         ]
+        parts += [f"{call} (local)" for call in self.local if not self.loads]
         return "; ".join(parts) or "no dataset load recorded"
 
 
@@ -83,4 +86,20 @@ def data_requests(manifest: dict[str, Any]) -> DataRequests:
         ),
         pushes=_unique([e for e in events if e.get("kind") == "dataset-push"], ("repo_id", "config")),
         reloads=_unique([e for e in loads if e.get("source") == PUSHED_EARLIER], ("name", "config", "split")),
+        local=list(
+            dict.fromkeys(
+                _call_text(load.get("call", {})) for load in manifest.get("rows", {}).get("loads", [])
+            )
+        ),
+    )
+
+
+def _call_text(call: dict[str, Any]) -> str:
+    """`load_dataset(path, data_files=...)` of a recorded load, in words."""
+    files = call.get("data_files")
+    files = ", ".join(files) if isinstance(files, list) else files
+    return (
+        f"{call.get('path')}"
+        + (f" {files}" if files else "")
+        + (f" split {call['split']}" if call.get("split") else "")
     )

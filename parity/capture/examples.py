@@ -14,6 +14,13 @@ from functools import cached_property
 from typing import Any
 
 from parity.capture.reader import CapturedRecipe, PreparedDataset
+from parity.capture.tokenized import (
+    LoadedPairing,
+    full_train_rows,
+    is_pre_tokenized,
+    trainer_rows,
+    unpadded,
+)
 from parity.data.conversation import (
     Conversation,
     completion_text,
@@ -63,11 +70,22 @@ class SharedExample:
     """(captured split, row index) of the captured row holding this shared row; None otherwise."""
     row_text: str = ""
     """The shared row's user text, for the reader (the row's identity is its normalised form)."""
+    content: Conversation | None = None
+    """For a recipe whose trainer was handed token ids: the raw row its framework loaded and built the example
+    from (paired by identity; None where no loaded row pairs with it)."""
+    completion: str | None = None
+    """For such a recipe: the text its example is trained to produce (the loaded row's answer where the trained
+    tokens hold it, else the trained tokens decoded)."""
 
     @property
     def conversation(self) -> Conversation | None:
         """The trained row as messages (None when there is none)."""
         return trl_conversation(self.trained_row) if self.trained_row is not None else None
+
+    @property
+    def pre_tokenized(self) -> bool:
+        """True when the recipe handed its trainer token ids (its user message is the decoded prompt)."""
+        return self.trained_row is not None and isinstance(self.trained_row.get("input_ids"), list)
 
     def evidence(self) -> dict[str, Any]:
         return {"same_row": self.same_row, "source": self.source, "question": self.row_text}
@@ -178,14 +196,17 @@ class CapturedLookup:
         self.captured = captured
         self.decode = decode
         """Token ids -> text, for the identity of pre-tokenized captured rows (the recipe's tokenizer)."""
-        names = ["train"] + sorted(name for name in captured.raw if name.startswith("eval"))
-        self.names = [name for name in names if name in captured.raw]
+        self.rows = trainer_rows(captured)
+        """The rows the trainer was handed per split (token ids without padding for a pre-tokenized trainer)."""
+        self.pre_tokenized = is_pre_tokenized(captured)
+        names = ["train"] + sorted(name for name in self.rows if name.startswith("eval"))
+        self.names = [name for name in names if name in self.rows]
         self._located: dict[str, tuple[str, int] | None] = {}
         self._aligned: dict[str, list[int | None]] = {}
 
     @cached_property
     def splits(self) -> list[_Split]:
-        rows = {name: self.captured.raw[name] for name in self.names}
+        rows = {name: self.rows[name] for name in self.names}
         texts = [
             conversation_key(trl_conversation(row), self.decode) for name in self.names for row in rows[name]
         ]
@@ -196,6 +217,11 @@ class CapturedLookup:
             splits.append(_Split.of(name, rows[name], keys[start:end], texts[start:end]))
             start = end
         return splits
+
+    @cached_property
+    def train_rows_full(self) -> int:
+        """The trainer's train rows on the full data (scaled by the loads' full / served counts under `--rows`)."""
+        return full_train_rows(self.captured, len(self.rows.get("train", [])))
 
     @cached_property
     def labels_rule(self) -> Labels:
@@ -235,16 +261,21 @@ class CapturedLookup:
     def _rows_text(self) -> str:
         return ", ".join(f"{len(split.rows)} {split.name}" for split in self.splits)
 
+    @cached_property
+    def token_rows(self) -> LoadedPairing | None:
+        """For a pre-tokenized trainer: its rows paired with the raw rows its framework loaded (None otherwise)."""
+        return LoadedPairing(self.captured, self.rows, self) if self.pre_tokenized else None
+
     def _captured_example(
         self, row: dict[str, Any], split: str, index: int, same_row: bool, text: str
     ) -> SharedExample:
-        raw = self.captured.raw[split][index]
+        raw = self.rows[split][index]
         prepared = self.captured.prepared.get(split)
         where = f"captured {split} row {index}"
         found_in = (split, index) if same_row else None
         position = None if prepared is None else self.prepared_index(split)[index]
         if prepared is None or position is None:
-            kept = "none" if prepared is None else f"{len(prepared.rows)} of {len(self.captured.raw[split])}"
+            kept = "none" if prepared is None else f"{len(prepared.rows)} of {len(self.rows[split])}"
             return SharedExample(
                 row,
                 raw,
@@ -260,15 +291,39 @@ class CapturedLookup:
         ids, labels, labels_from = self._ids_and_labels(prepared, split, position)
         if position != index:
             labels_from = f"prepared example {position} (TRL dropped earlier rows); {labels_from}"
+        if not self.pre_tokenized:
+            return SharedExample(
+                row,
+                raw,
+                _last_user_text(raw),
+                ids,
+                labels,
+                same_row,
+                f"{where}; {labels_from}",
+                found_in,
+                text,
+            )
+        pairing = self.token_rows
+        assert pairing is not None
         return SharedExample(
-            row, raw, _last_user_text(raw), ids, labels, same_row, f"{where}; {labels_from}", found_in, text
+            row,
+            raw,
+            pairing.prompt_text(split, index, ids, labels),
+            ids,
+            labels,
+            same_row,
+            f"{where} (token ids; its user message is its prompt decoded); {labels_from}",
+            found_in,
+            text,
+            content=pairing.loaded.get((split, index)),
+            completion=pairing.completion(split, index, ids, labels),
         )
 
     def prepared_index(self, split: str) -> list[int | None]:
         """Raw row index -> prepared example index of one split (computed once)."""
         if split not in self._aligned:
             prepared = self.captured.prepared[split]
-            self._aligned[split] = prepared_rows_of(self.captured.raw[split], prepared.input_ids, self.decode)
+            self._aligned[split] = prepared_rows_of(self.rows[split], prepared.input_ids, self.decode)
         return self._aligned[split]
 
     def _ids_and_labels(
@@ -277,11 +332,10 @@ class CapturedLookup:
         collated = self.captured.collated.get("train")
         if split == "train" and collated is not None and index < len(collated.rows):
             row = collated.rows[index]
-            return (
-                list(row["input_ids"]),
-                list(row["labels"]),
-                "input_ids and labels from the trainer's collator",
-            )
+            ids, labels = unpadded(row["input_ids"], row["labels"], row.get("attention_mask"))
+            padding = len(row["input_ids"]) - len(ids)
+            removed = f" ({padding} padding tokens removed)" if padding else ""
+            return ids, labels, f"input_ids and labels from the trainer's collator{removed}"
         ids = list(prepared.rows[index]["input_ids"])
         rule = self.labels_rule
         if rule.rule == "prepared":
@@ -332,6 +386,7 @@ def captured_split(lookup: CapturedLookup, test_keys: list[str]) -> CapturedSpli
     """Row counts of the captured splits and where the shared test rows (their identity keys) occur in them."""
     found = [lookup.locate(key) for key in test_keys]
     splits = {split.name: len(split.rows) for split in lookup.splits}
+    splits["train"] = lookup.train_rows_full
     return CapturedSplit(
         train_rows=splits.get("train", 0),
         eval_rows=sum(n for name, n in splits.items() if name != "train"),

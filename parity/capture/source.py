@@ -11,6 +11,7 @@ from typing import Any
 from parity.capture.examples import CapturedLookup
 from parity.capture.reader import CapturedRecipe, load_capture
 from parity.capture.recipe import recipe_from_capture
+from parity.capture.tokenized import unpadded_rows
 from parity.spec import Recipe
 
 PREFIX = "capture:"
@@ -81,7 +82,8 @@ class CapturedExamples:
 
 
 def captured_examples(captured: CapturedRecipe) -> CapturedExamples:
-    """The captured train/eval rows and the collated train examples (prepared labels when none were collated)."""
+    """The captured train/eval rows (token ids for a pre-tokenized trainer) and the collated train examples without
+    padding (prepared labels when none were collated)."""
     collated = captured.collated.get("train")
     prepared = captured.prepared.get("train")
     source = collated if collated is not None and collated.rows else prepared
@@ -89,11 +91,12 @@ def captured_examples(captured: CapturedRecipe) -> CapturedExamples:
         from parity.errors import ParityError
 
         raise ParityError(f"capture {captured.path}: no prepared train examples")
-    labels = source.labels if source.labels is not None else source.input_ids
+    input_ids, labels = unpadded_rows(source)
+    lookup = CapturedLookup(captured)
     return CapturedExamples(
-        train_rows=captured.raw.get("train", []),
-        eval_rows=captured.raw.get("eval", []),
-        input_ids=source.input_ids,
-        labels=labels,
-        lookup=CapturedLookup(captured),
+        train_rows=lookup.rows.get("train", []),
+        eval_rows=lookup.rows.get("eval", []),
+        input_ids=input_ids,
+        labels=labels if labels is not None else input_ids,
+        lookup=lookup,
     )

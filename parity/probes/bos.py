@@ -26,40 +26,44 @@ def leading(ids: list[int], token: int | None) -> int:
     return count
 
 
-def rendered_text(m: Materialized, row: dict[str, Any]) -> str:
+def rendered_text(tokenizer: Any, row: dict[str, Any]) -> str | None:
     """A TRL-format row as the text TRL tokenizes: conversational rows rendered by the chat template (with their
-    tools), plain prompt/completion joined, plain text as is, token ids decoded with their special tokens."""
+    tools), plain prompt/completion joined, plain text as is; None for token ids (nothing renders them)."""
     conversation = trl_conversation(row)
     if conversation.messages and not conversation.plain:
         kwargs = {"tools": conversation.tools} if conversation.tools else {}
-        return m.tokenizer.apply_chat_template(conversation.messages, tokenize=False, **kwargs)
+        return tokenizer.apply_chat_template(conversation.messages, tokenize=False, **kwargs)
     if conversation.plain:
         return str(row["prompt"]) + str(row["completion"])
     if conversation.tokens is not None:
-        return m.tokenizer.decode(conversation.tokens["input_ids"], clean_up_tokenization_spaces=False)
+        return None
     return conversation.text or ""
 
 
 @measurement(AXIS)
 def measure(m: Materialized) -> dict[str, Any]:
-    """Leading BOS counts of the prepared sample, and of the first example rendered to text then tokenized."""
+    """Leading BOS counts of the prepared sample, and of the first example rendered to text then tokenized (not
+    applicable to rows handed over as token ids: None)."""
     tokenizer = m.tokenizer
     bos = tokenizer.bos_token_id
     counts = Counter(leading(ids, bos) for ids in m.examples.input_ids)
-    text = rendered_text(m, m.sample_rows[0])
+    text = rendered_text(tokenizer, m.sample_rows[0])
     rendered_bos = 0
-    while tokenizer.bos_token and text.startswith(tokenizer.bos_token * (rendered_bos + 1)):
+    while (
+        text is not None and tokenizer.bos_token and text.startswith(tokenizer.bos_token * (rendered_bos + 1))
+    ):
         rendered_bos += 1
-    text_ids = tokenizer(text)["input_ids"]
     return plain(
         {
             "bos_token": tokenizer.bos_token,
             "leading_bos": {str(k): counts[k] for k in sorted(counts)},
             "examples_with_double_bos": sum(n for k, n in counts.items() if k >= 2),
             "examples": len(m.examples),
-            "template_emits_bos": rendered_bos,
+            "template_emits_bos": rendered_bos if text is not None else None,
             "tokenizer_adds_bos": leading(tokenizer("x")["input_ids"], bos),
-            "render_then_tokenize_bos": leading(text_ids, bos),
+            "render_then_tokenize_bos": leading(tokenizer(text)["input_ids"], bos)
+            if text is not None
+            else None,
         }
     )
 
@@ -90,7 +94,8 @@ def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeCont
                 align=ALIGN,
             )
         )
-    if va["render_then_tokenize_bos"] != vb["render_then_tokenize_bos"]:
+    rendered = (va["render_then_tokenize_bos"], vb["render_then_tokenize_bos"])
+    if None not in rendered and rendered[0] != rendered[1]:
         findings.append(
             make_finding(
                 "bos.render_then_tokenize",

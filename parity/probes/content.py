@@ -65,6 +65,16 @@ def messages_of(row: dict[str, Any]) -> list[Message] | None:
     return None
 
 
+def loaded_messages(m: Materialized, index: int) -> list[Message] | None:
+    """For a recipe whose trainer was handed token ids: the messages of the raw row its framework loaded and built
+    train example `index` from (paired by identity, parity.capture.examples); None where none pairs with it."""
+    pairing = m.captured.token_rows if m.captured is not None else None
+    conversation = pairing.loaded.get(("train", index)) if pairing is not None else None
+    if conversation is None or not conversation.messages:
+        return None
+    return messages_of({"messages": conversation.messages})
+
+
 def _messages(messages: list[Any], in_loss: bool, first_turn: int) -> list[Message]:
     return [
         Message(str(m.get("role", "")), m["content"], in_loss, first_turn + turn)
@@ -154,7 +164,7 @@ def measure(m: Materialized) -> dict[str, Any]:
     totals = {"loss": _Tally(), "input": _Tally(), "history": _Tally()}
     checked = trained_tokens = 0
     for index, (row, ids, labels) in enumerate(zip(rows, examples.input_ids, examples.labels, strict=True)):
-        messages = messages_of(row)
+        messages = messages_of(row) or loaded_messages(m, index)
         if messages is None or index in skipped:
             continue
         checked += 1
@@ -173,7 +183,7 @@ def measure(m: Materialized) -> dict[str, Any]:
     if not checked:
         return {
             "measured": False,
-            "why": "no example with messages to check (plain text or pre-tokenized rows)",
+            "why": "no example with messages to check (plain text, or token ids no loaded row pairs with)",
         }
     return plain(
         {

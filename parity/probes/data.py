@@ -121,7 +121,19 @@ def text_pairs(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
 
 def text_digest(rows: list[dict[str, Any]]) -> str:
     """A short order-sensitive content hash of the user and completion texts of TRL-format rows."""
-    return rows_digest([{"user": q, "completion": a} for q, a in text_pairs(rows)])
+    return pairs_digest(text_pairs(rows))
+
+
+def pairs_digest(pairs: list[tuple[str, str]]) -> str:
+    return rows_digest([{"user": q, "completion": a} for q, a in pairs])
+
+
+def captured_pairs(m: Materialized) -> list[tuple[str, str]]:
+    """(user text, completion) of a captured recipe's train rows: of the rows handed to its trainer, or for a
+    pre-tokenized trainer of the raw rows its framework loaded, paired with the examples it built from them."""
+    assert m.captured is not None
+    pairing = m.captured.token_rows
+    return pairing.text_pairs() if pairing is not None else text_pairs(m.train_rows)
 
 
 def measure_captured(m: Materialized) -> dict[str, Any]:
@@ -130,10 +142,11 @@ def measure_captured(m: Materialized) -> dict[str, Any]:
     assert m.captured is not None
     split = captured_split(m.captured, m.raw_keys("test"))
     requests = data_requests(m.captured.captured.manifest)
-    sample = m.train_rows if m.samples is None else m.train_rows[: m.samples]
+    pairs = captured_pairs(m)
+    sample = pairs if m.samples is None else pairs[: m.samples]
     load_best = bool(m.sft_config.load_best_model_at_end)
     overlap = split.test_in_eval
-    train_digest = text_digest(m.train_rows)
+    train_digest = pairs_digest(pairs)
     return {
         "source": requests.text(),
         "rows": {"train": split.train_rows, "eval": split.eval_rows, "test": len(m.raw.test)},
@@ -151,7 +164,7 @@ def measure_captured(m: Materialized) -> dict[str, Any]:
         "load_best_model_at_end": load_best,
         "test_leak_into_selection": load_best and (split.eval_is_benchmark_test or overlap > 0),
         "upstream_split_seeded": SEED_NOT_CAPTURED,
-        "annotations": annotation_tokens(m, [completion_text(row) for row in sample]),
+        "annotations": annotation_tokens(m, [completion for _, completion in sample]),
         "identity": {
             "hub": requests.hub(),
             "rows_source": ", ".join(requests.served_from) or NOT_CAPTURED,
@@ -305,6 +318,10 @@ def _annotation_clause(a: Materialized, b: Materialized, share_a: float | None, 
     return f"; {task.annotation.name} take {share_a:.1%} vs {share_b:.1%} of completion tokens"
 
 
+def _pairs(m: Materialized) -> list[tuple[str, str]]:
+    return captured_pairs(m) if m.captured is not None else text_pairs(m.train_rows)
+
+
 def _shared_example_pair(a: Materialized, b: Materialized, ctx: ProbeContext) -> dict[str, Any]:
     """Shared raw train row `ctx.show_example` as each recipe trains it (user message, completion, source)."""
     row = a.raw.train[ctx.show_example]
@@ -313,7 +330,9 @@ def _shared_example_pair(a: Materialized, b: Materialized, ctx: ProbeContext) ->
         example = m.shared_examples([row])[0]
         sides[side] = {
             "user_message": example.user_message,
-            "completion": example.conversation.completion if example.conversation else "",
+            "completion": (example.completion or "")
+            if example.pre_tokenized
+            else (example.conversation.completion if example.conversation else ""),
             **example.evidence(),
         }
     return {**sides, "same_question": sides["a"]["same_row"] and sides["b"]["same_row"]}
@@ -415,7 +434,7 @@ def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeCont
             f"{name_b} on {vb['rows']['train']} rows ({vb['source']})"
         )
         if captured:
-            common = len(set(text_pairs(a.train_rows)) & set(text_pairs(b.train_rows)))
+            common = len(set(_pairs(a)) & set(_pairs(b)))
             evidence |= {"rows_in_common": common, "example": _shared_example_pair(a, b, ctx)}
             summary += f"; {common} rows have the same user message and completion in both"
         else:

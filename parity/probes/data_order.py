@@ -68,22 +68,47 @@ def _inner_sampler(loader: Any) -> Any:
     return getattr(inner, "sampler", None)
 
 
+def pre_shuffles(m: Materialized) -> list[dict[str, Any]]:
+    """`Dataset.shuffle` calls a captured recipe's own code made before its trainer was built (seed, rows, who
+    asked; the capture's manifest), which fix the order the trainer's sampler starts from; none for other recipes."""
+    if m.captured is None:
+        return []
+    return [
+        {"seed": s.get("seed"), "rows": s.get("rows"), "asked_by": s.get("asked_by")}
+        for s in m.captured.captured.manifest.get("shuffles", [])
+    ]
+
+
+def as_loaded(m: Materialized, batches: list[list[int]]) -> list[list[int | None]]:
+    """The drawn rows as positions among the rows the recipe loaded: a pre-tokenized capture's trainer rows are
+    paired with its loaded rows (a shuffle before the trainer moves them); other recipes' rows are in that order."""
+    pairing = m.captured.token_rows if m.captured is not None else None
+    positions = pairing.loaded_positions(len(m.prepared)) if pairing is not None else None
+    if positions is None:
+        return [list(batch) for batch in batches]
+    return [[positions[i] for i in batch] for batch in batches]
+
+
 @measurement("data_order")
 def measure(m: Materialized) -> dict[str, Any]:
-    """Sampler fields, seeds and the first batches drawn."""
+    """Sampler fields, seeds, shuffles before the trainer and the first batches drawn."""
     config = m.sft_config
+    drawn = first_batches(m)
     return {
         "fields": {name: plain(getattr(config, name)) for name in probe_fields("data_order")},
         "seeds": {name: plain(getattr(config, name)) for name in SEED_FIELDS},
         "use_seedable_sampler": bool(config.accelerator_config.use_seedable_sampler),
         "per_device": m.launch.per_device_train_batch_size,
         "shuffle_dataset": plain(getattr(config, "shuffle_dataset", None)),
-        **first_batches(m),
+        "pre_shuffles": pre_shuffles(m),
+        **drawn,
+        "loaded_rows_drawn": as_loaded(m, drawn["batches"]),
     }
 
 
-def _flat(v: dict) -> list[int]:
-    return [i for batch in v["batches"] for i in batch]
+def _flat(v: dict) -> list[int | None]:
+    """The first rows drawn, as positions among the rows each recipe loaded."""
+    return [i for batch in v.get("loaded_rows_drawn", v["batches"]) for i in batch]
 
 
 def _order_finding(a: Materialized, b: Materialized, va: dict, vb: dict) -> Finding | None:
@@ -95,23 +120,58 @@ def _order_finding(a: Materialized, b: Materialized, va: dict, vb: dict) -> Find
     sampler_differs = va["fields"] != vb["fields"] or va["sampler"] != vb["sampler"]
     seeds_differ = [name for name in SEED_FIELDS if va["seeds"][name] != vb["seeds"][name]]
     same = sum(1 for x, y in zip(first_a, first_b, strict=True) if x == y)
+    shuffled = (
+        f"; shuffled before the trainer: {_shuffles_text(va)} vs {_shuffles_text(vb)}"
+        if va["pre_shuffles"] != vb["pre_shuffles"]
+        else ""
+    )
     return make_finding(
         "data_order.first_batches",
         "medium" if sampler_differs else "low",
         first_a[: va["per_device"]],
         first_b[: vb["per_device"]],
-        f"the first {n} rows drawn differ ({same} of {n} at the same position): {a.recipe.name} draws with "
-        f"{va['sampler']} seed={va['seeds']['seed']} data_seed={va['seeds']['data_seed']}, {b.recipe.name} with "
-        f"{vb['sampler']} seed={vb['seeds']['seed']} data_seed={vb['seeds']['data_seed']}",
+        f"the first {n} rows drawn differ ({same} of {n} at the same position, rows counted as loaded): "
+        f"{a.recipe.name} draws with {va['sampler']} seed={va['seeds']['seed']} data_seed="
+        f"{va['seeds']['data_seed']}, {b.recipe.name} with {vb['sampler']} seed={vb['seeds']['seed']} data_seed="
+        f"{vb['seeds']['data_seed']}{shuffled}",
         {
             "rows": va["rows"],
             "a_batches": va["batches"],
             "b_batches": vb["batches"],
+            "a_loaded_rows_drawn": va["loaded_rows_drawn"],
+            "b_loaded_rows_drawn": vb["loaded_rows_drawn"],
+            "pre_shuffles": {"a": va["pre_shuffles"], "b": vb["pre_shuffles"]},
             "seed_fields_differing": seeds_differ,
             "sampler": [va["sampler"], vb["sampler"]],
             "prepared_sampler": [va["prepared_sampler"], vb["prepared_sampler"]],
         },
         align="data_order" if sampler_differs else "seed",
+    )
+
+
+def _shuffles_text(v: dict) -> str:
+    if not v["pre_shuffles"]:
+        return "none"
+    return ", ".join(
+        f"shuffle(seed={s['seed']}) of {s['rows']} rows by {str(s['asked_by']).split(' ')[0]}"
+        for s in v["pre_shuffles"]
+    )
+
+
+def _shuffle_finding(a: Materialized, b: Materialized, va: dict, vb: dict) -> Finding | None:
+    """The recipes' own code shuffles its dataset before the trainer differently (a capture's recorded
+    `Dataset.shuffle` calls): the sampler then draws from rows in another order."""
+    if va["pre_shuffles"] == vb["pre_shuffles"]:
+        return None
+    return make_finding(
+        "data_order.pre_shuffle",
+        "low",
+        _shuffles_text(va),
+        _shuffles_text(vb),
+        f"dataset shuffled before the trainer's sampler: {a.recipe.name} {_shuffles_text(va)}, {b.recipe.name} "
+        f"{_shuffles_text(vb)} (the trainer's rows are in another order than loaded)",
+        {"a": va["pre_shuffles"], "b": vb["pre_shuffles"]},
+        align=None,  # the recipe's own code shuffles: no spec key aligns it
     )
 
 
@@ -135,7 +195,7 @@ def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeCont
         for name in va["fields"]
         if va["fields"][name] != vb["fields"][name]
     ]
-    order = _order_finding(a, b, va, vb)
-    if order is not None:
-        findings.append(order)
+    for finding in (_shuffle_finding(a, b, va, vb), _order_finding(a, b, va, vb)):
+        if finding is not None:
+            findings.append(finding)
     return ProbeResult(findings=findings, values=plain({"a": va, "b": vb}))

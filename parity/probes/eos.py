@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from parity.capture.tokenized import unpadded
 from parity.materialize import Materialized
 from parity.models import base_model, id_list, same_base_model
 from parity.plain import plain
@@ -131,6 +132,37 @@ def collator_masked_eos(m: Materialized, prepared: Prepared, eos: int) -> dict[s
     }
 
 
+def captured_collator_eos(m: Materialized, eos: int) -> dict[str, Any] | None:
+    """For a recipe whose trainer was handed token ids: the same counts read from its capture's first collated
+    batches (its own collator's labels) against its prepared labels; None for any other recipe, or a capture
+    without batches or prepared labels."""
+    lookup = m.captured
+    if lookup is None or not lookup.pre_tokenized:
+        return None
+    captured = lookup.captured
+    prepared = captured.prepared.get("train")
+    batch_size = m.launch.per_device_train_batch_size
+    rows = [row for row in captured.batches if row["batch"] == 0]
+    if prepared is None or prepared.labels is None or not rows:
+        return None
+    trained = masked = 0
+    for row in rows:
+        index = row["batch"] * batch_size + row["position"]
+        ids, labels = unpadded(row["input_ids"], row["labels"], row.get("attention_mask"))
+        before = prepared.labels[index]
+        for token, label, prepared_label in zip(ids, labels or [], before, strict=False):
+            if token == eos and prepared_label != IGNORE_INDEX:
+                trained += 1
+                masked += label == IGNORE_INDEX
+    return {
+        "pad_token_id": captured.collator.get("settings", {}).get("pad_token_id", m.tokenizer.pad_token_id),
+        "trained_eos": trained,
+        "masked_by_collator": masked,
+        "pad_positions": sum(len(row["attention_mask"]) - sum(row["attention_mask"]) for row in rows),
+        "from": "the capture's collated batch 0 (the recipe's own collator) against its prepared labels",
+    }
+
+
 def trainer_prepared(m: Materialized) -> Prepared:
     """The sample as SFTTrainer prepares it: SFTTrainer sets SFTConfig.eos_token on the tokenizer
     before tokenizing, so a recipe that sets it is re-prepared by TRL with a tokenizer copy that has it."""
@@ -158,7 +190,8 @@ def measure(m: Materialized) -> dict[str, Any]:
             **end_of_turn(m, prepared, ids),
             "eos_ids": ids,
             "eos_token": m.tokenizer.convert_ids_to_tokens(ids["tokenizer"]),
-            "collator": collator_masked_eos(m, prepared, ids["tokenizer"]),
+            "collator": captured_collator_eos(m, ids["tokenizer"])
+            or collator_masked_eos(m, prepared, ids["tokenizer"]),
             "fields": owned_values(m, AXIS),
         }
     )

@@ -79,7 +79,14 @@ def _with_rows(m: Materialized) -> tuple[Prepared, list[dict]]:
 
 def _splits(m: Materialized, prepared: Prepared, rows: list[dict]) -> list[int]:
     """Prompt lengths of the rows: reused from the tokenization when it measured them on these very rows and
-    nothing was truncated, else measured here."""
+    nothing was truncated, else measured here (for token ids a framework built: where each example's completion
+    begins, parity.capture.examples)."""
+    pairing = m.captured.token_rows if m.captured is not None else None
+    if pairing is not None:
+        return [
+            pairing.prompt_length("train", i, ids, labels) or 0
+            for i, (ids, labels) in enumerate(zip(prepared.input_ids, prepared.labels, strict=True))
+        ]
     starts = prepared.completion_starts
     max_length = None if m.sft_config.packing else m.sft_config.max_length
     all_ids = prepared.input_ids

@@ -12,6 +12,7 @@ from parity.plain import plain
 from parity.probes import PROBES, FindingMaker, ProbeContext, ProbeResult, measurement, side_values
 from parity.probes.eos import end_of_turn_ids, last_stop
 from parity.probes.fields import owned_field_findings, owned_values
+from parity.spec import NOT_APPLICABLE
 from parity.textdiff import pair_names
 from parity.trl_bridge import IGNORE_INDEX, Prepared, build_collator
 
@@ -31,6 +32,48 @@ def collated_padding_side(m: Materialized) -> str:
     rows = [{"input_ids": ids[i], "labels": m.prepared.labels[i]} for i in (shortest, longest)]
     mask = collator(rows)["attention_mask"][0].tolist()
     return "right" if mask[0] == 1 else "left"
+
+
+def captured_padding_side(m: Materialized) -> str | None:
+    """For token ids a framework built: where its own collator padded the capture's collated batches ('none': no
+    batch row is padded); None for any other recipe."""
+    if m.captured is None or not m.captured.pre_tokenized:
+        return None
+    masks = [row["attention_mask"] for row in m.captured.captured.batches if 0 in row["attention_mask"]]
+    if not masks:
+        return "none"
+    return "left" if masks[0][0] == 0 else "right"
+
+
+def captured_truncation(m: Materialized) -> dict[str, Any]:
+    """Truncation of token ids a framework built (it cut or dropped them itself; the capture holds no untruncated
+    form, so tokens lost are unknown): examples that reached max_length, those of them whose trained tokens hold no
+    EOS, and loaded rows no train example was built from."""
+    max_length, eos = m.sft_config.max_length, m.tokenizer.eos_token_id
+    prepared = m.prepared
+    reached = [
+        i for i, ids in enumerate(prepared.input_ids) if max_length is not None and len(ids) >= max_length
+    ]
+    cut = [
+        i
+        for i in reached
+        if not any(
+            t == eos and label != IGNORE_INDEX
+            for t, label in zip(prepared.input_ids[i], prepared.labels[i], strict=True)
+        )
+    ]
+    return {
+        "examples": len(prepared),
+        "examples_truncated": len(reached),
+        "examples_dropped": m.captured.token_rows.dropped if m.captured and m.captured.token_rows else None,
+        "tokens_lost": None,
+        "trained_tokens_lost": None,
+        "trained_fraction_lost": None,
+        "eos_cut": len(cut),
+        "examples_ending_with_eos": None,
+        "measured_on": "the recipe's own token ids: examples that reached max_length (their untruncated form is not "
+        "captured); dropped: loaded rows no train example was built from",
+    }
 
 
 def untruncated(m: Materialized) -> Prepared:
@@ -67,17 +110,23 @@ def _totals(prepared: Prepared, stops: set[int], pad_id: int | None) -> dict[str
 def measure(m: Materialized) -> dict[str, Any]:
     """Collated padding side, the tokenizer's sides, and truncation losses over the sample."""
     config = m.sft_config
+    captured_side = captured_padding_side(m)
     values: dict[str, Any] = {
-        "collated_padding_side": collated_padding_side(m),
+        "collated_padding_side": captured_side or collated_padding_side(m),
         "tokenizer_padding_side": m.tokenizer.padding_side,
         "tokenizer_truncation_side": m.tokenizer.truncation_side,
         "max_length": config.max_length,
-        "truncation_mode": config.truncation_mode,
+        "truncation_mode": NOT_APPLICABLE
+        if m.recipe.provenance.get("training.truncation_mode", "").startswith(NOT_APPLICABLE)
+        else config.truncation_mode,
         "fields": owned_values(m, AXIS),
         "truncation": None,
     }
     if config.packing:
         return plain(values)  # packing chunks sequences instead of truncating them (see the packing probe)
+    if captured_side is not None:
+        values["truncation"] = captured_truncation(m)
+        return plain(values)
     stops, pad = end_of_turn_ids(m), m.tokenizer.pad_token_id
     whole = untruncated(m)
     kept, full = _totals(m.prepared, stops, pad), _totals(whole, stops, pad)
@@ -96,6 +145,14 @@ def measure(m: Materialized) -> dict[str, Any]:
         "examples_ending_with_eos": full["ending_with_eos"],
     }
     return plain(values)
+
+
+def _limit(v: dict[str, Any]) -> str:
+    """'keep_start, max_length 1024' (the truncation mode left out where the recipe's arguments have none)."""
+    mode = v["truncation_mode"]
+    return (
+        f"max_length {v['max_length']}" if mode == NOT_APPLICABLE else f"{mode}, max_length {v['max_length']}"
+    )
 
 
 def _align(a: Materialized, b: Materialized) -> str:
@@ -141,15 +198,31 @@ def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeCont
                 "high",
                 ta.get("eos_cut", 0),
                 tb.get("eos_cut", 0),
-                f"truncation cuts the end-of-turn stop id off {ta.get('eos_cut', 0)} of {ta.get('examples', 0)} examples in "
-                f"{names[0]} ({va['truncation_mode']}, max_length {va['max_length']}) and {tb.get('eos_cut', 0)} of "
-                f"{tb.get('examples', 0)} in {names[1]} ({vb['truncation_mode']}, max_length {vb['max_length']}): "
+                f"truncation cuts the end-of-turn stop id off {ta.get('eos_cut', 0)} of {ta.get('examples', 0)} "
+                f"examples in {names[0]} ({_limit(va)}) and {tb.get('eos_cut', 0)} of "
+                f"{tb.get('examples', 0)} in {names[1]} ({_limit(vb)}): "
                 "those completions never show the model where to stop",
                 evidence,
                 align=_align(a, b),
             )
         )
-    if ta.get("trained_tokens_lost", 0) != tb.get("trained_tokens_lost", 0):
+    lost = (ta.get("trained_tokens_lost", 0), tb.get("trained_tokens_lost", 0))
+    if None in lost and ta.get("examples_dropped", 0) != tb.get("examples_dropped", 0):
+        findings.append(
+            make_finding(
+                "padding.examples_dropped",
+                "medium",
+                ta.get("examples_dropped", 0),
+                tb.get("examples_dropped", 0),
+                f"rows left out of training: {ta.get('examples_dropped', 0)} in {names[0]} (max_length "
+                f"{va['max_length']}) and {tb.get('examples_dropped', 0)} in {names[1]} (max_length {vb['max_length']}) "
+                "(loaded rows no train example was built from: a framework that drops over-long rows instead of "
+                "truncating them)",
+                evidence,
+                align=_align(a, b),
+            )
+        )
+    if None not in lost and lost[0] != lost[1]:
         findings.append(
             make_finding(
                 "padding.trained_tokens_lost",

@@ -40,6 +40,8 @@ EMPTY_MEANS_NONE = {
     "trainable_token_indices",
 }
 """Fields where peft treats None and an empty list / mapping alike (nothing set)."""
+NONE_MEANS_FALSE = {"fan_in_fan_out"}
+"""Switches peft reads by truth value (peft.utils.other.transpose: `if not fan_in_fan_out`): None is off."""
 UNKNOWN_COUNTS = {
     "trainable_params": None,
     "total_params": None,
@@ -101,8 +103,11 @@ def _describe(name: str, v: dict[str, Any]) -> str:
 
 
 def same_setting(name: str, xa: Any, xb: Any) -> bool:
-    """Two values of a LoraConfig field that peft treats alike (None and an empty list for target_parameters)."""
+    """Two values of a LoraConfig field that peft treats alike (None and an empty list for target_parameters, None
+    and False for fan_in_fan_out)."""
     if name in EMPTY_MEANS_NONE and not xa and not xb:
+        return True
+    if name in NONE_MEANS_FALSE and xa in (None, False) and xb in (None, False):
         return True
     return xa == xb
 

@@ -21,6 +21,10 @@ from parity.textdiff import char_diff, edge_notes, pair_names, visible, whitespa
 AXIS = "prompt"
 make_finding = FindingMaker(AXIS)
 NOT_CAPTURED = "not captured (a capture holds the user messages the recipe's code built, not a template)"
+SHOWN_CHARS = 60
+"""Characters of wrapping text quoted in a summary."""
+MIN_SHARED_CHARS = 20
+"""Fewest characters two messages must share to be described as the same text wrapped differently."""
 
 
 def prompt_parts(conversation: Conversation | None) -> dict[str, Any]:
@@ -50,6 +54,7 @@ def measure(m: Materialized, row: dict[str, Any]) -> dict[str, Any]:
         "whitespace": whitespace_edges(message),
         "length_chars": len(message),
         **prompt_parts(example.conversation),
+        "pre_tokenized": example.pre_tokenized,
         "example_same_row": example.same_row,
         "example_source": example.source,
     }
@@ -60,6 +65,37 @@ def _last_user(conversation: Conversation) -> str:
         return conversation.messages[0]["content"] if conversation.plain else (conversation.text or "")
     turns = conversation.user_turns
     return turns[-1] if turns else ""
+
+
+def wrapping_notes(a: str, b: str, name_a: str, name_b: str) -> list[str]:
+    """How each message wraps the text both share (a template's words around the same question), when the longest
+    text they share is most of the shorter one and more than whitespace differs around it; else none."""
+    from difflib import SequenceMatcher
+
+    match = SequenceMatcher(None, a, b, autojunk=False).find_longest_match(0, len(a), 0, len(b))
+    if not a or not b or match.size < max(MIN_SHARED_CHARS, min(len(a), len(b)) // 2):
+        return []
+    around = {
+        name: (text[:start], text[start + match.size :])
+        for name, text, start in ((name_a, a, match.a), (name_b, b, match.b))
+    }
+    if not any(part.strip() for parts in around.values() for part in parts):
+        return []  # only whitespace differs: edge_notes says which
+    bare = [name for name, parts in around.items() if not "".join(parts)]
+    if bare:
+        [(name, (before, after))] = [(n, parts) for n, parts in around.items() if n not in bare]
+        shown = " and ".join(_clipped(text) for text in (before, after) if text)
+        return [f"{name} wraps the other's message in {shown}"]
+    return [
+        "the shared text is wrapped differently: "
+        + "; ".join(
+            f"{name} {_clipped(before)} ... {_clipped(after)}" for name, (before, after) in around.items()
+        )
+    ]
+
+
+def _clipped(text: str) -> str:
+    return repr(text[:SHOWN_CHARS] + "...") if len(text) > SHOWN_CHARS else repr(text)
 
 
 def _shown(value: Any) -> str:
@@ -90,23 +126,37 @@ def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeCont
     msg_a, msg_b = va["user_message"], vb["user_message"]
     name_a, name_b = pair_names(a.recipe.name, b.recipe.name)
     sample = a.raw.train if a.samples is None else a.raw.train[: a.samples]
-    both = [
-        (x, y) for x, y in zip(a.shared_prompts(sample), b.shared_prompts(sample), strict=True) if x and y
-    ]
-    pairs = [(_last_user(x), _last_user(y)) for x, y in both]
-    parts = [(prompt_parts(x), prompt_parts(y)) for x, y in both]
+    # token ids hold the system prompt, earlier turns and tools inside the decoded prompt: not separable
+    separable = not (va["pre_tokenized"] or vb["pre_tokenized"])
+    if separable:
+        both = [
+            (x, y) for x, y in zip(a.shared_prompts(sample), b.shared_prompts(sample), strict=True) if x and y
+        ]
+        pairs = [(_last_user(x), _last_user(y)) for x, y in both]
+        parts = [(prompt_parts(x), prompt_parts(y)) for x, y in both]
+    else:
+        messages = zip(a.shared_user_messages(sample), b.shared_user_messages(sample), strict=True)
+        pairs = [(x, y) for x, y in messages if x is not None and y is not None]
+        parts = []
     parts_differing = {name: sum(1 for x, y in parts if x[name] != y[name]) for name in PARTS}
     rows_differing = sum(1 for x, y in pairs if x != y)
     same_row = va["example_same_row"] and vb["example_same_row"]
     ops = char_diff(msg_a, msg_b)
-    notes = edge_notes(msg_a, msg_b, name_a, name_b)
+    # a decoded prompt holds its template's words: name them around the shared text
+    wrapped = [] if separable else wrapping_notes(msg_a, msg_b, name_a, name_b)
+    notes = wrapped or edge_notes(msg_a, msg_b, name_a, name_b)
+    notes += [
+        f"{name}'s rows reach its trainer as token ids: its message is its prompt decoded (template text included)"
+        for name, v in ((name_a, va), (name_b, vb))
+        if v["pre_tokenized"]
+    ]
     spec_known = NOT_CAPTURED not in (va["instruction"], vb["instruction"])
     same_instruction = va["instruction"] == vb["instruction"] if spec_known else None
     short = list(notes)
     if same_instruction is False:
         short.append("instructions differ")
         notes.append(f"instructions differ: {name_a} {va['instruction']!r}, {name_b} {vb['instruction']!r}")
-    if not spec_known and ops:
+    if not spec_known and ops and not short:
         short.append(f"{len(ops)} character edits (a capture holds no template to name them)")
     if spec_known and va["user_template"] != vb["user_template"]:
         short.append("user templates differ")
@@ -124,7 +174,7 @@ def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeCont
         "rows_compared": len(pairs),
         "rows_not_captured": len(sample) - len(pairs),
         "rows_differing": rows_differing,
-        "rows_differing_by_part": parts_differing,
+        "rows_differing_by_part": parts_differing if separable else None,
     }
     findings = []
     if not same_row:
@@ -168,7 +218,7 @@ def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeCont
                 },
             )
         )
-    if same_row:
+    if same_row and separable:
         for name, (key, words) in PARTS.items():
             if va[name] == vb[name]:
                 continue

@@ -111,11 +111,15 @@ def aligned_difference(va: dict[str, Any], vb: dict[str, Any]) -> dict[str, Any]
     return {k: round(v, 9) if isinstance(v, float) else v for k, v in best.items()}
 
 
+EMPTY_MEANS_NONE = {"lr_scheduler_kwargs"}
+"""Fields the Trainer reads None and empty alike (transformers.get_scheduler: no scheduler-specific kwargs)."""
+
+
 def field_findings(a: Materialized, b: Materialized, va: dict, vb: dict) -> list[Finding]:
     ca, cb = config_values(a.sft_config), config_values(b.sft_config)
     findings = []
     for name in SCHEDULE_FIELDS:
-        if ca[name] == cb[name]:
+        if ca[name] == cb[name] or (name in EMPTY_MEANS_NONE and not ca[name] and not cb[name]):
             continue
         evidence: dict[str, Any] = {
             "peak": [va["peak"], vb["peak"]],

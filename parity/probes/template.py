@@ -80,6 +80,7 @@ def measure(m: Materialized, row: dict[str, Any]) -> dict[str, Any]:
         "eos_in_ids": tok.eos_token_id is not None and tok.eos_token_id in ids,
         "input_ids": ids,
         "tokens": tok.convert_ids_to_tokens(ids),
+        "pre_tokenized": example.pre_tokenized,
         "example_same_row": example.same_row,
         "example_source": example.source,
     }
@@ -120,6 +121,8 @@ def _template_finding(va: dict, vb: dict, same: dict, name_a: str, name_b: str) 
     token_note = _token_note(va, vb, name_a, name_b)
     if va["renders"] != vb["renders"]:
         starts = "only one recipe's rows are rendered through it (see template.applied)"
+    elif not va["renders"]:
+        starts = "neither recipe's rows are rendered through it (plain strings, text or token ids)"
     elif same["a"] == same["b"]:
         starts = "both render the same messages identically"
     elif head(same["a"]) != head(same["b"]):
@@ -134,7 +137,7 @@ def _template_finding(va: dict, vb: dict, same: dict, name_a: str, name_b: str) 
         summary += " (template: " + "; ".join(template_notes) + ")"
     return make_finding(
         "template.chat_template",
-        "low" if same["a"] == same["b"] or va["renders"] != vb["renders"] else "high",
+        "low" if same["a"] == same["b"] or not (va["renders"] and vb["renders"]) else "high",
         va["chat_template"],
         vb["chat_template"],
         f"{summary}: {starts}; {token_note}",
@@ -178,14 +181,18 @@ def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeCont
     findings = []
     if va["renders"] != vb["renders"]:
         unrendered, rendered = (name_a, name_b) if not va["renders"] else (name_b, name_a)
+        how = (
+            "reach its trainer as token ids (its framework's own template built them: see prompt)"
+            if (va if not va["renders"] else vb)["pre_tokenized"]
+            else "reach TRL without a chat template (plain strings, text or token ids, or a tokenizer without one)"
+        )
         findings.append(
             make_finding(
                 "template.applied",
                 "high",
                 va["renders"],
                 vb["renders"],
-                f"{unrendered}'s rows reach TRL without a chat template (plain strings, text or token ids, or a tokenizer "
-                f"without one); {rendered}'s are rendered through its chat template",
+                f"{unrendered}'s rows {how}; {rendered}'s are rendered through its chat template",
                 {"a_rendered": visible(va["rendered"]), "b_rendered": visible(vb["rendered"])},
             )
         )

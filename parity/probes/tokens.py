@@ -54,6 +54,8 @@ def untruncated_lengths(m: Materialized) -> list[int]:
     rows = m.sample_rows
     lengths = [len(ids) for ids in m.prepared.input_ids]
     max_length = m.sft_config.max_length
+    if pre_tokenized(m):
+        return lengths  # token ids a framework cut itself: their untruncated form is not captured
     if (
         not m.sft_config.packing
         and len(lengths) == len(rows)
@@ -64,6 +66,12 @@ def untruncated_lengths(m: Materialized) -> list[int]:
         warnings.simplefilter("ignore")
         config = dataclasses.replace(m.sft_config, max_length=None, packing=False)
     return [len(ids) for ids in prepare_rows(rows, m.tokenizer, config, "untruncated").input_ids]
+
+
+def pre_tokenized(m: Materialized) -> bool:
+    """True for a captured recipe whose trainer was handed token ids (its examples that reached max_length count
+    as truncated)."""
+    return m.captured is not None and m.captured.pre_tokenized
 
 
 @measurement("tokens")
@@ -83,7 +91,11 @@ def measure(m: Materialized, row: dict[str, Any]) -> dict[str, Any]:
         "samples_measured": len(full),
         "lengths": length_stats(lengths),
         "untruncated_lengths": length_stats(full),
-        "truncated": sum(1 for n in full if max_length is not None and n > max_length),
+        "truncated": sum(
+            1
+            for n in full
+            if max_length is not None and (n > max_length or (n == max_length and pre_tokenized(m)))
+        ),
         "example_ids": ids,
         "example_tokens": m.tokenizer.convert_ids_to_tokens(ids),
         "example_length": len(ids),

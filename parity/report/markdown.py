@@ -22,6 +22,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"Measured by `parity diff` on data `{context.get('data')}`, world size {context.get('world_size')}, "
         f"{context.get('samples')} tokenized samples. Every value below comes from the materialized recipes "
         "(TRL's SFTConfig, tokenization and collator; HF's scheduler; peft), not from declared config.",
+        *(f"Rows limited: {note}." for note in context.get("rows_limited", [])),
         "",
         "## Summary",
         "",

@@ -78,7 +78,8 @@ def print_summary(console: Console, report: dict[str, Any], refs: tuple[str, str
 
 def _context_line(context: dict[str, Any]) -> str:
     samples = context.get("samples")
-    return f"data {context.get('data')} · world size {context.get('world_size')} · samples {samples}"
+    limited = "".join(f" · rows limited: {note}" for note in context.get("rows_limited", []))
+    return f"data {context.get('data')} · world size {context.get('world_size')} · samples {samples}{limited}"
 
 
 def _section_title(severity: str, n: int) -> Text:

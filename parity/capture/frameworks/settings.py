@@ -94,6 +94,11 @@ def framework_training(
                 "parity counts steps from the data"
             )
             continue
+        if value is None and isinstance(defaults[field], bool):
+            provenance[f"training.{field}"] = (
+                f"{NOT_APPLICABLE}: {short} holds None, which SFTConfig's true/false field does not take"
+            )
+            continue
         if value != defaults[field] and field in non_default:
             training[field] = value
         elif value != defaults[field] and field in overridden:
@@ -107,6 +112,6 @@ def framework_training(
         provenance[f"training.{field}"] = f"capture: {name} {entry.get('from')} ({entry.get('provenance')})"
     for field in defaults:
         key = f"training.{field}"
-        if field not in training and field not in fields and field not in skip:
+        if field not in training and field not in fields and field not in skip and key not in provenance:
             provenance[key] = f"{NOT_APPLICABLE}: {short} has no such field and {name} maps none to it"
     return training, provenance, left_out
