@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 from conftest import by_key, make
 
@@ -89,4 +87,4 @@ def test_every_row_format_renders_as_a_render_then_tokenize_pipeline_sees_it(row
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(FAMILIES["qwen"].tokenizer_dir())
-    assert rendered_text(SimpleNamespace(tokenizer=tokenizer), row) == expected
+    assert rendered_text(tokenizer, row) == expected
