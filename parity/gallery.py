@@ -377,7 +377,9 @@ def mark_missing(hf_home: Path, model_id: str, filename: str) -> None:
     from parity.capture.hubcache import SNAPSHOT
 
     for spelling in dict.fromkeys([model_id, model_id.lower()]):
-        marker = hf_home / "hub" / ("models--" + spelling.replace("/", "--")) / ".no_exist" / SNAPSHOT / filename
+        marker = (
+            hf_home / "hub" / ("models--" + spelling.replace("/", "--")) / ".no_exist" / SNAPSHOT / filename
+        )
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.touch()
 

@@ -194,8 +194,23 @@ def _capture(tmp_path: Path, model_id: str, folder: Path, recorded: bool = True)
     files = {
         "manifest.json": {
             "schema_version": SCHEMA_VERSION,
-            "launch": [],
-            "tokenizers": {model_id: {"source": f"--tokenizer {model_id}={folder}", "folder": str(folder)}},
+            "command": ["python", "train.py"],
+            "launch": [
+                {
+                    "world_size": 1,
+                    "processes": 1,
+                    "processes_from": "python",
+                    "per_device_train_batch_size": 1,
+                    "gradient_accumulation_steps": 1,
+                    "global_batch": 1,
+                    "launcher": None,
+                }
+            ],
+            "redirects": {
+                "tokenizers": {
+                    model_id: {"source": f"--tokenizer {model_id}={folder}", "folder": str(folder)}
+                }
+            },
         },
         "training_args.json": {"class": "SFTConfig", "fields": {}, "non_default": {}, "defaults_from": "trl"},
         "collator.json": {},
@@ -213,7 +228,10 @@ def _capture(tmp_path: Path, model_id: str, folder: Path, recorded: bool = True)
     return directory
 
 
-def test_a_captured_recipe_states_the_model_its_own_code_loaded(tmp_path):
+def test_a_captured_recipe_states_the_model_its_own_code_loaded(tmp_path, monkeypatch):
+    monkeypatch.setenv(
+        "PARITY_TRUST_EDITS", "1"
+    )  # the fixture holds only the files the facts read, no digests
     model_id = "own-org/qwen3-captured"
     directory = _capture(tmp_path, model_id, _model_folder(tmp_path, generation=True))
     facts = _facts(model_id, None, str(directory))
@@ -223,7 +241,8 @@ def test_a_captured_recipe_states_the_model_its_own_code_loaded(tmp_path):
     assert facts.trained_special_tokens is None
 
 
-def test_a_capture_without_a_recorded_config_reads_the_folder_that_served_the_model(tmp_path):
+def test_a_capture_without_a_recorded_config_reads_the_folder_that_served_the_model(tmp_path, monkeypatch):
+    monkeypatch.setenv("PARITY_TRUST_EDITS", "1")
     model_id = "own-org/qwen3-served"
     directory = _capture(tmp_path, model_id, _model_folder(tmp_path, generation=False), recorded=False)
     facts = _facts(model_id, None, str(directory))

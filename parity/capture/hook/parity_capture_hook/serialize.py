@@ -115,9 +115,23 @@ COLLATED_EXAMPLES = 1024
 """Prepared train examples also run through the trainer's own collator, one per batch (labels as trained)."""
 
 
+def _dataloader_dataset(trainer: Any) -> Any:
+    """The train dataset as the trainer's own dataloader hands it to the collator: columns the model's forward does
+    not take removed by `Trainer._remove_unused_columns` (when `remove_unused_columns` is set), as
+    `get_train_dataloader` does."""
+    dataset = getattr(trainer, "train_dataset", None)
+    remove = getattr(trainer, "_remove_unused_columns", None)
+    if dataset is None or remove is None or not hasattr(dataset, "column_names"):
+        return dataset
+    try:
+        return remove(dataset, description="training")
+    except Exception:  # noqa: BLE001 - a trainer that cannot say which columns it keeps: the dataset as it is
+        return dataset
+
+
 def _write_collated(trainer: Any) -> dict[str, Any]:
     """input_ids and labels of the first prepared train examples as the trainer's collator builds them."""
-    dataset = getattr(trainer, "train_dataset", None)
+    dataset = _dataloader_dataset(trainer)
     if dataset is None or not hasattr(dataset, "select"):
         return {"not_saved": "no map-style train dataset"}
     count = min(COLLATED_EXAMPLES, dataset.num_rows)
@@ -154,7 +168,7 @@ def _write_batches(trainer: Any) -> dict[str, Any]:
     """collated/batches.parquet: the first COLLATED_BATCHES batches, one row per batch row."""
     import datasets
 
-    dataset = getattr(trainer, "train_dataset", None)
+    dataset = _dataloader_dataset(trainer)
     if dataset is None or not hasattr(dataset, "select"):
         return {"not_saved": "no map-style train dataset"}
     target = state.state_dir() / "collated"
