@@ -1,5 +1,6 @@
 """Probe `padding`: where TRL's collator pads a batch, and what max_length truncation costs on the sample: tokens
-and trained tokens lost, examples dropped, and completions whose final EOS is cut off (they never learn to stop)."""
+and trained tokens lost, examples dropped, and completions whose last trained EOS is cut off (they never learn to
+stop; ChatML's `<|im_end|>` counts although a newline follows it)."""
 
 from __future__ import annotations
 
@@ -48,13 +49,43 @@ def untruncated(m: Materialized) -> Prepared:
     return prepare_rows(m.sample_rows, m.tokenizer, config, "untruncated")
 
 
-def _totals(prepared: Prepared, eos: int) -> dict[str, int]:
+def _totals(prepared: Prepared) -> dict[str, int]:
     return {
         "rows": len(prepared),
         "tokens": sum(map(len, prepared.input_ids)),
         "trained_tokens": sum(len(x) - x.count(IGNORE_INDEX) for x in prepared.labels),
-        "ending_with_eos": sum(1 for ids in prepared.input_ids if ids and ids[-1] == eos),
     }
+
+
+def last_trained_eos(ids: list[int], labels: list[int], eos: int | None) -> int | None:
+    """Position of the last EOS that carries loss (None: no trained EOS), e.g. ChatML's `<|im_end|>` before the
+    trailing newline."""
+    for index in range(len(ids) - 1, -1, -1):
+        if ids[index] == eos and labels[index] != IGNORE_INDEX:
+            return index
+    return None
+
+
+def eos_cut(kept: Prepared, whole: Prepared, eos: int | None) -> tuple[int, int]:
+    """(examples whose last trained EOS truncation removes, examples with a trained EOS before truncation). Each
+    untruncated example is paired with the truncated one it became (its prefix under keep_start, its suffix under
+    keep_end); an example TRL dropped after truncation has lost its EOS too."""
+    cut = with_eos = 0
+    position = 0
+    for ids, labels in zip(whole.input_ids, whole.labels, strict=True):
+        last = last_trained_eos(ids, labels, eos)
+        kept_length = None
+        if position < len(kept):
+            candidate = kept.input_ids[position]
+            if ids[: len(candidate)] == candidate:
+                kept_length, position = len(candidate), position + 1
+            elif ids[len(ids) - len(candidate) :] == candidate:
+                kept_length, position = len(ids), position + 1  # the end is kept
+        if last is None:
+            continue
+        with_eos += 1
+        cut += kept_length is None or last >= kept_length
+    return cut, with_eos
 
 
 @measurement(AXIS)
@@ -72,9 +103,9 @@ def measure(m: Materialized) -> dict[str, Any]:
     }
     if config.packing:
         return plain(values)  # packing chunks sequences instead of truncating them (see the packing probe)
-    eos = m.tokenizer.eos_token_id
     whole = untruncated(m)
-    kept, full = _totals(m.prepared, eos), _totals(whole, eos)
+    kept, full = _totals(m.prepared), _totals(whole)
+    cut, with_eos = eos_cut(m.prepared, whole, m.tokenizer.eos_token_id)
     values["truncation"] = {
         "examples": full["rows"],
         "examples_truncated": sum(
@@ -86,8 +117,8 @@ def measure(m: Materialized) -> dict[str, Any]:
         "trained_fraction_lost": round(1 - kept["trained_tokens"] / full["trained_tokens"], 6)
         if full["trained_tokens"]
         else 0.0,
-        "eos_cut": full["ending_with_eos"] - kept["ending_with_eos"],
-        "examples_ending_with_eos": full["ending_with_eos"],
+        "eos_cut": cut,
+        "examples_ending_with_eos": with_eos,
     }
     return plain(values)
 
