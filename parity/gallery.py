@@ -477,7 +477,11 @@ def lookup(document: Any, dotted: str) -> Any:
 
 
 def same_value(expected: Any, actual: Any) -> bool:
-    """Equal, floats within a relative 1e-6 (lists and mappings compared element by element)."""
+    """Equal, floats within a relative 1e-6 (lists and mappings compared element by element); `{approx: X, rel: R}`
+    accepts a number within R (default 0.01) of X."""
+    if isinstance(expected, dict) and set(expected) <= {"approx", "rel"} and "approx" in expected:
+        number = isinstance(actual, int | float) and not isinstance(actual, bool)
+        return number and math.isclose(actual, expected["approx"], rel_tol=expected.get("rel", 0.01))
     if isinstance(expected, float) and isinstance(actual, int | float) and not isinstance(actual, bool):
         return math.isclose(expected, actual, rel_tol=1e-6, abs_tol=1e-12)
     if isinstance(expected, list) and isinstance(actual, list):

@@ -44,15 +44,26 @@ def _declared_default(field: dataclasses.Field) -> Any:
     return "<required>"
 
 
-def default_values(cls: type) -> tuple[dict[str, Any], str]:
+def default_values(cls: type, args: Any = None) -> tuple[dict[str, Any], str]:
     """Every field of `cls` at its default, measured by instantiating the class in this environment.
 
-    A class that cannot be built without arguments (a recipe's subclass with required fields) takes its
-    nearest library ancestor's instance for inherited fields and declared defaults for its own."""
+    A class whose fields without a default (transformers < 4.50's `output_dir`) can be given the captured values is
+    built with those; one that still cannot be built (a recipe's subclass with required fields) takes its nearest
+    library ancestor's instance for inherited fields and declared defaults for its own."""
     try:
         return _field_values(cls()), f"{cls.__qualname__}()"
     except Exception:  # noqa: BLE001 - recipe subclasses may require fields; fall back to an ancestor
         pass
+    required = {
+        f.name: getattr(args, f.name, None)
+        for f in dataclasses.fields(cls)
+        if f.init and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    }
+    if args is not None and required:
+        try:
+            return _field_values(cls(**required)), f"{cls.__qualname__}({', '.join(required)} as captured)"
+        except Exception:  # noqa: BLE001 - fall back to an ancestor
+            pass
     for base in cls.__mro__[1:]:
         if not dataclasses.is_dataclass(base) or not base.__module__.startswith(("trl.", "transformers.")):
             continue
@@ -72,7 +83,7 @@ def default_values(cls: type) -> tuple[dict[str, Any], str]:
 def write_training_args(args: Any) -> None:
     cls = type(args)
     fields = _field_values(args)
-    defaults, defaults_from = default_values(cls)
+    defaults, defaults_from = default_values(cls, args)
     differs = {
         name: {"value": value, "default": defaults.get(name)}
         for name, value in fields.items()
