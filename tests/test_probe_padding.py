@@ -58,6 +58,18 @@ def test_chatml_completions_lose_their_end_of_turn_although_a_newline_follows_it
     assert result.values["b"]["truncation"]["examples_truncated"] == 28
 
 
+def test_an_earlier_turns_trained_end_does_not_hide_a_cut_answer():
+    """unsloth 2669 (full-text rows cut at 1024): with the prompt trained too, the user turn's `<|im_end|>` survives
+    truncation; the end of turn that matters is the last trained one, and 28 of 32 still lose it."""
+    from model_fixtures import overrides
+
+    qwen = [*overrides("qwen"), "training.completion_only_loss=false"]
+    cut = by_key(probe(make("revise", qwen), make("revise", [*qwen, "training.max_length=128"]), CTX))[
+        "padding.eos_cut"
+    ]
+    assert (cut.severity, cut.a, cut.b) == ("high", 0, 28)
+
+
 def test_trl_collator_pads_on_the_right(revise):
     values = probe(revise, make("revise"), CTX).values["a"]
     assert (values["collated_padding_side"], values["tokenizer_padding_side"]) == ("right", "right")

@@ -9,8 +9,10 @@ import warnings
 from typing import Any
 
 from parity.materialize import Materialized
+from parity.models import id_list
 from parity.plain import plain
 from parity.probes import PROBES, FindingMaker, ProbeContext, ProbeResult, measurement, side_values
+from parity.probes.eos import stop_ids
 from parity.probes.fields import owned_field_findings, owned_values
 from parity.textdiff import pair_names
 from parity.trl_bridge import IGNORE_INDEX, Prepared, build_collator
@@ -57,23 +59,32 @@ def _totals(prepared: Prepared) -> dict[str, int]:
     }
 
 
-def last_trained_eos(ids: list[int], labels: list[int], eos: int | None) -> int | None:
-    """Position of the last EOS that carries loss (None: no trained EOS), e.g. ChatML's `<|im_end|>` before the
-    trailing newline."""
+def end_of_turn_ids(m: Materialized) -> set[int]:
+    """The stop ids that end a turn: the tokenizer's EOS, the model config's and the generation config's (as the
+    `eos` probe reads them)."""
+    ids = stop_ids(m)
+    found = {*(ids["generation"] or []), *id_list(ids["model_config"])}
+    return found | ({ids["tokenizer"]} if ids["tokenizer"] is not None else set())
+
+
+def last_trained_stop(ids: list[int], labels: list[int], stops: set[int]) -> int | None:
+    """Position of the last stop id that carries loss (None: none), e.g. ChatML's `<|im_end|>` before the trailing
+    newline."""
     for index in range(len(ids) - 1, -1, -1):
-        if ids[index] == eos and labels[index] != IGNORE_INDEX:
+        if ids[index] in stops and labels[index] != IGNORE_INDEX:
             return index
     return None
 
 
-def eos_cut(kept: Prepared, whole: Prepared, eos: int | None) -> tuple[int, int]:
-    """(examples whose last trained EOS truncation removes, examples with a trained EOS before truncation). Each
-    untruncated example is paired with the truncated one it became (its prefix under keep_start, its suffix under
-    keep_end); an example TRL dropped after truncation has lost its EOS too."""
+def eos_cut(kept: Prepared, whole: Prepared, stops: set[int]) -> tuple[int, int]:
+    """(examples whose last trained stop id truncation removes, examples with a trained stop id before truncation).
+    Each untruncated example is paired with the truncated one it became (its prefix under keep_start, its suffix
+    under keep_end); an example TRL dropped after truncation has lost its end of turn too. The last one counts: a
+    multi-turn or full-sequence example that keeps an earlier turn's end still loses the end of its answer."""
     cut = with_eos = 0
     position = 0
     for ids, labels in zip(whole.input_ids, whole.labels, strict=True):
-        last = last_trained_eos(ids, labels, eos)
+        last = last_trained_stop(ids, labels, stops)
         kept_length = None
         if position < len(kept):
             candidate = kept.input_ids[position]
@@ -105,7 +116,7 @@ def measure(m: Materialized) -> dict[str, Any]:
         return plain(values)  # packing chunks sequences instead of truncating them (see the packing probe)
     whole = untruncated(m)
     kept, full = _totals(m.prepared), _totals(whole)
-    cut, with_eos = eos_cut(m.prepared, whole, m.tokenizer.eos_token_id)
+    cut, with_eos = eos_cut(m.prepared, whole, end_of_turn_ids(m))
     values["truncation"] = {
         "examples": full["rows"],
         "examples_truncated": sum(
