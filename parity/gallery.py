@@ -42,7 +42,14 @@ STAGE_MARKER = ".parity-gallery-stage"
 """Written into every folder the gallery stages, so a later run only ever replaces its own folders."""
 CASE_KEYS = ("title", "links", "models", "diffs")
 MODEL_KEYS = ("files", "tokenizer", "source")
-TOKENIZER_KEYS = ("package", "remove_added_tokens", "add_tokens", "settings", "chat_template")
+TOKENIZER_KEYS = (
+    "package",
+    "remove_added_tokens",
+    "rename_added_tokens",
+    "add_tokens",
+    "settings",
+    "chat_template",
+)
 DIFF_KEYS = ("a", "b", "data", "options")
 EXPECTED_KEYS = ("findings", "absent", "values")
 FINDING_FIELDS = ("axis", "key", "severity", "a", "b", "evidence", "summary")
@@ -64,6 +71,8 @@ class TokenizerBuild:
 
     package: str
     remove_added_tokens: tuple[str, ...] = ()
+    rename_added_tokens: dict[str, str] = field(default_factory=dict)
+    """Added token content -> new content, its id kept (a checkpoint that renamed a base tokenizer's token)."""
     add_tokens: tuple[dict[str, Any], ...] = ()
     settings: dict[str, Any] = field(default_factory=dict)
     chat_template: PackageFile | None = None
@@ -157,6 +166,7 @@ def _tokenizer(value: Any, where: str) -> TokenizerBuild:
     return TokenizerBuild(
         package=value["package"],
         remove_added_tokens=tuple(value.get("remove_added_tokens") or ()),
+        rename_added_tokens=dict(value.get("rename_added_tokens") or {}),
         add_tokens=tuple(value.get("add_tokens") or ()),
         settings=dict(value.get("settings") or {}),
         chat_template=_package_file(template, f"{where}.chat_template") if template else None,
@@ -312,6 +322,15 @@ def build_tokenizer(build: TokenizerBuild, target: Path) -> None:
     ]
     for key in [key for key, entry in decoder.items() if entry["content"] in removed]:
         del decoder[key]
+    renames = build.rename_added_tokens
+    missing = set(renames) - {entry["content"] for entry in tokenizer["added_tokens"]}
+    if missing:
+        raise ParityError(f"{build.package} has no added token(s) {sorted(missing)} to rename")
+    for entry in [*tokenizer["added_tokens"], *decoder.values()]:
+        entry["content"] = renames.get(entry["content"], entry["content"])
+    for key in ("additional_special_tokens", "extra_special_tokens"):
+        if isinstance(config.get(key), list):
+            config[key] = [renames.get(t, t) for t in config[key] if t not in removed]
     next_id = 1 + max(
         [entry["id"] for entry in tokenizer["added_tokens"]] + list(tokenizer["model"]["vocab"].values())
     )
