@@ -331,6 +331,9 @@ def build_tokenizer(build: TokenizerBuild, target: Path) -> None:
     for key in ("additional_special_tokens", "extra_special_tokens"):
         if isinstance(config.get(key), list):
             config[key] = [renames.get(t, t) for t in config[key] if t not in removed]
+    for key in ("bos_token", "eos_token", "pad_token", "unk_token"):
+        if isinstance(config.get(key), str):
+            config[key] = renames.get(config[key], config[key])
     next_id = 1 + max(
         [entry["id"] for entry in tokenizer["added_tokens"]] + list(tokenizer["model"]["vocab"].values())
     )
