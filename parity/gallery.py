@@ -193,9 +193,10 @@ def load_case(path: Path | str) -> Case:
             )
         )
     diffs = []
-    for name, spec in _mapping(
-        doc.get("diffs") or {}, f"{where}: diffs", tuple(doc.get("diffs") or ())
-    ).items():
+    named = doc.get("diffs") or {}
+    if not isinstance(named, dict):
+        raise ParityError(f"{where}: 'diffs' must map diff names to a, b, data and options")
+    for name, spec in named.items():
         spec = _mapping(spec, f"{where}: diffs.{name}", DIFF_KEYS)
         if not isinstance(spec.get("a"), str) or not isinstance(spec.get("b"), str):
             raise ParityError(f"{where}: diffs.{name} needs recipe files 'a' and 'b'")
