@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.parity-installed
 
-.PHONY: demo test lint format check bench setup clean
+.PHONY: demo test lint format check bench gallery setup clean
 
 setup: $(STAMP)
 
@@ -26,6 +26,9 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+gallery: $(STAMP)
+	$(BIN)/parity gallery
 
 check: $(STAMP)
 	$(BIN)/parity check --lock parity.lock

@@ -310,10 +310,8 @@ def _captured_facts(model_id: str, revision: str | None, directory: Path) -> Mod
     from parity.capture.reader import load_capture
 
     captured = load_capture(directory)
-    listed = (captured.manifest.get("redirects") or {}).get(
-        "tokenizers"
-    ) or {}  # `--tokenizer ID=DIR` and built-ins
-    served = {name.lower(): entry for name, entry in listed.items()}
+    recorded = (captured.manifest.get("redirects") or {}).get("tokenizers") or {}
+    served = {name.lower(): entry for name, entry in recorded.items()}
     folder = (served.get(model_id.lower()) or {}).get("folder")
     config = dict(captured.model.architecture_config or {})
     if not config and folder and (Path(folder) / "config.json").is_file():

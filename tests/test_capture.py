@@ -221,6 +221,39 @@ def test_trl_sft_config_file_alone(workdir):
     assert recipe.model.request["name"] == "meta-llama/Llama-3.2-1B"
     assert recipe.prepared["train"].input_ids[0][0] == 128000
     assert len(recipe.prepared["train"].input_ids) == 4
+    assert recipe.loss_step is None  # no --train-step: nothing trains
+
+
+def test_train_step_measures_each_tokens_weight_on_the_trainers_own_step(workdir):
+    """--train-step: the trainer's first optimizer step runs on the stand-in model; each trained token's weight is
+    read from its logits' gradient (TRL 1.16 / transformers 5: one token mean over the step, num_items_in_batch
+    passed to every micro-batch's forward, the logged loss that token mean)."""
+    from parity.probes.loss_norm import step_reduction
+
+    result = capture(
+        CaptureOptions(
+            checkout=workdir / "trl_sft_config",
+            out=workdir / "captures" / "trl-sft-step",
+            command=("trl", "sft", "--config", "sft.yaml"),
+            data={"tiny/gsm8k-prompt-completion": workdir / "gsm8k-prompt-completion"},
+            world_sizes=(1,),
+            train_step=True,
+        )
+    )
+    captured = load_capture(result.path)
+    step = captured.loss_step
+    assert step["measured"] is True and (step["accumulation"], step["per_device_train_batch_size"]) == (2, 2)
+    assert len(step["micro_batches"]) == 2 and all(len(batch["rows"]) == 2 for batch in step["micro_batches"])
+    trained = sum(row["trained_tokens"] for batch in step["micro_batches"] for row in batch["rows"])
+    assert {batch["num_items_in_batch"] for batch in step["micro_batches"]} == {trained}
+    found = step_reduction(step)
+    assert (found["reduction"], found["token_weight_spread"], found["gradient_scale"]) == (
+        "step_token_mean",
+        1.0,
+        1.0,
+    )
+    assert found["logged_loss_factor"] == pytest.approx(1.0, abs=1e-3)
+    assert result.manifest["options"]["train_step"] is True
 
 
 def run_cli(*args: str, timeout: float = 300, cache: Path | None = None) -> subprocess.CompletedProcess:

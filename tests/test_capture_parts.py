@@ -124,3 +124,29 @@ def test_cache_key_changes_with_the_checkout_and_the_command(tmp_path):
     (tmp_path / ".git" / "HEAD").write_text("ref")
     assert cache_key(options) == cache_key(options)
     assert Path(HOOK_DIR / "sitecustomize.py").is_file()
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected", "reason"),
+    [
+        ({"max_seq_length": 2048}, 2048, "the capture's SFTTrainer truncates at max_seq_length"),
+        ({"max_seq_length": 2048, "max_length": 1024}, None, "SFTTrainer truncates at max_length (1024)"),
+    ],
+)
+def test_a_captured_max_seq_length_is_the_truncation_length_only_where_trl_reads_it(fields, expected, reason):
+    """unsloth 2669: trl <= 0.15 truncates at max_seq_length; from 0.16 at max_length, which a max_seq_length set on
+    the constructed config never reaches (unsloth's trainer code), so the capture truncated at max_length's 1024."""
+    from types import SimpleNamespace
+
+    from parity.capture.reader import TrainingArgsRecord
+    from parity.capture.recipe import training_section
+
+    args = TrainingArgsRecord(
+        "trl.trainer.sft_config.SFTConfig",
+        {"output_dir": "out", **fields},
+        {"max_seq_length": {"value": 2048, "default": None}},
+        "SFTConfig()",
+    )
+    training, left_out = training_section(SimpleNamespace(training_args=args))
+    assert training.get("max_length") == expected
+    assert "max_seq_length" not in training and reason in left_out["max_seq_length"]

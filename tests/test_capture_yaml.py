@@ -70,6 +70,10 @@ def test_a_capture_section_resolves_to_the_captured_recipe_then_from_cache(recip
         ("  checkout: trl_sft_config\n  command: x\n  world_sizes: 2\n", "'capture.world_sizes' must be"),
         ("  checkout: trl_sft_config\n  command: x\n  data: [a]\n", "'capture.data' must map"),
         ("  checkout: trl_sft_config\n  command: x\n  timeout: soon\n", "'capture.timeout' must be"),
+        (
+            "  checkout: trl_sft_config\n  command: x\n  train_step: yes please\n",
+            "'capture.train_step' must be",
+        ),
     ],
 )
 def test_a_bad_capture_section_is_one_line(recipe_dir, section, message):

@@ -232,7 +232,10 @@ def _capture(tmp_path: Path, model_id: str, folder: Path, recorded: bool = True)
     return directory
 
 
-def test_a_captured_recipe_states_the_model_its_own_code_loaded(tmp_path):
+def test_a_captured_recipe_states_the_model_its_own_code_loaded(tmp_path, monkeypatch):
+    monkeypatch.setenv(
+        "PARITY_TRUST_EDITS", "1"
+    )  # the fixture holds only the files the facts read, no digests
     model_id = "own-org/qwen3-captured"
     directory = _capture(tmp_path, model_id, _model_folder(tmp_path, generation=True))
     facts = _facts(model_id, None, str(directory))
@@ -242,7 +245,8 @@ def test_a_captured_recipe_states_the_model_its_own_code_loaded(tmp_path):
     assert facts.trained_special_tokens is None
 
 
-def test_a_capture_without_a_recorded_config_reads_the_folder_that_served_the_model(tmp_path):
+def test_a_capture_without_a_recorded_config_reads_the_folder_that_served_the_model(tmp_path, monkeypatch):
+    monkeypatch.setenv("PARITY_TRUST_EDITS", "1")
     model_id = "own-org/qwen3-served"
     directory = _capture(tmp_path, model_id, _model_folder(tmp_path, generation=False), recorded=False)
     facts = _facts(model_id, None, str(directory))

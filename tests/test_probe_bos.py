@@ -88,3 +88,31 @@ def test_every_row_format_renders_as_a_render_then_tokenize_pipeline_sees_it(row
 
     tokenizer = AutoTokenizer.from_pretrained(FAMILIES["qwen"].tokenizer_dir())
     assert rendered_text(tokenizer, row) == expected
+
+
+def test_the_eval_harness_bos_is_not_measured_when_the_harnesses_differ(templates):
+    """tt-metal 48444 and tpu-inference 1380: the same model scores lower when the eval harness sends its prompt
+    without BOS (or with two). The harness tokenizes its prompts itself, so parity measures the training side and
+    says the harness side is not measured, only where the two recipes' harnesses differ."""
+    bos = make("revise", templates["{{ bos_token }}"])
+    other = make("revise", [*templates["{{ bos_token }}"], "eval.harness=lm-eval==0.4.9.2"])
+    result = probe(bos, other, CTX)
+    findings = by_key(result)
+    assert sorted(findings) == ["bos.eval_input"]
+    finding = findings["bos.eval_input"]
+    assert (finding.severity, finding.a, finding.b, finding.align) == (
+        "info",
+        "not measured",
+        "not measured",
+        None,
+    )
+    assert "(32 of 32 with 1)" in finding.summary and "starts with 2 BOS" in finding.summary
+    assert result.values["a"]["eval_input_bos"] == "not measured"
+    assert probe(bos, make("revise", templates["{{ bos_token }}"]), CTX).findings == []
+
+
+def test_no_eval_bos_claim_for_a_recipe_without_bos_or_eval_protocol(revise):
+    other = make("revise", ["eval.harness=lm-eval==0.4.9.2"])
+    assert "bos.eval_input" not in by_key(probe(revise, other, CTX))
+    no_protocol = make("revise", ["eval.prompt=", "eval.strict_regex=null", "eval.flexible_regex=null"])
+    assert probe(revise, no_protocol, CTX).values["b"]["eval_input_bos"] is None

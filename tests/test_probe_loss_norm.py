@@ -8,7 +8,13 @@ from conftest import by_key, make
 from parity.align import align
 from parity.materialize import materialize
 from parity.probes import ProbeContext
-from parity.probes.loss_norm import first_step_weights, measure, probe, trainer_passes_num_items
+from parity.probes.loss_norm import (
+    first_step_weights,
+    measure,
+    probe,
+    step_reduction,
+    trainer_passes_num_items,
+)
 from parity.registry import resolve_recipe
 
 CTX = ProbeContext()
@@ -92,3 +98,85 @@ def test_an_unknown_model_class_makes_the_reduction_unknown_and_no_claim():
         None,
     )
     assert [f.key for f in probe(known, unknown, CTX).findings] == []
+
+
+def _step(weights: list[float], passed: int | None, logged: float, losses=(11.95, 11.95)) -> dict:
+    """A measured first optimizer step (loss_step.json) of a 10-token and a 100-token row at accumulation 2."""
+    return {
+        "measured": True,
+        "accumulation": 2,
+        "per_device_train_batch_size": 1,
+        "logged_loss": logged,
+        "micro_batches": [
+            {
+                "num_items_in_batch_passed": passed is not None,
+                "num_items_in_batch": passed,
+                "rows": [{"trained_tokens": tokens, "token_weight": weight, "loss": loss}],
+            }
+            for tokens, weight, loss in zip((10, 100), weights, losses, strict=True)
+        ],
+    }
+
+
+TRANSFORMERS_4_47_0 = _step([0.1, 0.01], None, 23.887, (11.906235, 11.980722))
+"""Measured on transformers 4.47.0 (tests' numbers from the gallery's case 03): num_items_in_batch never passed."""
+TRANSFORMERS_4_47_1 = _step([1 / 112, 1 / 112], 112, 11.7391, (11.948637, 11.952872))
+
+
+@pytest.mark.parametrize(
+    ("step", "kind", "spread", "example_weight", "gradient"),
+    [
+        (TRANSFORMERS_4_47_1, "step_token_mean", 1.0, 10.0, 0.9821),
+        (TRANSFORMERS_4_47_0, "micro_batch_mean_summed", 10.0, 1.0, 2.0),
+        (_step([0.05, 0.005], None, 11.95), "micro_batch_mean", 10.0, 1.0, 1.0),
+        (_step([0.05, 0.01], None, 11.95), "other", 5.0, 2.0, 1.5),
+    ],
+)
+def test_the_measured_token_weights_name_the_reduction(step, kind, spread, example_weight, gradient):
+    """transformers 35438: a token mean over the step (num_items_in_batch), 4.47.0's mean per micro-batch not
+    divided by the accumulation steps, and the mean of micro-batch means of transformers <= 4.45."""
+    found = step_reduction(step)
+    assert (found["reduction"], found["token_weight_spread"]) == (kind, spread)
+    assert (found["longest_to_shortest_example_weight"], found["gradient_scale"]) == (
+        example_weight,
+        gradient,
+    )
+
+
+def test_a_measured_trainer_step_replaces_the_model_class_answer(revise):
+    """transformers 4.47.0 drops num_items_in_batch although the model accepts it: the model class says 'passes',
+    the measured step says otherwise, and the logged loss is twice the step's token mean."""
+    import copy
+    from types import SimpleNamespace
+
+    assert measure(revise)["trainer_passes_num_items_in_batch"] is True  # its rows and examples are built now
+
+    def captured(step: dict):
+        """revise as a capture whose trainer step was measured (its rows and examples kept, measurements fresh)."""
+        m = copy.copy(revise)
+        m.measurements = {}
+        m.captured = SimpleNamespace(captured=SimpleNamespace(loss_step=step))
+        return m
+
+    a, b = captured(TRANSFORMERS_4_47_0), captured(TRANSFORMERS_4_47_1)
+    assert (
+        measure(a)["trainer_passes_num_items_in_batch"],
+        measure(b)["trainer_passes_num_items_in_batch"],
+    ) == (
+        False,
+        True,
+    )
+    findings = by_key(probe(a, b, CTX))
+    assert sorted(findings) == ["loss_norm.logged_loss_scale", "loss_norm.reduction"]
+    reduction = findings["loss_norm.reduction"]
+    assert (reduction.severity, reduction.a, reduction.b) == (
+        "high",
+        "micro_batch_mean_summed",
+        "step_token_mean",
+    )
+    assert "a token of the 10-token row weighs 0.1, of the 100-token row 0.01" in reduction.summary
+    logged = findings["loss_norm.logged_loss_scale"]
+    assert (logged.severity, logged.a, logged.b) == ("medium", 1.9949, 0.9821)
+    assert probe(b, captured(TRANSFORMERS_4_47_1), CTX).findings == []
+    unmeasured = captured({"measured": False, "reason": "the trainer's step raised ..."})
+    assert measure(unmeasured)["measured_by"].startswith("the model class")

@@ -20,7 +20,7 @@ def test_bfd_packing_shrinks_the_step_count_without_cross_example_attention(revi
     third of the optimizer steps and a warmup ratio resolves to fewer warmup steps."""
     result = probe(revise, make("revise", BFD), CTX)
     findings = by_key(result)
-    assert sorted(findings) == ["packing.optimizer_steps", "training.packing"]
+    assert sorted(findings) == ["packing.attention_isolation", "packing.optimizer_steps", "training.packing"]
     steps = findings["packing.optimizer_steps"]
     assert (steps.severity, steps.a, steps.b, steps.align) == ("high", 36, 12, "packing")
     b = result.values["b"]
@@ -29,6 +29,32 @@ def test_bfd_packing_shrinks_the_step_count_without_cross_example_attention(revi
     assert b["padding_free_collator"] is True
     assert b["first_batch"] == {"pieces": 28, "attending_across": 0}
     assert (findings["training.packing"].severity, findings["training.packing"].b) == ("high", True)
+    isolation = findings["packing.attention_isolation"]
+    assert (isolation.severity, isolation.a, isolation.b, isolation.align) == (
+        "info",
+        None,
+        "not measured",
+        None,
+    )
+    assert (
+        "28 example pieces" in isolation.summary
+        and "sends position_ids without an attention mask" in isolation.summary
+    )
+
+
+def test_attention_isolation_is_not_measured_where_the_kernel_decides_it(revise):
+    """trl 3910: packed examples in a padding-free batch are kept apart only where the attention implementation
+    honours position_ids (FlashAttention varlen, or a mask built from them); parity derives the segments from the
+    batch and never runs the kernel, so it says "not measured" there and nowhere else."""
+    packed = probe(revise, make("revise", BFD), CTX).values["b"]
+    assert (packed["attention_isolation"], packed["first_batch"]["attending_across"]) == ("not measured", 0)
+    wrapped = probe(revise, make("revise", WRAPPED), CTX).values["b"]
+    assert (wrapped["attention_isolation"], wrapped["first_batch"]["attending_across"]) == (None, 31)
+    padding_free = probe(
+        revise, make("revise", ["training.padding_free=true", "training.max_length=null"]), CTX
+    )
+    assert padding_free.values["b"]["attention_isolation"] is None  # one example per row: nothing to isolate
+    assert probe(revise, make("revise"), CTX).values["b"]["attention_isolation"] is None
 
 
 def test_wrapped_packing_lets_examples_attend_to_each_other(revise):
@@ -36,7 +62,15 @@ def test_wrapped_packing_lets_examples_attend_to_each_other(revise):
     lets every packed example attend to the examples before it in the same sequence."""
     result = probe(make("revise", BFD), make("revise", WRAPPED), CTX)
     findings = by_key(result)
-    assert sorted(findings) == ["packing.cross_example_attention", "training.packing_strategy"]
+    assert sorted(findings) == [
+        "packing.attention_isolation",
+        "packing.cross_example_attention",
+        "training.packing_strategy",
+    ]
+    assert (findings["packing.attention_isolation"].a, findings["packing.attention_isolation"].b) == (
+        "not measured",
+        None,
+    )
     cross = findings["packing.cross_example_attention"]
     assert (cross.severity, cross.a, cross.b, cross.align) == ("high", 0, 31, "packing")
     assert cross.evidence["b"] == {"pieces": 39, "attending_across": 31}

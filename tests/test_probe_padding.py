@@ -45,6 +45,31 @@ def test_shorter_max_length_loses_trained_tokens_aligned_by_tokens(revise):
     assert lost.evidence["b"]["trained_fraction_lost"] == 0.07165
 
 
+def test_chatml_completions_lose_their_end_of_turn_although_a_newline_follows_it():
+    """s1 115 (a 12k block size cuts long reasoning traces): ChatML completions end `<|im_end|>` then a trained
+    newline, so the EOS to count is the last trained one, not the last token; at 128 tokens 28 of 32 lose it."""
+    from model_fixtures import overrides
+
+    qwen = overrides("qwen")
+    result = probe(make("revise", qwen), make("revise", [*qwen, "training.max_length=128"]), CTX)
+    assert result.values["a"]["truncation"]["examples_ending_with_eos"] == 32
+    cut = by_key(result)["padding.eos_cut"]
+    assert (cut.severity, cut.a, cut.b) == ("high", 0, 28)
+    assert result.values["b"]["truncation"]["examples_truncated"] == 28
+
+
+def test_an_earlier_turns_trained_end_does_not_hide_a_cut_answer():
+    """unsloth 2669 (full-text rows cut at 1024): with the prompt trained too, the user turn's `<|im_end|>` survives
+    truncation; the end of turn that matters is the last trained one, and 28 of 32 still lose it."""
+    from model_fixtures import overrides
+
+    qwen = [*overrides("qwen"), "training.completion_only_loss=false"]
+    cut = by_key(probe(make("revise", qwen), make("revise", [*qwen, "training.max_length=128"]), CTX))[
+        "padding.eos_cut"
+    ]
+    assert (cut.severity, cut.a, cut.b) == ("high", 0, 28)
+
+
 def test_trl_collator_pads_on_the_right(revise):
     values = probe(revise, make("revise"), CTX).values["a"]
     assert (values["collated_padding_side"], values["tokenizer_padding_side"]) == ("right", "right")

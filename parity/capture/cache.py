@@ -28,7 +28,8 @@ def hook_hash() -> str:
 def cache_key(options: CaptureOptions, checkout_hash: str | None = None) -> str:
     """sha256 over what a capture depends on: the checkout's content (data behind links included), the
     command, the --data and --tokenizer folders' content, stubs, --env, world sizes, the interpreter's identity
-    (real file, version, installed distributions) and the capture's own code."""
+    (real file, version, installed distributions), the capture's own code and whether the first optimizer step
+    runs."""
     payload = {
         "schema_version": SCHEMA_VERSION,
         "checkout": checkout_hash or content_hash(options.checkout),
@@ -45,5 +46,6 @@ def cache_key(options: CaptureOptions, checkout_hash: str | None = None) -> str:
         "python": identity(options.python, options.name("python")),
         "hook": hook_hash(),
         **({"rows": options.rows} if options.rows is not None else {}),
+        **({"train_step": True} if options.train_step else {}),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()

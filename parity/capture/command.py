@@ -73,6 +73,13 @@ def capture_command(
             "--rows", help="Serve only the first N rows of every dataset load (full counts recorded)."
         ),
     ] = None,
+    train_step: Annotated[
+        bool,
+        typer.Option(
+            "--train-step",
+            help="Also run the trainer's first optimizer step on the stand-in model and record each token's loss weight.",
+        ),
+    ] = False,
 ) -> None:
     """Capture a recipe by running its own code up to its trainer (EXECUTES the recipe's code)."""
     from rich.console import Console
@@ -91,6 +98,7 @@ def capture_command(
         timeout=timeout,
         force=force,
         rows=rows,
+        train_step=train_step,
     )
     result = capture(options)
     console = Console(soft_wrap=True, highlight=False)

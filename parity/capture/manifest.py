@@ -176,5 +176,6 @@ def build_manifest(
             "world_sizes": list(options.world_sizes),
             "timeout": options.timeout,
             "python": options.python,
+            **({"train_step": True} if options.train_step else {}),
         },
     }

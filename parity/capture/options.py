@@ -89,6 +89,7 @@ CLI_NAMES = {
     "python": "--python",
     "timeout": "--timeout",
     "rows": "--rows",
+    "train_step": "--train-step",
 }
 YAML_KEYS = {
     "checkout": "checkout",
@@ -102,6 +103,7 @@ YAML_KEYS = {
     "python": "python",
     "timeout": "timeout",
     "rows": "rows",
+    "train_step": "train_step",
 }
 
 
@@ -132,6 +134,9 @@ class CaptureOptions:
     """Capture again even when cached, and replace an --out that is not a capture."""
     rows: int | None = None
     """Serve only the first N rows of every dataset load (full counts recorded); None serves every row."""
+    train_step: bool = False
+    """Also run the trainer's own first optimizer step on the stand-in model and record the loss weight of every
+    trained token (`loss_step.json`): how the trainer's loop normalises the loss under gradient accumulation."""
     recipe_file: Path | None = None
     """The YAML recipe declaring this capture (messages name its keys; --out never removes it)."""
 

@@ -25,6 +25,7 @@ ARTIFACTS = (
     "collated",
     "framework.json",
     "loaded",
+    "loss_step.json",
 )
 """What the first (full) run writes into its state directory and the capture keeps."""
 

@@ -104,6 +104,7 @@ def _run_config(
         "checkout_copy": str(copy),
         "temp_root": str(temp_root),
         "rows": options.rows,
+        "train_step": options.train_step,
     }
 
 

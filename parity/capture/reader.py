@@ -128,6 +128,13 @@ class CapturedRecipe:
         return _read_json(path) if path.is_file() else {}
 
     @cached_property
+    def loss_step(self) -> dict[str, Any] | None:
+        """loss_step.json (captured with --train-step): the trainer's own first optimizer step on the stand-in
+        model, each micro-batch's num_items_in_batch and each row's token weight; None when not captured."""
+        path = self.path / "loss_step.json"
+        return _read_json(path) if path.is_file() else None
+
+    @cached_property
     def loaded(self) -> list[dict[str, Any]]:
         """Every dataset load the recipe made, in order: call, who asked, per split full/served/saved row counts
         and (full run) the served rows under `rows`."""

@@ -32,6 +32,25 @@ def _sft_config_fields() -> set[str]:
     return {field.name for field in dataclasses.fields(SFTConfig)}
 
 
+TRUNCATION_ALIAS = "max_seq_length"
+"""trl <= 0.15 truncates at SFTConfig.max_seq_length; from 0.16 at max_length, which max_seq_length (a deprecated
+alias until 0.20) reaches only through SFTConfig.__post_init__."""
+
+
+def truncation_length(fields: dict[str, Any], value: Any) -> tuple[Any, str]:
+    """(training.max_length here, or None; why) for a captured max_seq_length: the length the capture's own
+    SFTTrainer truncated at where its SFTConfig has no max_length, else nothing (its trainer reads max_length)."""
+    if "max_length" not in fields:
+        return (
+            value,
+            f"{value!r}: the capture's SFTTrainer truncates at max_seq_length; here training.max_length",
+        )
+    return None, (
+        f"{value!r} in the capture, where SFTTrainer truncates at max_length ({fields['max_length']!r}): "
+        "max_seq_length reaches it only through SFTConfig.__post_init__"
+    )
+
+
 def training_section(captured: CapturedRecipe) -> tuple[dict[str, Any], dict[str, str]]:
     """({field: value} the recipe set and SFTConfig here accepts, {field: why it was left out})."""
     known = _sft_config_fields()
@@ -41,6 +60,11 @@ def training_section(captured: CapturedRecipe) -> tuple[dict[str, Any], dict[str
         if name in NOT_TRAINING or name == "gradient_accumulation_steps":
             continue
         value = change["value"]
+        if name == TRUNCATION_ALIAS and name not in known:
+            training_value, left_out[name] = truncation_length(captured.training_args.fields, value)
+            if training_value is not None:
+                training["max_length"] = training_value
+            continue
         renamed = RENAMED_FIELDS.get(name)
         if name not in known and renamed in known and isinstance(value, float) and 0 < value < 1:
             training[renamed] = value

@@ -27,6 +27,7 @@ SECTION_KEYS = (
     "timeout",
     "out",
     "rows",
+    "train_step",
 )
 
 
@@ -88,6 +89,13 @@ def _rows(section: dict[str, Any], where: str) -> int | None:
     return value
 
 
+def _train_step(section: dict[str, Any], where: str) -> bool:
+    value = section.get("train_step", False)
+    if not isinstance(value, bool):
+        raise ParityError(f"{where}: 'capture.train_step' must be true or false")
+    return value
+
+
 def _python(section: dict[str, Any], base: Path, where: str) -> str:
     value = section.get("python", "current")
     if not isinstance(value, str):
@@ -110,6 +118,7 @@ def default_out(options: CaptureOptions) -> Path:
         "python": options.python,
         "world_sizes": list(options.world_sizes),
         **({"rows": options.rows} if options.rows is not None else {}),
+        **({"train_step": True} if options.train_step else {}),
     }
     digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
     return captures_root() / digest
@@ -145,6 +154,7 @@ def options_from_section(section: Any, yaml_path: Path) -> CaptureOptions:
         python=_python(section, base, where),
         timeout=_timeout(section, where),
         rows=_rows(section, where),
+        train_step=_train_step(section, where),
         recipe_file=yaml_path,
     )
     out = section.get("out")

@@ -26,6 +26,7 @@ from parity.capture.integrity import TRUST_EDITS_VARIABLE
 from parity.capture.processes import Interrupted
 from parity.cli.check import check_command
 from parity.cli.diff import diff_command
+from parity.cli.gallery import gallery_command
 from parity.cli.lock import lock_command
 from parity.cli.recipes import recipes_command
 from parity.cli.refs import refs_verify_command
@@ -88,6 +89,7 @@ refs_app.command("verify")(refs_verify_command)
 app.command("run", help=run_command.__doc__)(run_command)
 app.command("capture", help=CAPTURE_HELP)(capture_command)
 app.command("bisect", help=bisect_command.__doc__)(bisect_command)
+app.command("gallery", help=gallery_command.__doc__)(gallery_command)
 
 
 def _configure_logging() -> None:

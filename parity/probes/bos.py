@@ -16,6 +16,9 @@ AXIS = "bos"
 make_finding = FindingMaker(AXIS)
 ALIGN = "template"
 """BOS comes from the chat template (and the tokenizer it is installed on): aligning the template removes it."""
+EVAL_NOT_MEASURED = "not measured"
+"""The BOS count of the eval harness's input: the harness tokenizes its prompts itself (lm-eval's add_bos_token,
+pre-tokenized requests to a server), outside everything parity materializes."""
 
 
 def leading(ids: list[int], token: int | None) -> int:
@@ -64,7 +67,23 @@ def measure(m: Materialized) -> dict[str, Any]:
             "render_then_tokenize_bos": leading(tokenizer(text)["input_ids"], bos)
             if text is not None
             else None,
+            "eval_input_bos": EVAL_NOT_MEASURED if m.recipe.has_eval_protocol else None,
+            "eval_harness": m.recipe.eval.harness if m.recipe.has_eval_protocol else None,
         }
+    )
+
+
+def trains_with_bos(v: dict[str, Any]) -> bool:
+    """Whether any prepared example starts with BOS."""
+    return any(int(count) >= 1 for count in v["leading_bos"])
+
+
+def _eval_bos_text(name: str, v: dict[str, Any]) -> str:
+    leading = ", ".join(f"{n} of {v['examples']} with {k}" for k, n in v["leading_bos"].items())
+    return (
+        f"{name} trains on examples starting with BOS ({leading}) and is evaluated by {v['eval_harness']!r}; the "
+        f"chat text rendered by its template and tokenized with the tokenizer's special tokens starts with "
+        f"{v['render_then_tokenize_bos']} BOS"
     )
 
 
@@ -109,6 +128,24 @@ def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeCont
                 f"{va['leading_bos']} / {vb['leading_bos']} (leading BOS count: examples)",
                 evidence,
                 align=ALIGN,
+            )
+        )
+    evaluated = [
+        (name, v)
+        for name, v in zip(names, (va, vb), strict=True)
+        if v["eval_input_bos"] and trains_with_bos(v)
+    ]
+    if evaluated and va["eval_harness"] != vb["eval_harness"]:
+        findings.append(
+            make_finding(
+                "bos.eval_input",
+                "info",
+                va["eval_input_bos"] if trains_with_bos(va) else None,
+                vb["eval_input_bos"] if trains_with_bos(vb) else None,
+                "how many BOS the eval harness puts in front of its input is not measured (the harness tokenizes its "
+                "prompts itself): " + "; ".join(_eval_bos_text(name, v) for name, v in evaluated),
+                evidence,
+                align=None,
             )
         )
     return ProbeResult(findings=findings, values=plain({"a": va, "b": vb}))

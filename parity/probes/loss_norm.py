@@ -1,5 +1,10 @@
 """Probe `loss_norm`: how the per-step loss is reduced under gradient accumulation and data parallelism, and
-what that means for the weight of each example's tokens in the first optimizer step of the prepared sample."""
+what that means for the weight of each example's tokens in the first optimizer step of the prepared sample.
+
+For a recipe captured with `--train-step` the reduction is measured, not inferred: the capture ran the trainer's
+own first optimizer step on the stand-in model and read each trained token's weight from its logits' gradient
+(`loss_step.json`), so what the trainer's loop does in that library version (transformers 4.47.0 drops
+num_items_in_batch although the model takes it) is what is reported."""
 
 from __future__ import annotations
 
@@ -21,8 +26,14 @@ REDUCTIONS = {
     "step_token_mean": "token mean over the whole optimizer step (every micro-batch on every device)",
     "device_token_mean": "token mean per device over its micro-batches, then averaged over devices",
     "micro_batch_mean": "token mean per micro-batch, averaged over micro-batches and devices",
+    "micro_batch_mean_summed": "token mean per micro-batch, summed over the accumulation steps (not divided by them)",
+    "other": "none of the known reductions (see the measured token weights)",
     "unknown": "unknown (the model class, which decides whether the Trainer passes num_items_in_batch, is unknown)",
 }
+SAME = 1e-3
+"""Relative tolerance within which measured token weights count as equal (they are float32 gradients)."""
+LOGGED_SCALE_DIFFERS = 0.05
+"""Relative difference of the logged-loss factors from which the logged losses are not comparable."""
 
 
 @cache
@@ -84,18 +95,88 @@ def first_step_weights(
     return [1.0 / (parts * groups[key]) if groups[key] else 0.0 for key in keys]
 
 
+def measured_step(m: Materialized) -> dict[str, Any] | None:
+    """The trainer step a capture measured (`--train-step`), None for any other recipe or an unmeasured step."""
+    captured = m.captured.captured if m.captured is not None else None
+    step = captured.loss_step if captured is not None else None
+    return step if step and step.get("measured") else None
+
+
+def _equal(values: list[float]) -> bool:
+    return max(values) <= min(values) * (1 + SAME)
+
+
+def step_reduction(step: dict[str, Any]) -> dict[str, Any]:
+    """The reduction a measured step shows, from its token weights: one weight for every token of the step is a
+    token mean over the step (its divisor 1/weight, e.g. the labels counted before the shift); one weight share
+    (weight x trained tokens) per micro-batch is a mean per micro-batch, divided by the accumulation steps or not.
+    Also the gradient scale (sum of all token weights: 1 for an exact token mean) and the logged-loss factor (the
+    loss the trainer logged over the step's token-mean loss)."""
+    rows = [row for batch in step["micro_batches"] for row in batch["rows"] if row["trained_tokens"]]
+    micro = [
+        (sum(r["trained_tokens"] for r in batch["rows"]), batch["rows"][0]["token_weight"])
+        for batch in step["micro_batches"]
+        if any(r["trained_tokens"] for r in batch["rows"])
+    ]
+    weights = [row["token_weight"] for row in rows]
+    shares = [tokens * weight for tokens, weight in micro]
+    accumulation = len(step["micro_batches"])
+    if _equal(weights):
+        kind = "step_token_mean"
+    elif _equal(shares) and abs(sum(shares) - 1) <= SAME:
+        kind = "micro_batch_mean"
+    elif _equal(shares) and abs(sum(shares) - accumulation) <= SAME * accumulation:
+        kind = "micro_batch_mean_summed"
+    else:
+        kind = "other"
+    trained = sum(row["trained_tokens"] for row in rows)
+    token_mean_loss = sum(row["trained_tokens"] * row["loss"] for row in rows) / trained
+    (short, w_short), (long, w_long) = (
+        min((r["trained_tokens"], r["token_weight"]) for r in rows),
+        max((r["trained_tokens"], r["token_weight"]) for r in rows),
+    )
+    passed = [
+        batch["num_items_in_batch"] for batch in step["micro_batches"] if batch["num_items_in_batch_passed"]
+    ]
+    return {
+        "reduction": kind,
+        "micro_batches": accumulation,
+        "num_items_in_batch": passed[0] if passed and len(passed) == accumulation else None,
+        "trained_tokens": trained,
+        "shortest_longest_trained_tokens": [short, long],
+        "shortest_longest_token_weight": [round(w_short, 8), round(w_long, 8)],
+        "token_weight_spread": round(max(weights) / min(weights), 4),
+        "longest_to_shortest_example_weight": round((long * w_long) / (short * w_short), 4),
+        "gradient_scale": round(sum(r["trained_tokens"] * r["token_weight"] for r in rows), 4),
+        "logged_loss": step["logged_loss"],
+        "logged_loss_factor": round(step["logged_loss"] / token_mean_loss, 4)
+        if step["logged_loss"]
+        else None,
+    }
+
+
 @measurement(AXIS)
 def measure(m: Materialized) -> dict[str, Any]:
-    """Reduction, tokens per optimizer step, and the per-token and per-example weights of the first step."""
+    """Reduction, tokens per optimizer step, and the per-token and per-example weights of the first step (measured
+    on the trainer's own first step where a capture ran it, else from the model class)."""
     launch = m.launch
     architecture = m.model_facts.architecture
-    passes = trainer_passes_num_items(architecture)
     config = m.sft_config
-    kind = reduction(passes, bool(config.average_tokens_across_devices), launch.num_processes)
+    step_measured = measured_step(m)
     counts = trained_counts(m.prepared.labels)
     step = counts[: launch.global_batch]
-    spread = example_weight = None
-    if kind != "unknown":
+    if step_measured is not None:
+        trainer_step = step_reduction(step_measured)
+        passes = trainer_step["num_items_in_batch"] is not None
+        kind = trainer_step["reduction"]
+        spread = trainer_step["token_weight_spread"]
+        example_weight = trainer_step["longest_to_shortest_example_weight"]
+    else:
+        trainer_step = None
+        passes = trainer_passes_num_items(architecture)
+        kind = reduction(passes, bool(config.average_tokens_across_devices), launch.num_processes)
+        spread = example_weight = None
+    if step_measured is None and kind != "unknown":
         weights = first_step_weights(
             step,
             kind,
@@ -121,6 +202,10 @@ def measure(m: Materialized) -> dict[str, Any]:
             "per_device": launch.per_device_train_batch_size,
             "reduction": kind,
             "reduction_text": REDUCTIONS[kind],
+            "measured_by": "the trainer's first optimizer step (capture --train-step)"
+            if trainer_step is not None
+            else "the model class (transformers.Trainer's introspection in the running transformers)",
+            "trainer_step": trainer_step,
             "trained_tokens_per_step": round(mean_trained * launch.global_batch, 3),
             "first_step_rows": len(step),
             "token_weight_spread": spread,
@@ -128,6 +213,28 @@ def measure(m: Materialized) -> dict[str, Any]:
             "shortest_longest_trained_tokens": [min(trained_rows), max(trained_rows)],
             "fields": owned_values(m, AXIS),
         }
+    )
+
+
+def _step_text(name: str, step: dict[str, Any]) -> str:
+    short, long = step["shortest_longest_trained_tokens"]
+    w_short, w_long = step["shortest_longest_token_weight"]
+    items = step["num_items_in_batch"]
+    passed = (
+        f"num_items_in_batch {items} reached the loss"
+        if items is not None
+        else "num_items_in_batch never reached it"
+    )
+    return f"{name}: a token of the {short}-token row weighs {w_short:.6g}, of the {long}-token row {w_long:.6g} ({passed})"
+
+
+def _measured_text(names: tuple[str, str], va: dict, vb: dict) -> str:
+    """'; measured on each trainer's first optimizer step: ...' where both recipes' steps were measured."""
+    steps = (va.get("trainer_step"), vb.get("trainer_step"))
+    if None in steps:
+        return ""
+    return "; measured on each trainer's first optimizer step: " + "; ".join(
+        _step_text(name, step) for name, step in zip(names, steps, strict=True)
     )
 
 
@@ -170,8 +277,24 @@ def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeCont
                 vb["reduction"],
                 f"loss reduction differs: {names[0]} {va['reduction_text']} (a trained token weighs up to "
                 f"{va['token_weight_spread']:g}x another in the first step), {names[1]} {vb['reduction_text']} "
-                f"(up to {vb['token_weight_spread']:g}x)",
+                f"(up to {vb['token_weight_spread']:g}x)" + _measured_text(names, va, vb),
                 evidence,
+            )
+        )
+    steps = (va.get("trainer_step"), vb.get("trainer_step"))
+    factors = [step["logged_loss_factor"] if step else None for step in steps]
+    if None not in factors and abs(factors[0] - factors[1]) > LOGGED_SCALE_DIFFERS * max(factors):
+        findings.append(
+            make_finding(
+                "loss_norm.logged_loss_scale",
+                "medium",
+                factors[0],
+                factors[1],
+                f"the logged training loss is {factors[0]:g}x the step's token-mean loss in {names[0]} and "
+                f"{factors[1]:g}x in {names[1]}, and the gradient {steps[0]['gradient_scale']:g}x / "
+                f"{steps[1]['gradient_scale']:g}x a token mean's (measured on each trainer's first optimizer step): "
+                "loss curves logged by the two are not comparable, and gradient clipping sees different norms",
+                {"a": steps[0], "b": steps[1]},
             )
         )
     if va["trained_tokens_per_step"] != vb["trained_tokens_per_step"]:

@@ -15,6 +15,9 @@ from parity.trl_bridge import build_collator
 
 AXIS = "packing"
 make_finding = FindingMaker(AXIS)
+ISOLATION_NOT_MEASURED = "not measured"
+"""Whether the attention kernel keeps packed examples apart: parity derives the segments the model's mask function
+would see from the collated batch, it never runs the recipe's attention implementation."""
 
 
 def unpacked_lengths(m: Materialized) -> list[int]:
@@ -80,6 +83,13 @@ def cross_boundary(m: Materialized, rows: int) -> dict[str, int]:
     return {"pieces": len(pieces), "attending_across": attending}
 
 
+def kernel_isolation(padding_free: bool, first_batch: dict[str, int], rows: int) -> str | None:
+    """ISOLATION_NOT_MEASURED where packed example pieces share a row of a padding-free batch: the model gets
+    position_ids and no attention mask, and whether its attention keeps the pieces apart depends on the kernel and
+    the model's mask path (None otherwise: an attention mask decides it, or nothing is packed)."""
+    return ISOLATION_NOT_MEASURED if padding_free and first_batch["pieces"] > rows else None
+
+
 @measurement(AXIS)
 def measure(m: Materialized) -> dict[str, Any]:
     """Sequences per example, optimizer steps with packing, padding-free collation and cross-example attention."""
@@ -89,11 +99,13 @@ def measure(m: Materialized) -> dict[str, Any]:
     sequence_rows = round(train_rows * sequences / examples) if config.packing else train_rows
     packed, plain_plan = step_plan(m.launch, config, sequence_rows), m.step_plan()
     rows = min(m.launch.per_device_train_batch_size, sequences)
+    first_batch = cross_boundary(m, rows)
+    padding_free = build_collator(m.tokenizer, config).padding_free
     return plain(
         {
             "packing": config.packing,
             "packing_strategy": config.packing_strategy if config.packing else None,
-            "padding_free_collator": build_collator(m.tokenizer, config).padding_free,
+            "padding_free_collator": padding_free,
             "attn_implementation": m.recipe.model.attn_implementation,
             "sample_examples": examples,
             "sample_sequences": sequences,
@@ -103,7 +115,8 @@ def measure(m: Materialized) -> dict[str, Any]:
             "optimizer_steps": packed.total_steps,
             "optimizer_steps_unpacked": plain_plan.total_steps,
             "warmup_steps": packed.warmup_steps,
-            "first_batch": cross_boundary(m, rows),
+            "first_batch": first_batch,
+            "attention_isolation": kernel_isolation(padding_free, first_batch, rows),
             "fields": owned_values(m, AXIS),
         }
     )
@@ -163,5 +176,30 @@ def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeCont
                 {"a": va["first_batch"], "b": vb["first_batch"]},
             )
         )
+    packed = [(name, v) for name, v in zip(names, (va, vb), strict=True) if v["attention_isolation"]]
+    if packed:
+        findings.append(
+            make_finding(
+                "packing.attention_isolation",
+                "info",
+                va["attention_isolation"],
+                vb["attention_isolation"],
+                "whether the attention kernel keeps packed examples apart is not measured: "
+                + "; ".join(_isolation_text(name, v) for name, v in packed),
+                {"a": va["first_batch"], "b": vb["first_batch"]},
+                align=None,
+            )
+        )
     findings += owned_field_findings(make_finding, names, va["fields"], vb["fields"])
     return ProbeResult(findings=findings, values=plain({"a": va, "b": vb}))
+
+
+def _isolation_text(name: str, v: dict[str, Any]) -> str:
+    batch = v["first_batch"]
+    kernel = v["attn_implementation"] or "the library default"
+    return (
+        f"{name} packs {batch['pieces']} example pieces into its first batch and sends position_ids without an "
+        f"attention mask; from that batch "
+        f"transformers' packed-sequence detection lets {batch['attending_across']} of them attend to a preceding "
+        f"example, whether {kernel} attention applies it is decided by the kernel and the model's mask path"
+    )

@@ -1,5 +1,6 @@
 """Probe `padding`: where TRL's collator pads a batch, and what max_length truncation costs on the sample: tokens
-and trained tokens lost, examples dropped, and completions whose final EOS is cut off (they never learn to stop)."""
+and trained tokens lost, examples dropped, and completions whose last trained EOS is cut off (they never learn to
+stop; ChatML's `<|im_end|>` counts although a newline follows it)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 from parity.materialize import Materialized
 from parity.plain import plain
 from parity.probes import PROBES, FindingMaker, ProbeContext, ProbeResult, measurement, side_values
-from parity.probes.eos import end_of_turn_ids, last_stop
+from parity.probes.eos import end_of_turn_ids
 from parity.probes.fields import owned_field_findings, owned_values
 from parity.spec import NOT_APPLICABLE
 from parity.textdiff import pair_names
@@ -92,18 +93,44 @@ def untruncated(m: Materialized) -> Prepared:
     return prepare_rows(m.sample_rows, m.tokenizer, config, "untruncated")
 
 
-def _totals(prepared: Prepared, stops: set[int], pad_id: int | None) -> dict[str, int]:
+def _totals(prepared: Prepared) -> dict[str, int]:
     return {
         "rows": len(prepared),
         "tokens": sum(map(len, prepared.input_ids)),
         "trained_tokens": sum(len(x) - x.count(IGNORE_INDEX) for x in prepared.labels),
-        # examples whose trained span holds an end-of-turn stop id (EOS, ChatML's <|im_end|>, ...)
-        "ending_with_eos": sum(
-            1
-            for ids, labels in zip(prepared.input_ids, prepared.labels, strict=True)
-            if last_stop(ids, labels, stops, pad_id)[0] is not None
-        ),
     }
+
+
+def last_trained_stop(ids: list[int], labels: list[int], stops: set[int]) -> int | None:
+    """Position of the last stop id that carries loss (None: none), e.g. ChatML's `<|im_end|>` before the trailing
+    newline."""
+    for index in range(len(ids) - 1, -1, -1):
+        if ids[index] in stops and labels[index] != IGNORE_INDEX:
+            return index
+    return None
+
+
+def eos_cut(kept: Prepared, whole: Prepared, stops: set[int]) -> tuple[int, int]:
+    """(examples whose last trained stop id truncation removes, examples with a trained stop id before truncation).
+    Each untruncated example is paired with the truncated one it became (its prefix under keep_start, its suffix
+    under keep_end); an example TRL dropped after truncation has lost its end of turn too. The last one counts: a
+    multi-turn or full-sequence example that keeps an earlier turn's end still loses the end of its answer."""
+    cut = with_eos = 0
+    position = 0
+    for ids, labels in zip(whole.input_ids, whole.labels, strict=True):
+        last = last_trained_stop(ids, labels, stops)
+        kept_length = None
+        if position < len(kept):
+            candidate = kept.input_ids[position]
+            if ids[: len(candidate)] == candidate:
+                kept_length, position = len(candidate), position + 1
+            elif ids[len(ids) - len(candidate) :] == candidate:
+                kept_length, position = len(ids), position + 1  # the end is kept
+        if last is None:
+            continue
+        with_eos += 1
+        cut += kept_length is None or last >= kept_length
+    return cut, with_eos
 
 
 @measurement(AXIS)
@@ -127,9 +154,9 @@ def measure(m: Materialized) -> dict[str, Any]:
     if captured_side is not None:
         values["truncation"] = captured_truncation(m)
         return plain(values)
-    stops, pad = end_of_turn_ids(m), m.tokenizer.pad_token_id
     whole = untruncated(m)
-    kept, full = _totals(m.prepared, stops, pad), _totals(whole, stops, pad)
+    kept, full = _totals(m.prepared), _totals(whole)
+    cut, with_eos = eos_cut(m.prepared, whole, end_of_turn_ids(m))
     values["truncation"] = {
         "examples": full["rows"],
         "examples_truncated": sum(
@@ -141,8 +168,8 @@ def measure(m: Materialized) -> dict[str, Any]:
         "trained_fraction_lost": round(1 - kept["trained_tokens"] / full["trained_tokens"], 6)
         if full["trained_tokens"]
         else 0.0,
-        "eos_cut": full["ending_with_eos"] - kept["ending_with_eos"],
-        "examples_ending_with_eos": full["ending_with_eos"],
+        "eos_cut": cut,
+        "examples_ending_with_eos": with_eos,
     }
     return plain(values)
 

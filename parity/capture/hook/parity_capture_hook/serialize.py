@@ -44,15 +44,26 @@ def _declared_default(field: dataclasses.Field) -> Any:
     return "<required>"
 
 
-def default_values(cls: type) -> tuple[dict[str, Any], str]:
+def default_values(cls: type, args: Any = None) -> tuple[dict[str, Any], str]:
     """Every field of `cls` at its default, measured by instantiating the class in this environment.
 
-    A class that cannot be built without arguments (a recipe's subclass with required fields) takes its
-    nearest library ancestor's instance for inherited fields and declared defaults for its own."""
+    A class whose fields without a default (transformers < 4.50's `output_dir`) can be given the captured values is
+    built with those; one that still cannot be built (a recipe's subclass with required fields) takes its nearest
+    library ancestor's instance for inherited fields and declared defaults for its own."""
     try:
         return _field_values(cls()), f"{cls.__qualname__}()"
     except Exception:  # noqa: BLE001 - recipe subclasses may require fields; fall back to an ancestor
         pass
+    required = {
+        f.name: getattr(args, f.name, None)
+        for f in dataclasses.fields(cls)
+        if f.init and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    }
+    if args is not None and required:
+        try:
+            return _field_values(cls(**required)), f"{cls.__qualname__}({', '.join(required)} as captured)"
+        except Exception:  # noqa: BLE001 - fall back to an ancestor
+            pass
     for base in cls.__mro__[1:]:
         if not dataclasses.is_dataclass(base) or not base.__module__.startswith(("trl.", "transformers.")):
             continue
@@ -72,7 +83,7 @@ def default_values(cls: type) -> tuple[dict[str, Any], str]:
 def write_training_args(args: Any) -> None:
     cls = type(args)
     fields = _field_values(args)
-    defaults, defaults_from = default_values(cls)
+    defaults, defaults_from = default_values(cls, args)
     differs = {
         name: {"value": value, "default": defaults.get(name)}
         for name, value in fields.items()
@@ -115,9 +126,23 @@ COLLATED_EXAMPLES = 1024
 """Prepared train examples also run through the trainer's own collator, one per batch (labels as trained)."""
 
 
+def _dataloader_dataset(trainer: Any) -> Any:
+    """The train dataset as the trainer's own dataloader hands it to the collator: columns the model's forward does
+    not take removed by `Trainer._remove_unused_columns` (when `remove_unused_columns` is set), as
+    `get_train_dataloader` does."""
+    dataset = getattr(trainer, "train_dataset", None)
+    remove = getattr(trainer, "_remove_unused_columns", None)
+    if dataset is None or remove is None or not hasattr(dataset, "column_names"):
+        return dataset
+    try:
+        return remove(dataset, description="training")
+    except Exception:  # noqa: BLE001 - a trainer that cannot say which columns it keeps: the dataset as it is
+        return dataset
+
+
 def _write_collated(trainer: Any) -> dict[str, Any]:
     """input_ids and labels of the first prepared train examples as the trainer's collator builds them."""
-    dataset = getattr(trainer, "train_dataset", None)
+    dataset = _dataloader_dataset(trainer)
     if dataset is None or not hasattr(dataset, "select"):
         return {"not_saved": "no map-style train dataset"}
     count = min(COLLATED_EXAMPLES, dataset.num_rows)
@@ -154,7 +179,7 @@ def _write_batches(trainer: Any) -> dict[str, Any]:
     """collated/batches.parquet: the first COLLATED_BATCHES batches, one row per batch row."""
     import datasets
 
-    dataset = getattr(trainer, "train_dataset", None)
+    dataset = _dataloader_dataset(trainer)
     if dataset is None or not hasattr(dataset, "select"):
         return {"not_saved": "no map-style train dataset"}
     target = state.state_dir() / "collated"

@@ -10,7 +10,7 @@ import inspect
 import sys
 from typing import Any
 
-from parity_capture_hook import imports, serialize, state
+from parity_capture_hook import imports, loss_step, serialize, state
 
 _entry: dict[str, Any] = {}
 
@@ -44,6 +44,8 @@ def _on_constructed(trainer: Any) -> None:
     state.write_json("trainer.json", {"class": _entry.get("trainer_class"), "stopped_at": "constructed"})
     if state.config().get("mode") != "args":
         serialize.write_everything(trainer, _entry)
+        if state.config().get("train_step"):
+            loss_step.write(trainer)
     state.stop_captured()
 
 
