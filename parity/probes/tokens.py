@@ -104,22 +104,32 @@ def measure(m: Materialized, row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _example_align(a: Materialized, b: Materialized, row: dict[str, Any]) -> str:
-    """The align axis that explains a token difference: the model (another tokenizer), template, prompt, data, else
-    tokenization settings."""
+def _explaining_axes(a: Materialized, b: Materialized, row: dict[str, Any]) -> list[str]:
+    """Every align axis that differs for this row and explains a token difference, in attribution order: the model
+    (another tokenizer), template, prompt, data. Empty when only tokenization settings remain."""
+    axes = []
     if not same_tokenizer(a, b):
-        return "model"
+        axes.append("model")
     if a.tokenizer.chat_template != b.tokenizer.chat_template:
-        return "template"
+        axes.append("template")
     conv_a, conv_b = (trl_conversation(m.conversational_raw([row])[0]) for m in (a, b))
     if (conv_a.prompt_messages, conv_a.tools) != (conv_b.prompt_messages, conv_b.tools):
-        return "prompt"
-    same_answer = (conv_a.completion_messages, conv_a.text, conv_a.tokens) == (
-        conv_b.completion_messages,
-        conv_b.text,
-        conv_b.tokens,
-    )
-    return "tokens" if same_answer else "data"
+        axes.append("prompt")
+    answer_a, answer_b = ((conv.completion_messages, conv.text, conv.tokens) for conv in (conv_a, conv_b))
+    if answer_a != answer_b:
+        axes.append("data")
+    return axes
+
+
+def _explanation(axes: list[str]) -> str:
+    """' (explained by the template and data differences, reported on their own)' for the axes that differ."""
+    if not axes:
+        return ""
+    if axes == ["truncation at max_length"]:
+        return " (explained by truncation at max_length, which tokens.truncation reports)"
+    names = axes[0] if len(axes) == 1 else ", ".join(axes[:-1]) + f" and {axes[-1]}"
+    plural = "s, each" if len(axes) > 1 else ","
+    return f" (explained by the {names} difference{plural} reported on its own)"
 
 
 def tokenizer_source(m: Materialized) -> str:
@@ -190,9 +200,12 @@ def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeCont
     if not (va["example_same_row"] and vb["example_same_row"]):
         findings.append(not_captured_finding(va, vb, name_a, name_b, ctx))
     elif first is not None:
-        align = _example_align(a, b, row)
+        axes = _explaining_axes(a, b, row)
+        align = axes[0] if axes else "tokens"
         truncated = cut_at_max_length(va, vb)
         why = "truncation at max_length" if truncated and align == "tokens" else align
+        if why == "truncation at max_length":
+            axes = [why]
         findings.append(
             make_finding(
                 "tokens.example",
@@ -202,12 +215,13 @@ def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeCont
                 f"token ids differ for the same raw example from position {first} "
                 f"({va['example_length']} vs {vb['example_length']} tokens, {len(ops)} edits): "
                 + _describe_op(ops[0], name_a, name_b)
-                + ("" if why == "tokens" else f" (explained by the {why} difference, reported on its own)"),
+                + _explanation(axes),
                 {
                     "example_index": ctx.show_example,
                     "first_difference": first,
                     "ops": ops,
                     "explained_by": why,
+                    "differing_axes": axes,
                 },
                 align=align,
             )
