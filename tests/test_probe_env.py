@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from importlib.metadata import version
+from types import SimpleNamespace
 
 import pytest
 from conftest import make
@@ -73,3 +74,34 @@ def test_satisfied_uses_the_public_version():
     assert satisfied(">=2.4", "2.13.0+cpu") is True
     assert satisfied("==2.6.0", "2.13.0+cpu") is False
     assert satisfied(">=1.0", None) is None
+
+
+def _captured(name: str, versions: dict[str, str]) -> SimpleNamespace:
+    """A captured recipe as the env probe reads it: pins from the capture's versions, its manifest's versions."""
+    recipe = SimpleNamespace(name=name, env={lib: f"=={v}" for lib, v in versions.items()})
+    captured = SimpleNamespace(captured=SimpleNamespace(manifest={"versions": versions}))
+    return SimpleNamespace(recipe=recipe, captured=captured, measurements={})
+
+
+def test_a_capture_is_measured_under_the_versions_it_ran_not_the_installed_ones():
+    old = _captured("tf-old", {"transformers": "4.46.3", "trl": "0.12.0"})
+    new = _captured("tf-new", {"transformers": "4.47.1", "trl": "0.12.0"})
+    result = probe(old, new, CTX)
+    [finding] = result.findings  # no env.*.running: each capture ran the version it pins
+    assert (finding.key, finding.severity, finding.a, finding.b) == (
+        "env.transformers",
+        "low",
+        "==4.46.3",
+        "==4.47.1",
+    )
+    assert (
+        finding.summary == "transformers: tf-old ran 4.46.3 in its capture, tf-new ran 4.47.1 in its capture"
+    )
+    assert (finding.evidence["a_ran_in"], finding.evidence["b_ran_in"]) == ("capture", "capture")
+    assert result.values["a"]["transformers"] == {
+        "pin": "==4.46.3",
+        "running": "4.46.3",
+        "satisfied": True,
+        "ran_in": "capture",
+    }
+    assert version("transformers") not in finding.summary

@@ -149,13 +149,17 @@ def test_a_measured_trainer_step_replaces_the_model_class_answer(revise):
     import copy
     from types import SimpleNamespace
 
+    from parity.probes.env import running_version
+
     assert measure(revise)["trainer_passes_num_items_in_batch"] is True  # its rows and examples are built now
 
     def captured(step: dict):
         """revise as a capture whose trainer step was measured (its rows and examples kept, measurements fresh)."""
         m = copy.copy(revise)
         m.measurements = {}
-        m.captured = SimpleNamespace(captured=SimpleNamespace(loss_step=step))
+        # captured under the transformers installed here
+        manifest = {"versions": {"transformers": running_version("transformers")}}
+        m.captured = SimpleNamespace(captured=SimpleNamespace(loss_step=step, manifest=manifest))
         return m
 
     a, b = captured(TRANSFORMERS_4_47_0), captured(TRANSFORMERS_4_47_1)
@@ -180,3 +184,18 @@ def test_a_measured_trainer_step_replaces_the_model_class_answer(revise):
     assert probe(b, captured(TRANSFORMERS_4_47_1), CTX).findings == []
     unmeasured = captured({"measured": False, "reason": "the trainer's step raised ..."})
     assert measure(unmeasured)["measured_by"].startswith("the model class")
+
+
+def test_a_capture_that_ran_another_transformers_is_not_read_from_the_installed_one():
+    from types import SimpleNamespace
+
+    from parity.probes.env import running_version
+    from parity.probes.loss_norm import transformers_elsewhere
+
+    def captured(version: str) -> SimpleNamespace:
+        manifest = {"versions": {"transformers": version}}
+        return SimpleNamespace(captured=SimpleNamespace(captured=SimpleNamespace(manifest=manifest)))
+
+    assert transformers_elsewhere(captured("4.46.3")) == "4.46.3"
+    assert transformers_elsewhere(captured(running_version("transformers"))) is None
+    assert transformers_elsewhere(SimpleNamespace(captured=None)) is None

@@ -3,6 +3,8 @@ differently, from the cited table in vendor_refs/libraries/version_facts.yaml an
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 from conftest import by_key, make
 
@@ -113,3 +115,24 @@ def test_an_upstream_key_the_running_version_dropped_is_not_carried(revise):
     assert (finding.severity, finding.a, finding.b) == ("medium", "transformers==4.54.1", None)
     assert finding.evidence["a"]["value_carried"] is False
     assert finding.evidence["a"]["running_semantics"]["old_field_exists"] is False
+
+
+def test_a_capture_ran_its_own_trl_so_no_rename_is_cited():
+    """unsloth#2669's recipe as a capture: trl 0.15.2 ran max_seq_length itself, so nothing is cited from the trl
+    installed beside parity (a newer one, without max_seq_length); the same pins on a recipe materialized here are."""
+    recipe = SimpleNamespace(
+        name="unsloth-trl-0.15.2",
+        env={"trl": "==0.15.2"},
+        upstream=SimpleNamespace(config={"max_seq_length": 2048}),
+        training={"max_length": 2048},
+    )
+    manifest = {"versions": {"trl": "0.15.2"}}
+    as_captured = SimpleNamespace(
+        recipe=recipe, captured=SimpleNamespace(captured=SimpleNamespace(manifest=manifest)), measurements={}
+    )
+    assert measure(as_captured) == {}
+    here = SimpleNamespace(
+        recipe=recipe, captured=None, measurements={}, sft_config=SimpleNamespace(max_length=2048)
+    )
+    entry = measure(here)["versions.trl.max_seq_length"]
+    assert (entry["declared"], entry["running"]) == ("==0.15.2", running_version("trl"))

@@ -1,5 +1,6 @@
 """Env probe: the library pins each recipe's upstream declares, against each other and against the versions
-installed here (packaging's SpecifierSet decides whether a running version satisfies a pin)."""
+installed here (packaging's SpecifierSet decides whether a running version satisfies a pin). A captured recipe ran
+in its own environment: its versions are the ones its capture recorded, never the ones installed here."""
 
 from __future__ import annotations
 
@@ -23,6 +24,14 @@ def running_version(package: str) -> str | None:
         return None
 
 
+def measured_version(m: Materialized, package: str) -> tuple[str | None, str]:
+    """The version of `package` a recipe is measured under and where it ran: "capture" (the version its own
+    environment had, from the capture's manifest) for a captured recipe, else "here" (installed in parity's)."""
+    if m.captured is not None:
+        return m.captured.captured.manifest.get("versions", {}).get(package), "capture"
+    return running_version(package), "here"
+
+
 def satisfied(pin: str, running: str | None) -> bool | None:
     """Whether the running version meets the pin (None when the package is absent or the pin unparsable)."""
     if running is None:
@@ -35,20 +44,22 @@ def satisfied(pin: str, running: str | None) -> bool | None:
 
 @measurement("env")
 def measure(m: Materialized) -> dict[str, Any]:
-    """The recipe's pins and whether the running environment meets them."""
-    return {
-        package: {
-            "pin": pin,
-            "running": running_version(package),
-            "satisfied": satisfied(pin, running_version(package)),
-        }
-        for package, pin in sorted(m.recipe.env.items())
-    }
+    """The recipe's pins and whether the environment it is measured under meets them (for a captured recipe: the
+    environment its capture ran in)."""
+    out = {}
+    for package, pin in sorted(m.recipe.env.items()):
+        running, ran_in = measured_version(m, package)
+        out[package] = {"pin": pin, "running": running, "satisfied": satisfied(pin, running)}
+        if ran_in == "capture":
+            out[package]["ran_in"] = "capture"
+    return out
 
 
 def _pin_text(name: str, entry: dict[str, Any] | None) -> str:
     if entry is None:
         return f"{name} does not pin it"
+    if entry.get("ran_in") == "capture":
+        return f"{name} ran {entry['running']} in its capture"
     if entry["running"] is None:
         return f"{name} pins {entry['pin']} (not installed here)"
     state = {True: "satisfied", False: "violated", None: "not checkable"}[entry["satisfied"]]
@@ -76,7 +87,11 @@ def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeCont
                     pin_a,
                     pin_b,
                     f"{package}: {_pin_text(names[0], ea)}, {_pin_text(names[1], eb)}",
-                    {"running": running_version(package)},
+                    {
+                        "running": running_version(package),
+                        "a_ran_in": (ea or {}).get("ran_in", "here"),
+                        "b_ran_in": (eb or {}).get("ran_in", "here"),
+                    },
                 )
             )
         ok_a, ok_b = (ea or {}).get("satisfied"), (eb or {}).get("satisfied")

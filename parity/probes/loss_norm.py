@@ -15,6 +15,7 @@ from typing import Any
 from parity.materialize import Materialized
 from parity.plain import plain
 from parity.probes import PROBES, FindingMaker, ProbeContext, ProbeResult, measurement, side_values
+from parity.probes.env import measured_version, running_version
 from parity.probes.fields import owned_field_findings, owned_values
 from parity.textdiff import pair_names
 from parity.trl_bridge import IGNORE_INDEX
@@ -29,7 +30,11 @@ REDUCTIONS = {
     "micro_batch_mean_summed": "token mean per micro-batch, summed over the accumulation steps (not divided by them)",
     "other": "none of the known reductions (see the measured token weights)",
     "unknown": "unknown (the model class, which decides whether the Trainer passes num_items_in_batch, is unknown)",
+    "not_measured": "not measured (the capture ran another transformers than the one installed here, and its "
+    "trainer step was not captured: capture with --train-step)",
 }
+UNMEASURED = {"unknown", "not_measured"}
+"""Reductions nobody measured: no reduction finding compares them."""
 SAME = 1e-3
 """Relative tolerance within which measured token weights count as equal (they are float32 gradients)."""
 LOGGED_SCALE_DIFFERS = 0.05
@@ -100,6 +105,15 @@ def measured_step(m: Materialized) -> dict[str, Any] | None:
     captured = m.captured.captured if m.captured is not None else None
     step = captured.loss_step if captured is not None else None
     return step if step and step.get("measured") else None
+
+
+def transformers_elsewhere(m: Materialized) -> str | None:
+    """The transformers version a captured recipe ran when it is not the one installed here (whose Trainer the
+    introspection would read), else None."""
+    ran, where = measured_version(m, "transformers")
+    if where != "capture" or ran is None or ran == running_version("transformers"):
+        return None
+    return ran
 
 
 def _equal(values: list[float]) -> bool:
@@ -173,10 +187,15 @@ def measure(m: Materialized) -> dict[str, Any]:
         example_weight = trainer_step["longest_to_shortest_example_weight"]
     else:
         trainer_step = None
-        passes = trainer_passes_num_items(architecture)
-        kind = reduction(passes, bool(config.average_tokens_across_devices), launch.num_processes)
+        elsewhere = transformers_elsewhere(m)
+        passes = None if elsewhere else trainer_passes_num_items(architecture)
+        kind = (
+            "not_measured"
+            if elsewhere
+            else reduction(passes, bool(config.average_tokens_across_devices), launch.num_processes)
+        )
         spread = example_weight = None
-    if step_measured is None and kind != "unknown":
+    if step_measured is None and kind not in UNMEASURED:
         weights = first_step_weights(
             step,
             kind,
@@ -204,6 +223,9 @@ def measure(m: Materialized) -> dict[str, Any]:
             "reduction_text": REDUCTIONS[kind],
             "measured_by": "the trainer's first optimizer step (capture --train-step)"
             if trainer_step is not None
+            else "not measured (the capture ran transformers "
+            f"{transformers_elsewhere(m)}; the introspection reads only the installed one)"
+            if kind == "not_measured"
             else "the model class (transformers.Trainer's introspection in the running transformers)",
             "trainer_step": trainer_step,
             "trained_tokens_per_step": round(mean_trained * launch.global_batch, 3),
@@ -268,7 +290,7 @@ def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeCont
         ),
     )
     findings = []
-    if va["reduction"] != vb["reduction"] and "unknown" not in (va["reduction"], vb["reduction"]):
+    if va["reduction"] != vb["reduction"] and not UNMEASURED & {va["reduction"], vb["reduction"]}:
         findings.append(
             make_finding(
                 "loss_norm.reduction",

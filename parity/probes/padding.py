@@ -11,6 +11,7 @@ from typing import Any
 from parity.materialize import Materialized
 from parity.plain import plain
 from parity.probes import PROBES, FindingMaker, ProbeContext, ProbeResult, measurement, side_values
+from parity.probes.env import measured_version, running_version
 from parity.probes.eos import end_of_turn_ids
 from parity.probes.fields import owned_field_findings, owned_values
 from parity.spec import NOT_APPLICABLE
@@ -36,14 +37,28 @@ def collated_padding_side(m: Materialized) -> str:
 
 
 def captured_padding_side(m: Materialized) -> str | None:
-    """For token ids a framework built: where its own collator padded the capture's collated batches ('none': no
-    batch row is padded); None for any other recipe."""
-    if m.captured is None or not m.captured.pre_tokenized:
+    """For a captured recipe: where its trainer's own collator padded the capture's collated batches ('none': no
+    batch row is padded); None for any other recipe, or a capture whose batches hold no attention mask (then TRL's
+    collator is built here)."""
+    if m.captured is None:
         return None
-    masks = [row["attention_mask"] for row in m.captured.captured.batches if 0 in row["attention_mask"]]
+    rows = [row for row in m.captured.captured.batches if row.get("attention_mask") is not None]
+    if not rows and not m.captured.pre_tokenized:
+        return None
+    masks = [row["attention_mask"] for row in rows if 0 in row["attention_mask"]]
     if not masks:
         return "none"
     return "left" if masks[0][0] == 0 else "right"
+
+
+def untruncated_by(m: Materialized) -> str | None:
+    """For a captured recipe whose untruncated lengths TRL prepares here: which TRL does it when the capture ran
+    another ("the installed trl 1.16.0 (the capture ran 0.18.1)"), else None."""
+    if m.captured is None:
+        return None
+    ran, _ = measured_version(m, "trl")
+    here = running_version("trl")
+    return None if ran == here else f"the installed trl {here} (the capture ran {ran or 'no trl'})"
 
 
 def captured_truncation(m: Materialized) -> dict[str, Any]:
@@ -151,7 +166,7 @@ def measure(m: Materialized) -> dict[str, Any]:
     }
     if config.packing:
         return plain(values)  # packing chunks sequences instead of truncating them (see the packing probe)
-    if captured_side is not None:
+    if m.captured is not None and m.captured.pre_tokenized:
         values["truncation"] = captured_truncation(m)
         return plain(values)
     whole = untruncated(m)
@@ -171,6 +186,8 @@ def measure(m: Materialized) -> dict[str, Any]:
         "eos_cut": cut,
         "examples_ending_with_eos": with_eos,
     }
+    if whole is not m.prepared and untruncated_by(m):
+        values["truncation"]["untruncated_by"] = untruncated_by(m)
     return plain(values)
 
 
@@ -180,6 +197,17 @@ def _limit(v: dict[str, Any]) -> str:
     return (
         f"max_length {v['max_length']}" if mode == NOT_APPLICABLE else f"{mode}, max_length {v['max_length']}"
     )
+
+
+def _prepared_elsewhere(names: tuple[str, str], ta: dict, tb: dict) -> str:
+    """'; untruncated lengths of B prepared by the installed trl X; the capture ran Y' where a captured side's
+    untruncated form was prepared by another TRL than its own."""
+    notes = [
+        f"untruncated lengths of {name} prepared by {t['untruncated_by']}"
+        for name, t in zip(names, (ta, tb), strict=True)
+        if t.get("untruncated_by")
+    ]
+    return "".join(f"; {note}" for note in notes)
 
 
 def _align(a: Materialized, b: Materialized) -> str:
@@ -228,7 +256,7 @@ def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeCont
                 f"truncation cuts the end-of-turn stop id off {ta.get('eos_cut', 0)} of {ta.get('examples', 0)} "
                 f"examples in {names[0]} ({_limit(va)}) and {tb.get('eos_cut', 0)} of "
                 f"{tb.get('examples', 0)} in {names[1]} ({_limit(vb)}): "
-                "those completions never show the model where to stop",
+                "those completions never show the model where to stop" + _prepared_elsewhere(names, ta, tb),
                 evidence,
                 align=_align(a, b),
             )
@@ -259,7 +287,8 @@ def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeCont
                 f"truncation removes {ta.get('trained_tokens_lost', 0)} trained tokens "
                 f"({ta.get('trained_fraction_lost', 0.0):.2%}) in {names[0]} and {tb.get('trained_tokens_lost', 0)} "
                 f"({tb.get('trained_fraction_lost', 0.0):.2%}) in {names[1]}; examples dropped as fully masked: "
-                f"{ta.get('examples_dropped', 0)} / {tb.get('examples_dropped', 0)}",
+                f"{ta.get('examples_dropped', 0)} / {tb.get('examples_dropped', 0)}"
+                + _prepared_elsewhere(names, ta, tb),
                 evidence,
                 align=_align(a, b),
             )

@@ -26,6 +26,7 @@ from parity.probes import (
     measurement,
     recipes_lacking_the_row,
 )
+from parity.probes.padding import untruncated_by
 from parity.textdiff import first_difference, pair_names, token_alignment
 
 AXIS = "tokens"
@@ -45,6 +46,20 @@ def length_stats(lengths: list[int]) -> dict[str, Any]:
         "p95": round(float(p95), 3),
         "max": int(arr.max()),
     }
+
+
+def reprepared(m: Materialized) -> bool:
+    """Whether the untruncated lengths are prepared here (some example reached max_length, or a row was dropped or
+    packed) rather than read off the recipe's own examples."""
+    lengths = [len(ids) for ids in m.prepared.input_ids]
+    max_length = m.sft_config.max_length
+    if pre_tokenized(m):
+        return False
+    return bool(
+        m.sft_config.packing
+        or len(lengths) != len(m.sample_rows)
+        or (max_length is not None and max(lengths, default=0) >= max_length)
+    )
 
 
 def untruncated_lengths(m: Materialized) -> list[int]:
@@ -101,6 +116,7 @@ def measure(m: Materialized, row: dict[str, Any]) -> dict[str, Any]:
         "example_length": len(ids),
         "example_same_row": example.same_row,
         "example_source": example.source,
+        "untruncated_by": untruncated_by(m) if reprepared(m) else None,
     }
 
 
@@ -249,7 +265,12 @@ def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeCont
                 vb["truncated"],
                 f"max_length truncates {va['truncated']} of {va['samples_measured']} examples in {name_a} "
                 f"(max_length {va['max_length']}) and {vb['truncated']} of {vb['samples_measured']} in {name_b} "
-                f"(max_length {vb['max_length']})",
+                f"(max_length {vb['max_length']})"
+                + "".join(
+                    f"; untruncated lengths of {name} prepared by {v['untruncated_by']}"
+                    for name, v in ((name_a, va), (name_b, vb))
+                    if v["untruncated_by"]
+                ),
                 {
                     "a_untruncated": va["untruncated_lengths"],
                     "b_untruncated": vb["untruncated_lengths"],

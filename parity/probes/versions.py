@@ -17,7 +17,7 @@ from parity.materialize import Materialized
 from parity.overrides import sft_config_fields
 from parity.plain import plain
 from parity.probes import PROBES, FindingMaker, ProbeContext, ProbeResult, measurement
-from parity.probes.env import running_version
+from parity.probes.env import measured_version
 from parity.vendor import VENDOR_REFS_DIR
 
 make_finding = FindingMaker("versions")
@@ -109,11 +109,12 @@ def running_semantics(m: Materialized, fact: VersionFact) -> dict[str, Any]:
 
 @measurement("versions")
 def measure(m: Materialized) -> dict[str, Any]:
-    """Each cited change whose older semantics the recipe's pins allow while a newer release runs here."""
+    """Each cited change whose older semantics the recipe's pins allow while a newer release runs here (for a captured
+    recipe: ran in its capture, whose recorded versions are its pins, so its measured behaviour needs no citation)."""
     entries = {}
     for fact in version_facts():
         pin = m.recipe.env.get(fact.library)
-        running = running_version(fact.library)
+        running, _ = measured_version(m, fact.library)
         if pin is None or running is None:
             continue
         older = admits_before(pin, fact.changed_in)
