@@ -105,3 +105,12 @@ def test_a_capture_is_measured_under_the_versions_it_ran_not_the_installed_ones(
         "ran_in": "capture",
     }
     assert version("transformers") not in finding.summary
+
+
+def test_what_stands_in_for_a_library_a_capture_ran_in_another_version():
+    from parity.probes.env import installed_instead
+
+    old = _captured("trl-old", {"trl": "0.15.2"})
+    assert installed_instead(old, "trl") == f"the installed trl {version('trl')} (the capture ran 0.15.2)"
+    assert installed_instead(_captured("trl-here", {"trl": version("trl")}), "trl") is None
+    assert installed_instead(SimpleNamespace(captured=None), "trl") is None

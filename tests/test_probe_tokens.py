@@ -24,7 +24,10 @@ def test_same_example_differs_from_position_zero_on_real_data(real_result):
     assert finding.evidence["explained_by"] == "template"
     # the user message and the answers (calculator annotations) differ too: each is named, not only the first
     assert finding.evidence["differing_axes"] == ["template", "prompt", "data"]
-    assert "(explained by the template, prompt and data differences, each reported on its own)" in finding.summary
+    assert (
+        "(explained by the template, prompt and data differences, each reported on its own)"
+        in finding.summary
+    )
     assert finding.evidence["first_difference"] == 0
     first = finding.evidence["ops"][0]
     assert (first["op"], first["a_ids"], first["a_tokens"], first["b_tokens"]) == ("delete", [198], ["Ċ"], [])

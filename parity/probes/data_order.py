@@ -12,6 +12,7 @@ from parity.findings import Finding
 from parity.materialize import Materialized
 from parity.plain import plain
 from parity.probes import PROBES, FindingMaker, ProbeContext, ProbeResult, measurement
+from parity.probes.env import installed_instead
 
 make_finding = FindingMaker("data_order")
 FIRST_BATCHES = 4
@@ -103,6 +104,7 @@ def measure(m: Materialized) -> dict[str, Any]:
         "pre_shuffles": pre_shuffles(m),
         **drawn,
         "loaded_rows_drawn": as_loaded(m, drawn["batches"]),
+        "drawn_by": installed_instead(m, "transformers"),
     }
 
 
@@ -133,7 +135,12 @@ def _order_finding(a: Materialized, b: Materialized, va: dict, vb: dict) -> Find
         f"the first {n} rows drawn differ ({same} of {n} at the same position, rows counted as loaded): "
         f"{a.recipe.name} draws with {va['sampler']} seed={va['seeds']['seed']} data_seed="
         f"{va['seeds']['data_seed']}, {b.recipe.name} with {vb['sampler']} seed={vb['seeds']['seed']} data_seed="
-        f"{vb['seeds']['data_seed']}{shuffled}",
+        f"{vb['seeds']['data_seed']}{shuffled}"
+        + "".join(
+            f"; {r.recipe.name}'s sampler built by {v['drawn_by']}"
+            for r, v in ((a, va), (b, vb))
+            if v.get("drawn_by")
+        ),
         {
             "rows": va["rows"],
             "a_batches": va["batches"],

@@ -32,6 +32,17 @@ def measured_version(m: Materialized, package: str) -> tuple[str | None, str]:
     return running_version(package), "here"
 
 
+def installed_instead(m: Materialized, package: str) -> str | None:
+    """For a captured recipe that ran another version of `package` than the one installed here, what stands in
+    when parity computes something with the installed library ('the installed trl 1.16.0 (the capture ran
+    0.18.1)'); None for any other recipe or the same version."""
+    ran, where = measured_version(m, package)
+    here = running_version(package)
+    if where != "capture" or ran == here:
+        return None
+    return f"the installed {package} {here} (the capture ran {ran or f'no {package}'})"
+
+
 def satisfied(pin: str, running: str | None) -> bool | None:
     """Whether the running version meets the pin (None when the package is absent or the pin unparsable)."""
     if running is None:

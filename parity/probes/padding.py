@@ -11,7 +11,7 @@ from typing import Any
 from parity.materialize import Materialized
 from parity.plain import plain
 from parity.probes import PROBES, FindingMaker, ProbeContext, ProbeResult, measurement, side_values
-from parity.probes.env import measured_version, running_version
+from parity.probes.env import installed_instead
 from parity.probes.eos import end_of_turn_ids
 from parity.probes.fields import owned_field_findings, owned_values
 from parity.spec import NOT_APPLICABLE
@@ -54,11 +54,7 @@ def captured_padding_side(m: Materialized) -> str | None:
 def untruncated_by(m: Materialized) -> str | None:
     """For a captured recipe whose untruncated lengths TRL prepares here: which TRL does it when the capture ran
     another ("the installed trl 1.16.0 (the capture ran 0.18.1)"), else None."""
-    if m.captured is None:
-        return None
-    ran, _ = measured_version(m, "trl")
-    here = running_version("trl")
-    return None if ran == here else f"the installed trl {here} (the capture ran {ran or 'no trl'})"
+    return installed_instead(m, "trl")
 
 
 def captured_truncation(m: Materialized) -> dict[str, Any]:
