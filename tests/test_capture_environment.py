@@ -312,6 +312,9 @@ calls = Path({calls!r})
 with calls.open("a") as handle:
     handle.write(json.dumps(sys.argv[1:]) + "\\n")
 args = sys.argv[1:]
+tmpdir = Path(os.environ.get("TMPDIR", "/tmp"))
+(tmpdir / "uv-setuptools-fake.lock").touch()  # as uv's sdist builds leave in TMPDIR
+Path(str(calls) + ".tmpdir").write_text(str(tmpdir))
 if args[0] == "venv":
     venv = Path(args[args.index("--python") + 2])
     (venv / "bin").mkdir(parents=True, exist_ok=True)
@@ -380,6 +383,10 @@ def test_build_installs_torch_first_then_the_rest_with_overrides_and_a_second_ca
         "trl<1,>=0.9",
     ]
     assert sorted(path.name for path in cache.iterdir()) == [built.key, "logs"]
+    # uv ran with TMPDIR in a scratch folder of the cache, removed with what uv left there
+    uv_tmpdir = Path((tmp_path / "uv-calls.jsonl.tmpdir").read_text())
+    assert uv_tmpdir.parent == cache and uv_tmpdir.name.startswith(".tmp-")
+    assert not uv_tmpdir.exists()
 
     started = time.perf_counter()
     again = build_environment(checkout, **options)

@@ -665,9 +665,11 @@ def _build(
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_text("", encoding="utf-8")
     staging = Path(tempfile.mkdtemp(prefix=f".build-{target.name}-", dir=root))
+    # uv's own temporary files (lock files of sdist builds) go here, not to the user's TMPDIR
+    scratch = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
     started = time.monotonic()
     try:
-        builder = _Builder(uv_command(), staging, log, offline_ok)
+        builder = _Builder(uv_command(), staging, log, offline_ok, scratch)
         builder.run(["venv", "--relocatable", "--python", sys.executable, str(staging)], "creating the venv")
         if plan.torch.wheel and exclude_newer:
             builder.install_as_of([plan.torch_requirement], exclude_newer, "torch's own dependencies")
@@ -709,6 +711,7 @@ def _build(
         return record
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _move_into_place(staging: Path, target: Path) -> None:
@@ -725,10 +728,12 @@ def _move_into_place(staging: Path, target: Path) -> None:
 class _Builder:
     """Runs uv steps into one log; turns a failure into a one-line ParityError that names the log."""
 
-    def __init__(self, uv: list[str], venv: Path, log: Path, offline_ok: bool):
+    def __init__(self, uv: list[str], venv: Path, log: Path, offline_ok: bool, scratch: Path | None = None):
         self.uv, self.log, self.offline_ok = uv, log, offline_ok
         self.python = str(venv / "bin" / "python")
         self.notes: list[str] = []
+        self.env = {**os.environ, "TMPDIR": str(scratch)} if scratch is not None else None
+        """uv's environment: TMPDIR in a scratch folder the build removes."""
 
     def run(self, args: list[str], what: str) -> None:
         self.settle(args, what, self._attempt(args))
@@ -768,7 +773,7 @@ class _Builder:
         with self.log.open("a", encoding="utf-8") as handle:
             handle.write("$ " + " ".join(command) + "\n")
         try:
-            done = subprocess.run(command, capture_output=True, text=True, timeout=UV_TIMEOUT_S)
+            done = subprocess.run(command, capture_output=True, text=True, timeout=UV_TIMEOUT_S, env=self.env)
         except subprocess.TimeoutExpired:
             raise ParityError(
                 f"environment build timed out after {UV_TIMEOUT_S} s (full log: {self.log})"

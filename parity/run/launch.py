@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -213,6 +216,21 @@ def leg_result(what: str, leg: str, code: int | None, run_dir: Path) -> dict[str
     return read_json(path)
 
 
+def stop_leg(process: subprocess.Popen, grace_s: float = 5.0) -> None:
+    """End a leg and every process it started (its own process group): SIGTERM to the group, then, once the leg
+    exited or `grace_s` passed, SIGKILL to whatever of the group is left."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(process.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            break
+        try:
+            process.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            continue
+    process.poll()
+
+
 def run_launches(
     launches: list[LegLaunch],
     parallel: bool,
@@ -220,29 +238,46 @@ def run_launches(
     on_step: Callable[[str, int, dict[str, Any]], None] | None = None,
     poll_s: float = 0.5,
 ) -> dict[str, int]:
-    """Start the legs (together with --parallel, else one after the other); tail their JSONL logs for progress."""
+    """Start the legs (together with --parallel, else one after the other); tail their JSONL logs for progress.
+
+    Each leg runs in its own process group with TMPDIR in a private folder (torch's elastic launcher leaves its
+    folders there): on any exit, an interrupt included, the legs still running are ended and the folder removed."""
     codes: dict[str, int] = {}
     groups = [launches] if parallel else [[launch] for launch in launches]
-    for group in groups:
-        running = {}
-        for launch in group:
-            log = (run_dir / f"{launch.leg}.log").open("ab")
-            env = {**os.environ, **launch.env}
-            running[launch.leg] = (
-                subprocess.Popen(launch.command, env=env, stdout=log, stderr=subprocess.STDOUT),
-                log,
-            )
-        seen = {leg: 0 for leg in running}
-        while running:
-            for leg, (process, log) in list(running.items()):
-                records = read_jsonl(run_dir / f"{leg}.jsonl")
-                if on_step:
-                    for record in records[seen[leg] :]:
-                        on_step(leg, record["step"], record)
-                seen[leg] = len(records)
-                if process.poll() is not None:
-                    codes[leg] = process.returncode
-                    log.close()
-                    del running[leg]
-            time.sleep(poll_s if running else 0)
+    scratch = Path(tempfile.mkdtemp(prefix="parity-legs-"))
+    running: dict[str, tuple[subprocess.Popen, Any]] = {}
+    try:
+        for group in groups:
+            for launch in group:
+                log = (run_dir / f"{launch.leg}.log").open("ab")
+                env = {**os.environ, **launch.env, "TMPDIR": str(scratch)}
+                running[launch.leg] = (
+                    subprocess.Popen(
+                        launch.command,
+                        env=env,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,
+                    ),
+                    log,
+                )
+            seen = {leg: 0 for leg in running}
+            while running:
+                for leg, (process, log) in list(running.items()):
+                    records = read_jsonl(run_dir / f"{leg}.jsonl")
+                    if on_step:
+                        for record in records[seen[leg] :]:
+                            on_step(leg, record["step"], record)
+                    seen[leg] = len(records)
+                    if process.poll() is not None:
+                        codes[leg] = process.returncode
+                        stop_leg(process, grace_s=0)  # whatever the leg left running in its group
+                        log.close()
+                        del running[leg]
+                time.sleep(poll_s if running else 0)
+    finally:
+        for process, log in running.values():
+            stop_leg(process)
+            log.close()
+        shutil.rmtree(scratch, ignore_errors=True)
     return codes
