@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -71,3 +72,19 @@ def test_an_interrupt_ends_the_running_leg_and_its_children(tmp_path):
     assert time.monotonic() - started < 10
     assert not Path(facts["tmpdir"]).exists()
     assert _wait_dead(facts["child"])
+
+
+def test_sigterm_ends_the_running_leg_and_says_which_signal(tmp_path):
+    from parity.capture.processes import Interrupted
+
+    def terminate(leg: str, step: int, record: dict) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler raises before this ends
+
+    with pytest.raises(Interrupted) as stopped:
+        run_launches([_launch(tmp_path, "c", "sleep")], False, tmp_path, on_step=terminate, poll_s=0.1)
+    facts = json.loads((tmp_path / "c.facts.json").read_text())
+    assert stopped.value.signum == signal.SIGTERM
+    assert not Path(facts["tmpdir"]).exists()
+    assert _wait_dead(facts["child"])
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is put back

@@ -44,6 +44,7 @@ def _signed(command):
 @_signed
 def run_command(a: str, b: str, **options: Any) -> None:
     """Train A and B under matched conditions with the chosen axes aligned, and report how far their curves differ."""
+    from parity.capture.processes import Interrupted
     from parity.run import RunInterrupted, run_pair
     from parity.run.preflight import PreflightFailed
 
@@ -56,9 +57,9 @@ def run_command(a: str, b: str, **options: Any) -> None:
             summary = run_pair(
                 a, b, align, to, hooks=view.hooks(options["max_steps"], options["force"]), **options
             )
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Interrupted) as stop:
         print(f"parity: interrupted; {resume_hint(view.run_dir, options.get('save_every'))}", file=sys.stderr)
-        raise typer.Exit(130) from None
+        raise typer.Exit(128 + getattr(stop, "signum", 2)) from None
     except PreflightFailed as failed:
         view.print_failed(failed)
         raise typer.Exit(1) from None

@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from parity.capture.processes import interrupts_raise
 from parity.errors import ParityError
 from parity.run.files import read_json, read_jsonl, write_text_atomic
 
@@ -246,38 +247,52 @@ def run_launches(
     groups = [launches] if parallel else [[launch] for launch in launches]
     scratch = Path(tempfile.mkdtemp(prefix="parity-legs-"))
     running: dict[str, tuple[subprocess.Popen, Any]] = {}
-    try:
-        for group in groups:
-            for launch in group:
-                log = (run_dir / f"{launch.leg}.log").open("ab")
-                env = {**os.environ, **launch.env, "TMPDIR": str(scratch)}
-                running[launch.leg] = (
-                    subprocess.Popen(
-                        launch.command,
-                        env=env,
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                        start_new_session=True,
-                    ),
-                    log,
-                )
-            seen = {leg: 0 for leg in running}
-            while running:
-                for leg, (process, log) in list(running.items()):
-                    records = read_jsonl(run_dir / f"{leg}.jsonl")
-                    if on_step:
-                        for record in records[seen[leg] :]:
-                            on_step(leg, record["step"], record)
-                    seen[leg] = len(records)
-                    if process.poll() is not None:
-                        codes[leg] = process.returncode
-                        stop_leg(process, grace_s=0)  # whatever the leg left running in its group
-                        log.close()
-                        del running[leg]
-                time.sleep(poll_s if running else 0)
-    finally:
-        for process, log in running.values():
-            stop_leg(process)
-            log.close()
-        shutil.rmtree(scratch, ignore_errors=True)
+    with interrupts_raise():  # SIGTERM too ends the legs below, not only Ctrl-C
+        try:
+            _start_and_follow(groups, run_dir, scratch, running, codes, on_step, poll_s)
+        finally:
+            for process, log in running.values():
+                stop_leg(process)
+                log.close()
+            shutil.rmtree(scratch, ignore_errors=True)
     return codes
+
+
+def _start_and_follow(
+    groups: list[list[LegLaunch]],
+    run_dir: Path,
+    scratch: Path,
+    running: dict[str, tuple[subprocess.Popen, Any]],
+    codes: dict[str, int],
+    on_step: Callable[[str, int, dict[str, Any]], None] | None,
+    poll_s: float,
+) -> None:
+    """Start each group's legs and follow them to their end (`running` holds the legs not yet ended)."""
+    for group in groups:
+        for launch in group:
+            log = (run_dir / f"{launch.leg}.log").open("ab")
+            env = {**os.environ, **launch.env, "TMPDIR": str(scratch)}
+            running[launch.leg] = (
+                subprocess.Popen(
+                    launch.command,
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                ),
+                log,
+            )
+        seen = {leg: 0 for leg in running}
+        while running:
+            for leg, (process, log) in list(running.items()):
+                records = read_jsonl(run_dir / f"{leg}.jsonl")
+                if on_step:
+                    for record in records[seen[leg] :]:
+                        on_step(leg, record["step"], record)
+                seen[leg] = len(records)
+                if process.poll() is not None:
+                    codes[leg] = process.returncode
+                    stop_leg(process, grace_s=0)  # whatever the leg left running in its group
+                    log.close()
+                    del running[leg]
+            time.sleep(poll_s if running else 0)
