@@ -12,7 +12,7 @@ from typing import Any
 from parity.capture.frameworks.settings import framework_training, is_trl_arguments
 from parity.capture.reader import CapturedRecipe, LaunchRow
 from parity.plan import CAPTURED_WORLD_SIZES
-from parity.spec import EVAL_NOT_CAPTURED, LaunchSpec, PeftSpec, Recipe
+from parity.spec import EVAL_NOT_CAPTURED, NOT_APPLICABLE, LaunchSpec, PeftSpec, Recipe
 
 NOT_TRAINING = frozenset({"output_dir", "logging_dir", "run_name", "hub_token", "push_to_hub_token"})
 """Training-argument fields that locate a run rather than shape what it trains on."""
@@ -77,6 +77,70 @@ def training_section(captured: CapturedRecipe) -> tuple[dict[str, Any], dict[str
     return training, left_out
 
 
+ENVIRONMENT_FIELDS = NOT_TRAINING | {
+    "use_cpu",
+    "local_rank",
+    "hub_token",
+    "hub_private_repo",
+    "fsdp_config",
+    "accelerator_config",
+    "deepspeed",
+    "per_device_train_batch_size",
+    "gradient_accumulation_steps",
+    "dataloader_pin_memory",
+}
+"""Fields that describe the machine, the hub or launch rules (taken apart), never a library's training default."""
+
+
+def _installed(package: str) -> str | None:
+    from parity.probes.env import running_version
+
+    return running_version(package)
+
+
+def _same_default(captured: Any, here: Any) -> bool:
+    """Whether two libraries' defaults say the same thing: equal, both empty (None, [], {}, ""), or False and "no"
+    (transformers 5 spells some switches as strings)."""
+    empty = (None, [], {}, "")
+    return (
+        captured == here
+        or (captured in empty and here in empty)
+        or {repr(captured), repr(here)} == {"False", "'no'"}
+    )
+
+
+def environment_section(
+    captured: CapturedRecipe, training: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """({field: value}, {training.field: provenance}) for a TRL or transformers trainer captured under other
+    library versions than the installed ones: defaults of its own classes that differ from the installed SFTConfig's
+    (the run used them: gradient checkpointing, bf16, the optimizer, ...), and the SFTConfig fields its class lacks
+    (not applicable, never the installed default)."""
+    from parity.capture.frameworks.settings import sft_config_defaults
+
+    fields = captured.training_args.fields
+    versions = captured.manifest.get("versions", {})
+    if not fields or all(versions.get(lib) == _installed(lib) for lib in ("transformers", "trl")):
+        return {}, {}
+    where = ", ".join(f"{lib} {versions[lib]}" for lib in ("transformers", "trl") if versions.get(lib))
+    short = (captured.training_args.class_name or "its arguments").rsplit(".", 1)[-1]
+    taken: dict[str, Any] = {}
+    provenance: dict[str, str] = {}
+    for name, default in sft_config_defaults().items():
+        if name in training or name in ENVIRONMENT_FIELDS:
+            continue
+        if name not in fields:
+            provenance[f"training.{name}"] = (
+                f"{NOT_APPLICABLE}: the captured {short} ({where}) has no such field"
+            )
+        elif not _same_default(fields[name], default):
+            taken[name] = fields[name]
+            provenance[f"training.{name}"] = (
+                f"capture (the default under {where}; the installed SFTConfig's is {default!r})"
+            )
+    return taken, provenance
+
+
 def lora_section(captured: CapturedRecipe) -> PeftSpec:
     """LoRA fields of the captured adapter that differ from peft.LoraConfig's defaults."""
     peft = captured.peft
@@ -136,6 +200,9 @@ def recipe_from_capture(captured: CapturedRecipe, name: str | None = None) -> Re
         )
         training = {key: value for key, value in training.items() if key not in framework_left_out} | mapped
         left_out.update(framework_left_out)
+    else:
+        defaults_there, framework_provenance = environment_section(captured, training)
+        training |= defaults_there
     first = captured.launch[0]
     training["per_device_train_batch_size"] = first.per_device_train_batch_size
     launch = launch_section(captured.launch)

@@ -13,6 +13,7 @@ from parity.plain import plain
 from parity.probes import PROBES, FindingMaker, ProbeContext, ProbeResult, measurement, side_values
 from parity.probes.eos import TRUNCATION_NOTE, end_of_turn_ids
 from parity.rendering import CLOCKS, frozen_clock
+from parity.spec import NOT_APPLICABLE
 from parity.textdiff import pair_names
 from parity.trl_bridge import IGNORE_INDEX, Prepared, resolve_completion_only_loss
 
@@ -165,6 +166,10 @@ def mask_stats(m: Materialized) -> dict[str, Any]:
 
 def completion_only_loss(m: Materialized) -> dict[str, Any]:
     """The effective completion_only_loss as TRL resolves it, with where it comes from."""
+    not_applicable = m.recipe.provenance.get("training.completion_only_loss", "")
+    if not_applicable.startswith(NOT_APPLICABLE):
+        # a captured SFTConfig of a TRL without the field: its labels say what was trained (prompt_tokens_trained)
+        return {"configured": None, "effective": None, "provenance": not_applicable}
     raw = m.sft_config.completion_only_loss
     effective = resolve_completion_only_loss(m.sft_config, m.sample_rows[0])
     if "completion_only_loss" in m.recipe.training:
@@ -232,7 +237,10 @@ def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeCont
     example = {"a": example_view(a, row), "b": example_view(b, row)}  # at probe()'s frozen clock
     name_a, name_b = pair_names(a.recipe.name, b.recipe.name)
     findings = []
-    if va["completion_only_loss"] != vb["completion_only_loss"]:
+    if va["completion_only_loss"] != vb["completion_only_loss"] and None not in (
+        va["completion_only_loss"],
+        vb["completion_only_loss"],
+    ):
         findings.append(
             make_finding(
                 "training.completion_only_loss",

@@ -16,6 +16,7 @@ from parity.models import default_attn_implementation
 from parity.plain import config_values, plain
 from parity.plan import table_world_sizes
 from parity.probes import PROBES, FindingMaker, ProbeContext, ProbeResult, measurement
+from parity.probes.env import installed_instead
 
 make_finding = FindingMaker("precision")
 
@@ -24,7 +25,8 @@ PRECISION_FIELDS = probe_fields("precision")
 
 @cache
 def default_load_dtype() -> str:
-    """The dtype from_pretrained uses when none is given, as its docstring in the installed transformers states."""
+    """The dtype from_pretrained uses when none is given, as its docstring in the installed transformers states (a
+    capture that ran another transformers is not read from it: see `load_dtype`)."""
     from transformers import PreTrainedModel
 
     doc = inspect.getdoc(PreTrainedModel.from_pretrained) or ""
@@ -39,6 +41,9 @@ def flash_attn_importable() -> bool:
 def load_dtype(m: Materialized) -> dict[str, Any]:
     """Requested dtype and the dtype the weights load in ('auto' resolves to the checkpoint's config dtype)."""
     requested = m.recipe.model.torch_dtype
+    elsewhere = installed_instead(m, "transformers")
+    if requested is None and elsewhere:
+        return {"requested": None, "effective": None, "label": f"library default, not read ({elsewhere})"}
     asked = requested if requested is not None else default_load_dtype()
     if asked == "auto":
         stored = m.model_facts.checkpoint_dtype
@@ -55,6 +60,9 @@ def attention(m: Materialized) -> dict[str, Any]:
     """Requested attention kernel and the one transformers uses (its default for the architecture when none is
     asked for; None where the architecture is unknown)."""
     requested = m.recipe.model.attn_implementation
+    elsewhere = installed_instead(m, "transformers")
+    if requested is None and elsewhere:
+        return {"requested": None, "effective": None, "label": f"library default, not read ({elsewhere})"}
     effective = requested if requested is not None else default_kernel(m)
     label = effective if requested is not None else f"{effective or 'unknown'} (library default)"
     return {"requested": requested, "effective": effective, "label": label}
