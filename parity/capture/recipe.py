@@ -7,6 +7,7 @@ marked "not captured" in the provenance, never guessed."""
 from __future__ import annotations
 
 import dataclasses
+import importlib.metadata
 from typing import Any
 
 from parity.capture.frameworks.settings import framework_training, is_trl_arguments
@@ -93,9 +94,11 @@ ENVIRONMENT_FIELDS = NOT_TRAINING | {
 
 
 def _installed(package: str) -> str | None:
-    from parity.probes.env import running_version
-
-    return running_version(package)
+    """The version of `package` installed beside parity (None: not installed)."""
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def _same_default(captured: Any, here: Any) -> bool:
