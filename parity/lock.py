@@ -13,7 +13,6 @@ import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from parity.capture.source import captured_directory
 from parity.diff import DiffReport, diff_materialized, materialize_pair
 from parity.effective import CONTEXT_FIELDS
 from parity.errors import ParityError
+from parity.installed import running_version
 from parity.materialize import CAPTURED_ROWS, Materialized
 from parity.plain import config_values, plain
 from parity.plan import TABLE_WORLD_SIZES, held_world_sizes
@@ -297,13 +297,7 @@ class Lock:
 
 
 def library_versions() -> dict[str, str]:
-    found = {}
-    for name in LIBRARIES:
-        try:
-            found[name] = version(name)
-        except PackageNotFoundError:
-            found[name] = "not installed"
-    return found
+    return {name: running_version(name) or "not installed" for name in LIBRARIES}
 
 
 MISSING = object()

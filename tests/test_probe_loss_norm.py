@@ -186,16 +186,28 @@ def test_a_measured_trainer_step_replaces_the_model_class_answer(revise):
     assert measure(unmeasured)["measured_by"].startswith("the model class")
 
 
-def test_a_capture_that_ran_another_transformers_is_not_read_from_the_installed_one():
+def test_a_capture_that_ran_another_transformers_is_not_read_from_the_installed_one(revise):
+    """No --train-step and another transformers in the capture: the installed Trainer's introspection would answer
+    for the wrong version, so the reduction is not measured (no reduction finding compares it)."""
+    import copy
     from types import SimpleNamespace
 
-    from parity.probes.env import running_version
-    from parity.probes.loss_norm import transformers_elsewhere
+    from parity.probes.env import installed_instead, running_version
 
-    def captured(version: str) -> SimpleNamespace:
+    def captured(version: str):
+        m = copy.copy(revise)
+        m.measurements = {}
         manifest = {"versions": {"transformers": version}}
-        return SimpleNamespace(captured=SimpleNamespace(captured=SimpleNamespace(manifest=manifest)))
+        m.captured = SimpleNamespace(captured=SimpleNamespace(loss_step=None, manifest=manifest))
+        return m
 
-    assert transformers_elsewhere(captured("4.46.3")) == "4.46.3"
-    assert transformers_elsewhere(captured(running_version("transformers"))) is None
-    assert transformers_elsewhere(SimpleNamespace(captured=None)) is None
+    old = measure(captured("4.46.3"))
+    assert (old["reduction"], old["trainer_passes_num_items_in_batch"]) == ("not_measured", None)
+    assert old["measured_by"] == (
+        "not measured: the Trainer's introspection would read "
+        f"the installed transformers {running_version('transformers')} (the capture ran 4.46.3)"
+    )
+    here = measure(captured(running_version("transformers")))
+    assert (here["reduction"], here["trainer_passes_num_items_in_batch"]) == ("step_token_mean", True)
+    assert installed_instead(SimpleNamespace(captured=None), "transformers") is None
+    assert not [f for f in probe(captured("4.46.3"), revise, CTX).findings if f.key == "loss_norm.reduction"]

@@ -7,11 +7,11 @@ marked "not captured" in the provenance, never guessed."""
 from __future__ import annotations
 
 import dataclasses
-import importlib.metadata
 from typing import Any
 
 from parity.capture.frameworks.settings import framework_training, is_trl_arguments
 from parity.capture.reader import CapturedRecipe, LaunchRow
+from parity.installed import running_version
 from parity.plan import CAPTURED_WORLD_SIZES
 from parity.spec import EVAL_NOT_CAPTURED, NOT_APPLICABLE, LaunchSpec, PeftSpec, Recipe
 
@@ -93,14 +93,6 @@ ENVIRONMENT_FIELDS = NOT_TRAINING | {
 """Fields that describe the machine, the hub or launch rules (taken apart), never a library's training default."""
 
 
-def _installed(package: str) -> str | None:
-    """The version of `package` installed beside parity (None: not installed)."""
-    try:
-        return importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
 def _same_default(captured: Any, here: Any) -> bool:
     """Whether two libraries' defaults say the same thing: equal, both empty (None, [], {}, ""), or False and "no"
     (transformers 5 spells some switches as strings)."""
@@ -123,7 +115,7 @@ def environment_section(
 
     fields = captured.training_args.fields
     versions = captured.manifest.get("versions", {})
-    if not fields or all(versions.get(lib) == _installed(lib) for lib in ("transformers", "trl")):
+    if not fields or all(versions.get(lib) == running_version(lib) for lib in ("transformers", "trl")):
         return {}, {}
     where = ", ".join(f"{lib} {versions[lib]}" for lib in ("transformers", "trl") if versions.get(lib))
     short = (captured.training_args.class_name or "its arguments").rsplit(".", 1)[-1]

@@ -4,24 +4,17 @@ in its own environment: its versions are the ones its capture recorded, never th
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
+from parity.installed import running_version
 from parity.materialize import Materialized
 from parity.plain import plain
 from parity.probes import PROBES, FindingMaker, ProbeContext, ProbeResult, measurement
 
 make_finding = FindingMaker("env")
-
-
-def running_version(package: str) -> str | None:
-    try:
-        return version(package)
-    except PackageNotFoundError:
-        return None
 
 
 def measured_version(m: Materialized, package: str) -> tuple[str | None, str]:

@@ -15,7 +15,7 @@ from typing import Any
 from parity.materialize import Materialized
 from parity.plain import plain
 from parity.probes import PROBES, FindingMaker, ProbeContext, ProbeResult, measurement, side_values
-from parity.probes.env import measured_version, running_version
+from parity.probes.env import installed_instead
 from parity.probes.fields import owned_field_findings, owned_values
 from parity.textdiff import pair_names
 from parity.trl_bridge import IGNORE_INDEX
@@ -107,15 +107,6 @@ def measured_step(m: Materialized) -> dict[str, Any] | None:
     return step if step and step.get("measured") else None
 
 
-def transformers_elsewhere(m: Materialized) -> str | None:
-    """The transformers version a captured recipe ran when it is not the one installed here (whose Trainer the
-    introspection would read), else None."""
-    ran, where = measured_version(m, "transformers")
-    if where != "capture" or ran is None or ran == running_version("transformers"):
-        return None
-    return ran
-
-
 def _equal(values: list[float]) -> bool:
     return max(values) <= min(values) * (1 + SAME)
 
@@ -179,7 +170,9 @@ def measure(m: Materialized) -> dict[str, Any]:
     step_measured = measured_step(m)
     counts = trained_counts(m.prepared.labels)
     step = counts[: launch.global_batch]
+    measured_by = "the model class (transformers.Trainer's introspection in the running transformers)"
     if step_measured is not None:
+        measured_by = "the trainer's first optimizer step (capture --train-step)"
         trainer_step = step_reduction(step_measured)
         passes = trainer_step["num_items_in_batch"] is not None
         kind = trainer_step["reduction"]
@@ -187,14 +180,14 @@ def measure(m: Materialized) -> dict[str, Any]:
         example_weight = trainer_step["longest_to_shortest_example_weight"]
     else:
         trainer_step = None
-        elsewhere = transformers_elsewhere(m)
-        passes = None if elsewhere else trainer_passes_num_items(architecture)
-        kind = (
-            "not_measured"
-            if elsewhere
-            else reduction(passes, bool(config.average_tokens_across_devices), launch.num_processes)
-        )
         spread = example_weight = None
+        elsewhere = installed_instead(m, "transformers")  # a capture that ran another transformers
+        if elsewhere:
+            passes, kind = None, "not_measured"
+            measured_by = f"not measured: the Trainer's introspection would read {elsewhere}"
+        else:
+            passes = trainer_passes_num_items(architecture)
+            kind = reduction(passes, bool(config.average_tokens_across_devices), launch.num_processes)
     if step_measured is None and kind not in UNMEASURED:
         weights = first_step_weights(
             step,
@@ -221,12 +214,7 @@ def measure(m: Materialized) -> dict[str, Any]:
             "per_device": launch.per_device_train_batch_size,
             "reduction": kind,
             "reduction_text": REDUCTIONS[kind],
-            "measured_by": "the trainer's first optimizer step (capture --train-step)"
-            if trainer_step is not None
-            else "not measured (the capture ran transformers "
-            f"{transformers_elsewhere(m)}; the introspection reads only the installed one)"
-            if kind == "not_measured"
-            else "the model class (transformers.Trainer's introspection in the running transformers)",
+            "measured_by": measured_by,
             "trainer_step": trainer_step,
             "trained_tokens_per_step": round(mean_trained * launch.global_batch, 3),
             "first_step_rows": len(step),

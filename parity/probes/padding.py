@@ -51,12 +51,6 @@ def captured_padding_side(m: Materialized) -> str | None:
     return "left" if masks[0][0] == 0 else "right"
 
 
-def untruncated_by(m: Materialized) -> str | None:
-    """For a captured recipe whose untruncated lengths TRL prepares here: which TRL does it when the capture ran
-    another ("the installed trl 1.16.0 (the capture ran 0.18.1)"), else None."""
-    return installed_instead(m, "trl")
-
-
 def captured_truncation(m: Materialized) -> dict[str, Any]:
     """Truncation of token ids a framework built (it cut or dropped them itself; the capture holds no untruncated
     form, so tokens lost are unknown): examples that reached max_length, those of them whose trained tokens hold no
@@ -182,8 +176,9 @@ def measure(m: Materialized) -> dict[str, Any]:
         "eos_cut": cut,
         "examples_ending_with_eos": with_eos,
     }
-    if whole is not m.prepared and untruncated_by(m):
-        values["truncation"]["untruncated_by"] = untruncated_by(m)
+    stood_in = installed_instead(m, "trl") if whole is not m.prepared else None
+    if stood_in:  # the untruncated form was prepared by the installed TRL, not the one the capture ran
+        values["truncation"]["untruncated_by"] = stood_in
     return plain(values)
 
 
@@ -195,13 +190,13 @@ def _limit(v: dict[str, Any]) -> str:
     )
 
 
-def _prepared_elsewhere(names: tuple[str, str], ta: dict, tb: dict) -> str:
-    """'; untruncated lengths of B prepared by the installed trl X; the capture ran Y' where a captured side's
-    untruncated form was prepared by another TRL than its own."""
+def prepared_elsewhere(names: tuple[str, str], va: dict, vb: dict) -> str:
+    """'; untruncated lengths of B prepared by the installed trl X (the capture ran Y)' for each side whose
+    measurement holds an `untruncated_by` (its untruncated form was prepared by another TRL than its own)."""
     notes = [
-        f"untruncated lengths of {name} prepared by {t['untruncated_by']}"
-        for name, t in zip(names, (ta, tb), strict=True)
-        if t.get("untruncated_by")
+        f"untruncated lengths of {name} prepared by {v['untruncated_by']}"
+        for name, v in zip(names, (va, vb), strict=True)
+        if v.get("untruncated_by")
     ]
     return "".join(f"; {note}" for note in notes)
 
@@ -252,7 +247,7 @@ def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeCont
                 f"truncation cuts the end-of-turn stop id off {ta.get('eos_cut', 0)} of {ta.get('examples', 0)} "
                 f"examples in {names[0]} ({_limit(va)}) and {tb.get('eos_cut', 0)} of "
                 f"{tb.get('examples', 0)} in {names[1]} ({_limit(vb)}): "
-                "those completions never show the model where to stop" + _prepared_elsewhere(names, ta, tb),
+                "those completions never show the model where to stop" + prepared_elsewhere(names, ta, tb),
                 evidence,
                 align=_align(a, b),
             )
@@ -284,7 +279,7 @@ def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeCont
                 f"({ta.get('trained_fraction_lost', 0.0):.2%}) in {names[0]} and {tb.get('trained_tokens_lost', 0)} "
                 f"({tb.get('trained_fraction_lost', 0.0):.2%}) in {names[1]}; examples dropped as fully masked: "
                 f"{ta.get('examples_dropped', 0)} / {tb.get('examples_dropped', 0)}"
-                + _prepared_elsewhere(names, ta, tb),
+                + prepared_elsewhere(names, ta, tb),
                 evidence,
                 align=_align(a, b),
             )

@@ -38,12 +38,20 @@ def flash_attn_importable() -> bool:
     return importlib.util.find_spec("flash_attn") is not None
 
 
+def default_not_read(m: Materialized) -> dict[str, Any] | None:
+    """For a capture that ran another transformers: a library default left unread (the installed one's would be
+    another version's answer); None where the installed transformers is the one to read."""
+    elsewhere = installed_instead(m, "transformers")
+    if not elsewhere:
+        return None
+    return {"requested": None, "effective": None, "label": f"library default, not read ({elsewhere})"}
+
+
 def load_dtype(m: Materialized) -> dict[str, Any]:
     """Requested dtype and the dtype the weights load in ('auto' resolves to the checkpoint's config dtype)."""
     requested = m.recipe.model.torch_dtype
-    elsewhere = installed_instead(m, "transformers")
-    if requested is None and elsewhere:
-        return {"requested": None, "effective": None, "label": f"library default, not read ({elsewhere})"}
+    if requested is None and (unread := default_not_read(m)):
+        return unread
     asked = requested if requested is not None else default_load_dtype()
     if asked == "auto":
         stored = m.model_facts.checkpoint_dtype
@@ -60,9 +68,8 @@ def attention(m: Materialized) -> dict[str, Any]:
     """Requested attention kernel and the one transformers uses (its default for the architecture when none is
     asked for; None where the architecture is unknown)."""
     requested = m.recipe.model.attn_implementation
-    elsewhere = installed_instead(m, "transformers")
-    if requested is None and elsewhere:
-        return {"requested": None, "effective": None, "label": f"library default, not read ({elsewhere})"}
+    if requested is None and (unread := default_not_read(m)):
+        return unread
     effective = requested if requested is not None else default_kernel(m)
     label = effective if requested is not None else f"{effective or 'unknown'} (library default)"
     return {"requested": requested, "effective": effective, "label": label}

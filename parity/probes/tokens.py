@@ -26,7 +26,8 @@ from parity.probes import (
     measurement,
     recipes_lacking_the_row,
 )
-from parity.probes.padding import untruncated_by
+from parity.probes.env import installed_instead
+from parity.probes.padding import prepared_elsewhere
 from parity.textdiff import first_difference, pair_names, token_alignment
 
 AXIS = "tokens"
@@ -49,8 +50,9 @@ def length_stats(lengths: list[int]) -> dict[str, Any]:
 
 
 def reprepared(m: Materialized) -> bool:
-    """Whether the untruncated lengths are prepared here (some example reached max_length, or a row was dropped or
-    packed) rather than read off the recipe's own examples."""
+    """Whether the untruncated lengths must be prepared here (some example reached max_length, or a row was dropped
+    or packed) rather than read off the recipe's own examples (never for token ids a framework cut itself: their
+    untruncated form is not captured)."""
     lengths = [len(ids) for ids in m.prepared.input_ids]
     max_length = m.sft_config.max_length
     if pre_tokenized(m):
@@ -62,25 +64,17 @@ def reprepared(m: Materialized) -> bool:
     )
 
 
-def untruncated_lengths(m: Materialized) -> list[int]:
-    """Lengths TRL produces for the sampled train rows with max_length=None (no truncation, no packing)."""
+def untruncated_lengths(m: Materialized, reprepare: bool) -> list[int]:
+    """Lengths TRL produces for the sampled train rows with max_length=None (no truncation, no packing): the
+    recipe's own example lengths unless `reprepare` (`reprepared(m)`: something may have been cut)."""
     from parity.trl_bridge import prepare_rows
 
-    rows = m.sample_rows
-    lengths = [len(ids) for ids in m.prepared.input_ids]
-    max_length = m.sft_config.max_length
-    if pre_tokenized(m):
-        return lengths  # token ids a framework cut itself: their untruncated form is not captured
-    if (
-        not m.sft_config.packing
-        and len(lengths) == len(rows)
-        and (max_length is None or max(lengths) < max_length)
-    ):
-        return lengths  # nothing reached max_length and no row was dropped: nothing was truncated
+    if not reprepare:
+        return [len(ids) for ids in m.prepared.input_ids]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         config = dataclasses.replace(m.sft_config, max_length=None, packing=False)
-    return [len(ids) for ids in prepare_rows(rows, m.tokenizer, config, "untruncated").input_ids]
+    return [len(ids) for ids in prepare_rows(m.sample_rows, m.tokenizer, config, "untruncated").input_ids]
 
 
 def pre_tokenized(m: Materialized) -> bool:
@@ -97,7 +91,8 @@ def measure(m: Materialized, row: dict[str, Any]) -> dict[str, Any]:
     ids = example.input_ids
     # per example: the packing probe reports the packed sequences
     lengths = [len(x) for x in m.examples.input_ids]
-    full = untruncated_lengths(m)
+    reprepare = reprepared(m)
+    full = untruncated_lengths(m, reprepare)
     max_length = m.sft_config.max_length
     return {
         "max_length": max_length,
@@ -116,7 +111,7 @@ def measure(m: Materialized, row: dict[str, Any]) -> dict[str, Any]:
         "example_length": len(ids),
         "example_same_row": example.same_row,
         "example_source": example.source,
-        "untruncated_by": untruncated_by(m) if reprepared(m) else None,
+        "untruncated_by": installed_instead(m, "trl") if reprepare else None,
     }
 
 
@@ -265,12 +260,7 @@ def compare(a: Materialized, b: Materialized, va: dict, vb: dict, ctx: ProbeCont
                 vb["truncated"],
                 f"max_length truncates {va['truncated']} of {va['samples_measured']} examples in {name_a} "
                 f"(max_length {va['max_length']}) and {vb['truncated']} of {vb['samples_measured']} in {name_b} "
-                f"(max_length {vb['max_length']})"
-                + "".join(
-                    f"; untruncated lengths of {name} prepared by {v['untruncated_by']}"
-                    for name, v in ((name_a, va), (name_b, vb))
-                    if v["untruncated_by"]
-                ),
+                f"(max_length {vb['max_length']})" + prepared_elsewhere((name_a, name_b), va, vb),
                 {
                     "a_untruncated": va["untruncated_lengths"],
                     "b_untruncated": vb["untruncated_lengths"],
